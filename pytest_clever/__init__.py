@@ -1,0 +1,57 @@
+"""pytest-clever: CLEVER robustness scores for PyTorch classifiers, as pytest tests.
+
+The public API is loaded lazily: ``import pytest_clever`` (which pytest does
+for the plugin) costs nothing until a name such as :func:`clever_score` is
+used, so test runs that never use the plugin do not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "clever_score": "api",
+    "clever_scores": "api",
+    "CleverResult": "results",
+    "CleverReport": "results",
+    "TargetScore": "results",
+    "CleverError": "errors",
+    "CleverWarning": "errors",
+    "WeakFitWarning": "errors",
+    "InvalidInputError": "errors",
+    "MisclassifiedInputError": "errors",
+    "ModelError": "errors",
+    "GradientMaskingError": "errors",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .api import clever_score, clever_scores
+    from .errors import (
+        CleverError,
+        CleverWarning,
+        GradientMaskingError,
+        InvalidInputError,
+        MisclassifiedInputError,
+        ModelError,
+        WeakFitWarning,
+    )
+    from .results import CleverReport, CleverResult, TargetScore
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_clever' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

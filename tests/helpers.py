@@ -1,0 +1,33 @@
+"""Exact reference models shared by the tests."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Linear(nn.Module):
+    """f(x) = W x + b on flat inputs: every margin gradient is constant, so CLEVER is exact."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.fc = nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.fc.weight.copy_(weight)
+            self.fc.bias.copy_(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+def exact_linear_score(weight, bias, x0, norm, radius, target=None):
+    """min_j (f_c - f_j)(x0) / ||w_c - w_j||_q, capped at R (the closed form)."""
+    q = {1.0: float("inf"), 2.0: 2.0, float("inf"): 1.0}[float(norm)]
+    logits = weight @ x0 + bias
+    c = int(logits.argmax())
+    targets = [target] if target is not None else [j for j in range(len(logits)) if j != c]
+    scores = [
+        float((logits[c] - logits[j]) / torch.linalg.vector_norm(weight[c] - weight[j], ord=q))
+        for j in targets
+    ]
+    return min(min(scores), radius)
