@@ -184,8 +184,8 @@ def _notes(per_target: dict[int, TargetScore], deciding: int) -> tuple[str, ...]
         t = per_target[worst]
         notes.append(
             f"target {worst}: the samples prove the Lipschitz constant is at least "
-            f"{t.lipschitz_lower_bound:.4g}, above the estimate {t.lipschitz:.4g}; the score "
-            f"overestimates robustness by up to {t.lipschitz_lower_bound / t.lipschitz:.2f}x"
+            f"{t.lipschitz_lower_bound:.4g}, above the estimate {t.lipschitz:.4g}; its score "
+            f"overestimates robustness by at least {t.lipschitz_lower_bound / t.lipschitz - 1:.1%}"
         )
     return tuple(notes)
 
@@ -299,7 +299,12 @@ def clever_scores(
     )
     if settings.order != 1:
         raise InvalidInputError("order=2 (second-order CLEVER) is not available yet")
-    inputs = [as_input_tensor(x) for x in (xs if not isinstance(xs, torch.Tensor) else xs.unbind(0))]
+    inputs = []
+    for i, x in enumerate(xs.unbind(0) if isinstance(xs, torch.Tensor) else xs):
+        try:
+            inputs.append(as_input_tensor(x))
+        except CleverError as exc:
+            raise type(exc)(f"input {i}: {exc}") from exc
     if not inputs:
         raise InvalidInputError("xs holds no inputs")
     if labels is not None:

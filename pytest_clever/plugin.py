@@ -1,1 +1,181 @@
-"""plugin"""
+"""pytest hooks of pytest-clever (registered through the ``pytest11`` entry point).
+
+Thin by design: options and the marker are declared here, numerics live in
+the public API, formatting in ``report``, settings in ``settings``. Nothing
+here imports torch; the ``clever`` fixture imports it on first use.
+
+Results travel as JSON strings attached to each test's teardown report, so
+under pytest-xdist they reach the controller with the report, and results of
+finished tests survive a worker crash. Only the controller prints the
+summary and writes files.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from .settings import MARKER, OPTIONS, argparse_type, marker_settings
+
+GROUP = "clever"
+JSON_OPTION = "--clever-json"
+SKIP_OPTION = "--clever-skip"
+_RECORDS = pytest.StashKey[list]()
+_REPORT_ATTR = "clever_records"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(GROUP, "pytest-clever: CLEVER robustness scores")
+    for option in OPTIONS.values():
+        shown = "none" if option.default is None else option.default
+        if option.cli:
+            group.addoption(
+                option.flag,
+                dest=f"clever_{option.name}",
+                type=argparse_type(option),
+                default=None,
+                metavar=option.name.upper(),
+                help=f"{option.help} (default: ini {option.ini_key} or {shown})",
+            )
+        if option.ini:
+            parser.addini(option.ini_key, help=f"pytest-clever: {option.help} (default: {shown})", default=None)
+    group.addoption(
+        JSON_OPTION, dest="clever_json", metavar="PATH", default=None,
+        help="write every recorded CLEVER result, with settings and versions, to PATH as JSON",
+    )
+    group.addoption(
+        SKIP_OPTION, dest="clever_skip", action="store_true", default=False,
+        help="skip every test that uses the clever fixture (quick local runs)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(min_score=None, norm=None, radius=None, order=None, n_batches=None, batch_size=None, "
+        "statistic=None, target=None, seed=None, bounds=None): settings for the clever fixture in this "
+        "test; with min_score the test fails when a recorded score statistic is below it",
+    )
+    state = CleverSession(config)
+    config.stash[_SESSION] = state
+    config.pluginmanager.register(state, "clever-session")
+
+
+def _ini_settings(config: pytest.Config) -> dict[str, Any]:
+    values = {}
+    for option in OPTIONS.values():
+        if option.ini:
+            raw = config.getini(option.ini_key)
+            if raw not in (None, "", []):
+                try:
+                    values[option.name] = option.check(raw, f"ini option {option.ini_key}")
+                except ValueError as exc:
+                    raise pytest.UsageError(str(exc)) from None
+    return values
+
+
+def _cli_settings(config: pytest.Config) -> dict[str, Any]:
+    return {o.name: config.getoption(f"clever_{o.name}") for o in OPTIONS.values() if o.cli}
+
+
+def _marker(item: pytest.Item) -> dict[str, Any]:
+    mark = item.get_closest_marker(MARKER)
+    if mark is None:
+        return {}
+    try:
+        return marker_settings(dict(mark.kwargs), tuple(mark.args), f"@pytest.mark.clever on {item.nodeid}")
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+class CleverSession:
+    """The run's state: settings from ini and CLI, and every record collected from reports."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.ini = _ini_settings(config)
+        self.cli = _cli_settings(config)
+        self.records: list[dict[str, Any]] = []
+        self.is_worker = hasattr(config, "workerinput")
+
+    def defaults_for(self, item: pytest.Item) -> dict[str, Any]:
+        from .settings import resolve
+
+        return resolve(_marker(item), self.cli, self.ini)
+
+    # -- collection -------------------------------------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        skip = self.config.getoption("clever_skip")
+        for item in items:
+            _marker(item)  # bad marker arguments: a usage error now, not a crash later
+            if skip and "clever" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.skip(reason="pytest-clever: --clever-skip"))
+
+    # -- running ----------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item):
+        result = yield
+        from .report import failure_message
+
+        failed = [r for r in item.stash.get(_RECORDS, []) if r["status"] == "failed"]
+        if failed:
+            pytest.fail("\n\n".join(failure_message(r) for r in failed), pytrace=False)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        report = yield
+        records = item.stash.get(_RECORDS, None)
+        if report.when == "teardown" and records:
+            setattr(report, _REPORT_ATTR, json.dumps(records))
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        payload = getattr(report, _REPORT_ATTR, None)
+        if payload and not self.is_worker:
+            self.records.extend(json.loads(payload))
+
+    # -- end of run -------------------------------------------------------------------
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.is_worker or not self.records:
+            return
+        from .report import summary_table
+
+        terminalreporter.write_sep("=", "CLEVER robustness")
+        for line in summary_table(self.records):
+            terminalreporter.write_line(line)
+        path = self.config.getoption("clever_json")
+        if path:
+            terminalreporter.write_line(f"CLEVER results written to {path}")
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        path = self.config.getoption("clever_json")
+        if self.is_worker or not path:
+            return
+        from .report import json_document, write_json
+
+        write_json(path, json_document(self.records))
+
+
+_SESSION = pytest.StashKey[CleverSession]()
+
+
+@pytest.fixture
+def clever(request: pytest.FixtureRequest):
+    """Compute and record CLEVER scores: ``clever.score``, ``clever.scores``, ``clever.assert_robust``.
+
+    Settings come from ``@pytest.mark.clever(...)`` > ``--clever-*`` options >
+    ``clever_*`` ini keys > built-in defaults; call arguments override all.
+    """
+    from .fixture import CleverFixture
+
+    item = request.node
+    state = request.config.stash[_SESSION]
+    records = item.stash.setdefault(_RECORDS, [])
+    return CleverFixture(item.nodeid, state.defaults_for(item), item.user_properties, records)

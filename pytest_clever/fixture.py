@@ -1,0 +1,161 @@
+"""The ``clever`` fixture object: computes scores through the public API and records them.
+
+Torch is imported only when a method is called, i.e. only by tests that
+actually score a model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import pytest
+
+from .report import failure_message
+from .settings import ENGINE_SETTINGS, OPTIONS, derive_seed, parse_statistic
+
+
+def make_record(
+    nodeid: str,
+    name: str | None,
+    report: Any,
+    settings: dict[str, Any],
+    min_score: float | None,
+    statistic: str,
+) -> dict[str, Any]:
+    """A JSON-safe record of one scored model in one test (what summaries, JSON and baselines use)."""
+    value = report.statistic(statistic)
+    threshold = None if min_score is None else {"statistic": statistic, "min_score": min_score}
+    status = "recorded" if threshold is None else ("passed" if value >= min_score else "failed")
+    first = report.results[0]
+    return {
+        "nodeid": nodeid,
+        "name": name,
+        "n": len(report),
+        "min": report.min,
+        "mean": report.mean,
+        "median": report.median,
+        "max": report.max,
+        "value": value,
+        "threshold": threshold,
+        "status": status,
+        "elapsed": report.elapsed,
+        "settings": {
+            "norm": first.to_dict()["norm"],
+            "radius": first.radius,
+            "order": first.order,
+            "n_batches": first.n_batches,
+            "batch_size": first.batch_size,
+            "seed": report.seed,
+            "bounds": list(first.bounds) if first.bounds else None,
+            "target": settings.get("target"),
+            "device": first.device,
+        },
+        "results": [r.to_dict() for r in report.results],
+    }
+
+
+class CleverFixture:
+    """What a test gets from the ``clever`` fixture.
+
+    Settings come from ``@pytest.mark.clever(...)``, the command line and the
+    ini file (in that order of precedence); keyword arguments of each call
+    override them. Every call is recorded against the test (and ``name``),
+    shows up in the end-of-run summary, ``--clever-json`` and junit XML.
+    """
+
+    def __init__(self, nodeid: str, defaults: dict[str, Any], user_properties: list, records: list) -> None:
+        self.nodeid = nodeid
+        self.defaults = defaults
+        self.records = records
+        self._user_properties = user_properties
+        self._calls = 0
+
+    # -- public methods -----------------------------------------------------------------
+
+    def score(self, model: Callable, x: Any, *, name: str | None = None, label: int | None = None, **kw: Any):
+        """``clever_score`` with the test's settings; returns the :class:`CleverResult`."""
+        labels = None if label is None else [label]
+        report = self._compute(model, [x], labels, name, kw)
+        return report.results[0]
+
+    def scores(self, model: Callable, xs: Any, labels: Sequence[int] | None = None, *, name: str | None = None, **kw: Any):
+        """``clever_scores`` with the test's settings; returns the :class:`CleverReport`."""
+        return self._compute(model, xs, labels, name, kw)
+
+    def assert_robust(
+        self,
+        model: Callable,
+        xs: Any,
+        labels: Sequence[int] | None = None,
+        *,
+        min_score: float | None = None,
+        statistic: str | None = None,
+        name: str | None = None,
+        **kw: Any,
+    ):
+        """Score ``xs`` and fail the test when ``statistic`` of the scores is below ``min_score``.
+
+        ``statistic`` is "mean" (default), "min", "median", "max" or a
+        quantile "qNN" such as "q10". Returns the report when robust enough.
+        """
+        min_score = self.defaults["min_score"] if min_score is None else OPTIONS["min_score"].check(min_score, "assert_robust")
+        if min_score is None:
+            pytest.fail(
+                "clever.assert_robust needs min_score=..., or set it with @pytest.mark.clever(min_score=...) "
+                "or the clever_min_score ini option",
+                pytrace=False,
+            )
+        overrides = {"min_score": min_score}
+        if statistic is not None:
+            overrides["statistic"] = parse_statistic(statistic)
+        report = self._compute(model, xs, labels, name, kw, overrides)
+        record = self.records[-1]
+        if record["status"] == "failed":
+            pytest.fail(failure_message(record), pytrace=False)
+        return report
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _settings(self, kw: dict[str, Any]) -> dict[str, Any]:
+        settings = dict(self.defaults)
+        for key, value in kw.items():
+            if key in OPTIONS and value is not None:
+                try:
+                    settings[key] = OPTIONS[key].check(value, "clever fixture argument")
+                except ValueError as exc:
+                    pytest.fail(str(exc), pytrace=False)
+        return settings
+
+    def _compute(self, model, xs, labels, name, kw, overrides=None):
+        from .api import clever_scores  # imports torch: only tests that score pay for it
+        from .errors import CleverError
+
+        passthrough = {k: v for k, v in kw.items() if k not in OPTIONS}
+        settings = self._settings({k: v for k, v in kw.items() if k in OPTIONS})
+        settings.update(overrides or {})
+        if settings["radius"] is None:
+            pytest.fail(
+                "pytest-clever needs a radius: pass radius=..., use @pytest.mark.clever(radius=...) "
+                "or set clever_radius in the ini file",
+                pytrace=False,
+            )
+        seed = kw.get("seed")
+        if seed is None:
+            seed = derive_seed(settings["seed"], self.nodeid, name or "", self._calls)
+        self._calls += 1
+        engine = {k: settings[k] for k in ENGINE_SETTINGS if settings[k] is not None}
+        if not hasattr(xs, "unbind") and not isinstance(xs, (list, tuple)):
+            raise TypeError("xs must be a tensor batch (N, ...) or a list of inputs")
+        problem = None
+        try:
+            report = clever_scores(model, xs, labels, seed=seed, **engine, **passthrough)
+        except CleverError as exc:  # a problem with the input or model: say it, without torch internals
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)  # outside the except: no chained traceback
+        record = make_record(self.nodeid, name, report, settings, settings["min_score"], settings["statistic"])
+        self.records.append(record)
+        prefix = "clever" + (f"[{name}]" if name else "")
+        for stat in ("min", "mean", "median"):
+            self._user_properties.append((f"{prefix}.{stat}", round(record[stat], 6)))
+        return report
