@@ -158,6 +158,7 @@ def _score_one(
         bounds=settings.bounds,
         device=str(device),
         notes=notes,
+        batch_maxima=tuple(maxima[:, targets.index(deciding.target)].tolist()),
     )
 
 

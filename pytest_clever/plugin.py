@@ -12,7 +12,9 @@ summary and writes files.
 
 from __future__ import annotations
 
+import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +24,23 @@ from .settings import MARKER, OPTIONS, argparse_type, marker_settings
 GROUP = "clever"
 JSON_OPTION = "--clever-json"
 SKIP_OPTION = "--clever-skip"
+SAVE_OPTION = "--clever-save"
+COMPARE_OPTION = "--clever-compare"
+COMPARE_FAIL_OPTION = "--clever-compare-fail"
+MISSING_OPTION = "--clever-baseline-missing"
+STORAGE_OPTION = "--clever-storage"
+DEFAULT_STORAGE = ".clever"
 _RECORDS = pytest.StashKey[list]()
 _REPORT_ATTR = "clever_records"
+
+
+def _rule_type(text: str):
+    from .compare import DropRule
+
+    try:
+        return DropRule.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{COMPARE_FAIL_OPTION}: {exc}") from None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,6 +66,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         SKIP_OPTION, dest="clever_skip", action="store_true", default=False,
         help="skip every test that uses the clever fixture (quick local runs)",
     )
+    group.addoption(
+        SAVE_OPTION, dest="clever_save", nargs="?", const="run", default=None, metavar="NAME",
+        help="save this run's results as a baseline named NAME (default: run) in the storage folder",
+    )
+    group.addoption(
+        COMPARE_OPTION, dest="clever_compare", nargs="?", const="latest", default=None, metavar="NAME",
+        help="compare with a saved baseline: a name, a run id or 'latest' (the default)",
+    )
+    group.addoption(
+        COMPARE_FAIL_OPTION, dest="clever_compare_fail", action="append", default=[], metavar="STAT:DROP",
+        type=_rule_type, help="fail the run when STAT (min, mean, median, max) dropped by more than DROP "
+        "versus the baseline: relative (mean:10%%) or absolute (min:0.05); repeatable",
+    )
+    group.addoption(
+        MISSING_OPTION, dest="clever_baseline_missing", choices=("warn", "fail"), default="warn",
+        help="what a missing baseline (or a test missing from it) does: warn (default) or fail",
+    )
+    group.addoption(
+        STORAGE_OPTION, dest="clever_storage_path", default=None, metavar="DIR",
+        help=f"folder of saved runs (default: ini clever_storage or {DEFAULT_STORAGE}, under the rootdir)",
+    )
+    parser.addini("clever_storage", help=f"pytest-clever: folder of saved runs (default: {DEFAULT_STORAGE})", default=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -99,6 +138,26 @@ class CleverSession:
         self.cli = _cli_settings(config)
         self.records: list[dict[str, Any]] = []
         self.is_worker = hasattr(config, "workerinput")
+        self.comparisons: list = []
+        self.baseline = None
+        self.baseline_problem: str | None = None
+        self.regressions: list[str] = []
+        self.saved_path: Path | None = None
+        name = config.getoption("clever_save")
+        if name:
+            from .storage import StorageError, check_name
+
+            try:
+                check_name(name)
+            except StorageError as exc:
+                raise pytest.UsageError(f"{SAVE_OPTION}: {exc}") from None
+
+    def storage(self):
+        from .storage import Storage
+
+        root = self.config.getoption("clever_storage_path") or self.config.getini("clever_storage") or DEFAULT_STORAGE
+        path = Path(root)
+        return Storage(path if path.is_absolute() else self.config.rootpath / path)
 
     def defaults_for(self, item: pytest.Item) -> dict[str, Any]:
         from .settings import resolve
@@ -142,6 +201,39 @@ class CleverSession:
 
     # -- end of run -------------------------------------------------------------------
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session):
+        # After the loop every xdist worker is down and every record has arrived: compare
+        # now, and fail the run through testsfailed (a clean exit code, no traceback).
+        result = yield
+        ref = self.config.getoption("clever_compare")
+        if ref and not self.is_worker:
+            self._compare(ref)
+            failing = len(self.regressions)
+            if failing:
+                session.testsfailed += failing
+        return result
+
+    def _compare(self, ref: str) -> None:
+        from .compare import compare_records
+        from .storage import StorageError
+
+        try:
+            self.baseline = self.storage().find(ref)
+        except StorageError as exc:
+            self.baseline_problem = str(exc)
+            if self.config.getoption("clever_baseline_missing") == "fail":
+                self.regressions.append(f"baseline: {exc}")
+            return
+        rules = self.config.getoption("clever_compare_fail")
+        self.comparisons = compare_records(self.records, self.baseline.records, rules)
+        strict = self.config.getoption("clever_baseline_missing") == "fail"
+        for c in self.comparisons:
+            if c.status == "regressed":
+                self.regressions.extend(f"{c.label}: {reason}" for reason in c.reasons)
+            elif c.status == "missing baseline" and strict:
+                self.regressions.append(f"{c.label}: no entry in baseline {self.baseline.name}")
+
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.is_worker or not self.records:
             return
@@ -153,14 +245,40 @@ class CleverSession:
         path = self.config.getoption("clever_json")
         if path:
             terminalreporter.write_line(f"CLEVER results written to {path}")
+        if self.saved_path is not None:
+            terminalreporter.write_line(f"CLEVER baseline saved to {self.saved_path}")
+        self._summarise_comparison(terminalreporter)
+
+    def _summarise_comparison(self, terminalreporter) -> None:
+        if not self.config.getoption("clever_compare"):
+            return
+        from .compare import comparison_table
+
+        if self.baseline is None:
+            terminalreporter.write_sep("=", "CLEVER baseline comparison", yellow=True)
+            terminalreporter.write_line(f"no comparison: {self.baseline_problem}")
+        else:
+            commit = (self.baseline.git.get("commit") or "")[:10]
+            title = f"CLEVER compared with baseline '{self.baseline.name}' ({self.baseline.id}{', ' + commit if commit else ''})"
+            terminalreporter.write_sep("=", title, red=bool(self.regressions))
+            for line in comparison_table(self.comparisons):
+                terminalreporter.write_line(line)
+        if self.regressions:
+            terminalreporter.write_line(f"CLEVER regressions ({len(self.regressions)}):", red=True, bold=True)
+            for reason in self.regressions:
+                terminalreporter.write_line(f"  {reason}", red=True)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        path = self.config.getoption("clever_json")
-        if self.is_worker or not path:
+        if self.is_worker:
             return
-        from .report import json_document, write_json
+        name = self.config.getoption("clever_save")
+        if name and self.records:
+            self.saved_path = self.storage().save(self.records, name)
+        path = self.config.getoption("clever_json")
+        if path:
+            from .report import json_document, write_json
 
-        write_json(path, json_document(self.records))
+            write_json(path, json_document(self.records, self.regressions))
 
 
 _SESSION = pytest.StashKey[CleverSession]()

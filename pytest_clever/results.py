@@ -108,6 +108,8 @@ class CleverResult:
     bounds: tuple[float, float] | None = None
     device: str = "cpu"
     notes: tuple[str, ...] = field(default=())
+    #: The deciding target's batch maxima: the data behind its EVT fit (for plots).
+    batch_maxima: tuple[float, ...] = field(default=(), repr=False)
 
     @property
     def lipschitz(self) -> float:
@@ -163,6 +165,7 @@ class CleverResult:
             "bounds": list(self.bounds) if self.bounds is not None else None,
             "device": self.device,
             "notes": list(self.notes),
+            "batch_maxima": [float(v) for v in self.batch_maxima],
         }
 
     @classmethod
@@ -185,6 +188,7 @@ class CleverResult:
             bounds=tuple(data["bounds"]) if data.get("bounds") is not None else None,
             device=data.get("device", "cpu"),
             notes=tuple(data.get("notes", ())),
+            batch_maxima=tuple(float(v) for v in data.get("batch_maxima", ())),
         )
 
 

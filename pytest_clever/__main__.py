@@ -1,0 +1,7 @@
+"""``python -m pytest_clever``: the saved-runs command line (see cli.py)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,199 @@
+"""``pytest-clever`` / ``python -m pytest_clever``: inspect and compare saved runs.
+
+Commands: ``list``, ``compare A B``, ``history TEST``, ``plot trend``,
+``plot fit RUN TEST``. Exit codes: 0 fine, 1 a regression past the
+``--fail`` rule, 2 a usage or storage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any, Sequence
+
+from .compare import DropRule, compare_records, comparison_table
+from .errors import CleverError
+from .report import record_label
+from .storage import DEFAULT_STORAGE, SavedRun, Storage, StorageError
+
+EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
+
+
+def _table(rows: list[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def _commit(run: SavedRun) -> str:
+    commit = (run.git.get("commit") or "-")[:10]
+    return commit + ("*" if run.git.get("dirty") else "")
+
+
+def _matching(run: SavedRun, test: str, name: str | None) -> list[dict[str, Any]]:
+    return [
+        r for r in run.records if test in r["nodeid"] and (name is None or r.get("name") == name)
+    ]
+
+
+def cmd_list(storage: Storage, args: argparse.Namespace) -> int:
+    runs, problems = storage.runs()
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if not runs:
+        print(f"no saved runs in {storage.root}")
+        return EXIT_OK
+    rows = [("id", "name", "created", "commit", "records", "failed")]
+    for run in runs:
+        failed = sum(1 for r in run.records if r.get("status") == "failed")
+        rows.append((run.id, run.name, run.created, _commit(run), str(len(run.records)), str(failed)))
+    print("\n".join(_table(rows)))
+    return EXIT_OK
+
+
+def cmd_compare(storage: Storage, args: argparse.Namespace) -> int:
+    before, now = storage.find(args.baseline), storage.find(args.current)
+    rules = [DropRule.parse(text) for text in args.fail]
+    comparisons = compare_records(now.records, before.records, rules)
+    print(f"baseline {before.name} ({before.id}, {_commit(before)}) -> {now.name} ({now.id}, {_commit(now)})")
+    print("\n".join(comparison_table(comparisons)))
+    gone = {record_label(r) for r in before.records} - {c.label for c in comparisons}
+    for label in sorted(gone):
+        print(f"  {label}: in the baseline only")
+    regressed = [c for c in comparisons if c.status == "regressed"]
+    if regressed:
+        print(f"{len(regressed)} regression(s) past {', '.join(map(str, rules))}")
+        return EXIT_REGRESSION
+    return EXIT_OK
+
+
+def cmd_history(storage: Storage, args: argparse.Namespace) -> int:
+    runs, problems = storage.runs()
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    rows = [("run", "name", "commit", "test", "n", "min", "mean", "median")]
+    for run in runs:
+        for r in _matching(run, args.test, args.name):
+            rows.append((run.id, run.name, _commit(run), record_label(r), str(r["n"]),
+                         f"{r['min']:.4g}", f"{r['mean']:.4g}", f"{r['median']:.4g}"))
+    if len(rows) == 1:
+        print(f"no saved results for tests matching {args.test!r} in {storage.root}")
+        return EXIT_ERROR
+    print("\n".join(_table(rows)))
+    return EXIT_OK
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CleverError("plots need matplotlib: pip install 'pytest-clever[plot]'") from None
+    return plt
+
+
+def cmd_plot_trend(storage: Storage, args: argparse.Namespace) -> int:
+    runs, _ = storage.runs()
+    series: dict[str, list[tuple[int, float]]] = {}
+    for i, run in enumerate(runs):
+        for r in _matching(run, args.test or "", args.name):
+            series.setdefault(record_label(r), []).append((i, r[args.statistic]))
+    if not series:
+        print(f"nothing to plot in {storage.root}", file=sys.stderr)
+        return EXIT_ERROR
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, points in sorted(series.items()):
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    ax.set_xticks(range(len(runs)), [f"{r.name}\n{r.id[:15]}" for r in runs], rotation=30, fontsize=7)
+    ax.set_ylabel(f"{args.statistic} CLEVER score")
+    ax.set_title("CLEVER scores across saved runs")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(args.output, dpi=100)
+    plt.close(fig)
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def cmd_plot_fit(storage: Storage, args: argparse.Namespace) -> int:
+    """The reverse Weibull fit against the histogram of the batch maxima it was fitted to."""
+    run = storage.find(args.run)
+    records = _matching(run, args.test, args.name)
+    if not records:
+        raise StorageError(f"no result for tests matching {args.test!r} in run {run.id}")
+    results = records[0]["results"]
+    if not 0 <= args.input < len(results):
+        raise StorageError(f"input {args.input} out of range: the record has {len(results)} result(s)")
+    result = results[args.input]
+    fit = result["per_target"][str(result["target"])]
+    maxima = result.get("batch_maxima") or []
+    if not maxima:
+        raise StorageError("this result has no batch maxima saved (older run file)")
+    import numpy as np
+    from scipy import stats
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.hist(maxima, bins=max(10, int(math.sqrt(len(maxima)))), density=True, alpha=0.5, label="batch maxima")
+    if fit["fit_method"] == "weibull":
+        lo = min(maxima) - 0.1 * (max(maxima) - min(maxima))
+        grid = np.linspace(lo, fit["lipschitz"], 400)
+        density = stats.weibull_min.pdf(-grid, fit["shape"], fit["loc"], fit["scale"])
+        ax.plot(grid, density, "r-", label=f"reverse Weibull (c={fit['shape']:.3g}, KS p={fit['ks_pvalue']:.2g})")
+    ax.axvline(fit["lipschitz"], color="k", ls="--", label=f"estimate {fit['lipschitz']:.4g} ({fit['fit_method']})")
+    ax.axvline(max(maxima), color="g", ls=":", label=f"sample max {max(maxima):.4g}")
+    ax.set_xlabel("largest gradient norm in a batch")
+    ax.set_title(f"{record_label(records[0])}, input {args.input}, target {result['target']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.output, dpi=100)
+    plt.close(fig)
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pytest-clever", description="Inspect and compare saved CLEVER runs.")
+    parser.add_argument("--storage", default=DEFAULT_STORAGE, help=f"folder of saved runs (default: {DEFAULT_STORAGE})")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="list saved runs").set_defaults(func=cmd_list)
+
+    p = sub.add_parser("compare", help="compare two runs: deltas per test, non-zero exit past --fail")
+    p.add_argument("baseline", help="name, id or path of the baseline run")
+    p.add_argument("current", nargs="?", default="latest", help="name, id or path (default: latest)")
+    p.add_argument("--fail", action="append", default=[], metavar="STAT:DROP", help="e.g. mean:10%% or min:0.05")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("history", help="scores of matching tests over saved runs")
+    p.add_argument("test", help="substring of the test id")
+    p.add_argument("--name", help="only this model name")
+    p.set_defaults(func=cmd_history)
+
+    plot = sub.add_parser("plot", help="PNG plots (needs matplotlib)").add_subparsers(dest="plot", required=True)
+    p = plot.add_parser("trend", help="a statistic of each test across saved runs")
+    p.add_argument("--test", help="substring of the test id (default: all)")
+    p.add_argument("--name", help="only this model name")
+    p.add_argument("--statistic", choices=("min", "mean", "median", "max"), default="mean")
+    p.add_argument("-o", "--output", default="clever-trend.png")
+    p.set_defaults(func=cmd_plot_trend)
+    p = plot.add_parser("fit", help="Weibull fit vs the histogram of batch maxima of one result")
+    p.add_argument("run", help="name, id or path of the run")
+    p.add_argument("test", help="substring of the test id")
+    p.add_argument("--name", help="only this model name")
+    p.add_argument("--input", type=int, default=0, help="index of the input in the record (default 0)")
+    p.add_argument("-o", "--output", default="clever-fit.png")
+    p.set_defaults(func=cmd_plot_fit)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(Storage(args.storage), args)
+    except (CleverError, ValueError) as exc:
+        print(f"pytest-clever: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR

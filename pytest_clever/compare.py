@@ -1,0 +1,130 @@
+"""Regression checks between recorded results and a saved baseline (pure Python).
+
+A rule such as ``mean:10%`` (relative) or ``min:0.05`` (absolute) fails a
+record whose statistic dropped by more than that. Records match by test id
+and model name; a baseline recorded with different settings (norm, radius,
+order, samples, bounds, target) is "not comparable", never silently compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .report import record_label
+from .settings import STATISTICS, parse_statistic
+from .storage import record_key
+
+#: Settings that must agree for two records to be compared.
+COMPARABLE_SETTINGS = ("norm", "radius", "order", "n_batches", "batch_size", "bounds", "target")
+
+
+@dataclass(frozen=True)
+class DropRule:
+    """Fail when ``statistic`` dropped by more than ``drop`` (a fraction if ``relative``)."""
+
+    statistic: str
+    drop: float
+    relative: bool
+
+    @classmethod
+    def parse(cls, text: str) -> "DropRule":
+        """``STAT:DROP`` with DROP like ``10%`` (relative) or ``0.05`` (absolute)."""
+        stat, sep, amount = str(text).partition(":")
+        if not sep:
+            raise ValueError(f"expected STAT:DROP such as mean:10% or min:0.05, got {text!r}")
+        statistic = parse_statistic(stat)
+        if statistic not in STATISTICS:
+            raise ValueError(f"regression rules apply to {', '.join(STATISTICS)}, got {stat!r}")
+        amount = amount.strip()
+        relative = amount.endswith("%")
+        try:
+            value = float(amount[:-1] if relative else amount)
+        except ValueError:
+            raise ValueError(f"bad drop {amount!r} in {text!r}: use a number or a percentage") from None
+        if value < 0:
+            raise ValueError(f"drop must be >= 0 in {text!r}")
+        return cls(statistic, value / 100 if relative else value, relative)
+
+    def __str__(self) -> str:
+        return f"{self.statistic}:{self.drop * 100:g}%" if self.relative else f"{self.statistic}:{self.drop:g}"
+
+    def fails(self, before: float, now: float) -> str | None:
+        """A readable reason when the drop from ``before`` to ``now`` breaks the rule, else None."""
+        drop = before - now
+        limit = self.drop * abs(before) if self.relative else self.drop
+        if drop > limit + 1e-12:
+            shown = f"{drop / before:.1%}" if self.relative and before else f"{drop:.4g}"
+            return f"{self.statistic} dropped {before:.4g} -> {now:.4g} ({shown}, allowed {self})"
+        return None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One record against its baseline. ``status``: ok, regressed, not comparable, missing baseline."""
+
+    label: str
+    status: str
+    now: dict[str, Any]
+    before: dict[str, Any] | None
+    reasons: tuple[str, ...] = ()
+
+    def delta(self, statistic: str) -> float | None:
+        if self.before is None or self.status == "not comparable":
+            return None
+        return self.now[statistic] - self.before[statistic]
+
+
+def _settings_difference(now: dict[str, Any], before: dict[str, Any]) -> list[str]:
+    a, b = now["settings"], before["settings"]
+    return [f"{k} {b.get(k)!r} -> {a.get(k)!r}" for k in COMPARABLE_SETTINGS if a.get(k) != b.get(k)]
+
+
+def compare_records(
+    current: list[dict[str, Any]], baseline: list[dict[str, Any]], rules: list[DropRule]
+) -> list[Comparison]:
+    """Compare each current record with the baseline record of the same test and name."""
+    by_key = {record_key(r): r for r in baseline}
+    out = []
+    for record in current:
+        before = by_key.get(record_key(record))
+        label = record_label(record)
+        if before is None:
+            out.append(Comparison(label, "missing baseline", record, None))
+            continue
+        differences = _settings_difference(record, before)
+        if differences:
+            out.append(Comparison(label, "not comparable", record, before, tuple(differences)))
+            continue
+        reasons = tuple(r for r in (rule.fails(before[rule.statistic], record[rule.statistic]) for rule in rules) if r)
+        out.append(Comparison(label, "regressed" if reasons else "ok", record, before, reasons))
+    return out
+
+
+def comparison_table(comparisons: list[Comparison]) -> list[str]:
+    """Rows: test, before and now mean/min with deltas, status."""
+    header = ("test", "mean before", "mean now", "delta", "min before", "min now", "delta", "status")
+    rows = [header]
+    for c in comparisons:
+        def cell(value: float | None, signed: bool = False) -> str:
+            return "-" if value is None else (f"{value:+.4g}" if signed else f"{value:.4g}")
+
+        before = c.before if c.before is not None else {}
+        rows.append(
+            (
+                c.label,
+                cell(before.get("mean")),
+                cell(c.now["mean"]),
+                cell(c.delta("mean"), signed=True),
+                cell(before.get("min")),
+                cell(c.now["min"]),
+                cell(c.delta("min"), signed=True),
+                c.status.upper(),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    for c in comparisons:
+        for reason in c.reasons:
+            lines.append(f"  {c.label}: {reason}")
+    return lines
