@@ -101,8 +101,11 @@ def compare_records(
     return out
 
 
-def comparison_table(comparisons: list[Comparison]) -> list[str]:
-    """Rows: test, before and now mean/min with deltas, status."""
+def comparison_table(comparisons: list[Comparison], regression_reasons: bool = True) -> list[str]:
+    """Rows: test, before and now mean/min with deltas, status; then the reasons behind statuses.
+
+    ``regression_reasons=False`` leaves out why regressions failed, for callers that list them anyway.
+    """
     header = ("test", "mean before", "mean now", "delta", "min before", "min now", "delta", "status")
     rows = [header]
     for c in comparisons:
@@ -125,6 +128,8 @@ def comparison_table(comparisons: list[Comparison]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     for c in comparisons:
+        if c.status == "regressed" and not regression_reasons:
+            continue
         for reason in c.reasons:
             lines.append(f"  {c.label}: {reason}")
     return lines

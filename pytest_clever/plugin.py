@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .settings import MARKER, OPTIONS, argparse_type, marker_settings
+from .settings import MARKER, OPTIONS, argparse_type, marker_settings, resolve
 
 GROUP = "clever"
 JSON_OPTION = "--clever-json"
@@ -160,8 +160,6 @@ class CleverSession:
         return Storage(path if path.is_absolute() else self.config.rootpath / path)
 
     def defaults_for(self, item: pytest.Item) -> dict[str, Any]:
-        from .settings import resolve
-
         return resolve(_marker(item), self.cli, self.ini)
 
     # -- collection -------------------------------------------------------------------
@@ -261,7 +259,7 @@ class CleverSession:
             commit = (self.baseline.git.get("commit") or "")[:10]
             title = f"CLEVER compared with baseline '{self.baseline.name}' ({self.baseline.id}{', ' + commit if commit else ''})"
             terminalreporter.write_sep("=", title, red=bool(self.regressions))
-            for line in comparison_table(self.comparisons):
+            for line in comparison_table(self.comparisons, regression_reasons=False):
                 terminalreporter.write_line(line)
         if self.regressions:
             terminalreporter.write_line(f"CLEVER regressions ({len(self.regressions)}):", red=True, bold=True)
