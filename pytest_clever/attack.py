@@ -73,7 +73,7 @@ class AttackCheck:
     restarts: int
     search_rounds: int
     seed: int
-    elapsed: float
+    elapsed: float = field(compare=False)
     example: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property

@@ -10,6 +10,10 @@ import pytest_clever.api  # noqa: F401
 import pytest_clever.attack  # noqa: F401
 import scipy.stats  # noqa: F401
 
+from .helpers import one_torch_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # A linear model (CLEVER is exact: no attack can contradict it) and a "cliff":
 # the margin falls gently except for a steep drop beyond x_1 = 0.5, a region
 # uniform samples of the 200-d unit L2 ball practically never reach (x_1 has
