@@ -29,6 +29,7 @@ _LAZY = {
     "attack_check": "attack",
     "attack_checks": "attack",
     "AttackCheck": "attack",
+    "points_in_ball": "strategies",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
