@@ -23,6 +23,7 @@ from ``restarts`` starting points at once, inside the ``norm`` ball of radius
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -117,9 +118,9 @@ class AttackCheck:
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise InvalidInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return int(value)
 
 
 def _flat_norm(delta: torch.Tensor, norm: float) -> torch.Tensor:
@@ -298,10 +299,6 @@ def _check_one(
     )
 
 
-def _device_and_dtype(model: Callable) -> tuple[torch.device | None, torch.dtype | None]:
-    return model_device_and_dtype(model)
-
-
 def attack_check(
     model: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -335,7 +332,7 @@ def attack_check(
     restarts = _check_int("restarts", restarts, 1)
     search_rounds = _check_int("search_rounds", search_rounds, 0)
     seed = _check_int("seed", seed, 0)
-    device, dtype = _device_and_dtype(model)
+    device, dtype = model_device_and_dtype(model)
     with borrowed_model(model, device) as prepared:
         return _check_one(
             prepared, x, result, steps=steps, restarts=restarts, search_rounds=search_rounds,
@@ -362,7 +359,7 @@ def attack_checks(
     restarts = _check_int("restarts", restarts, 1)
     search_rounds = _check_int("search_rounds", search_rounds, 0)
     seed = _check_int("seed", seed, 0)
-    device, dtype = _device_and_dtype(model)
+    device, dtype = model_device_and_dtype(model)
     checks = []
     with borrowed_model(model, device) as prepared:
         for i, (x, result) in enumerate(zip(inputs, results)):
