@@ -26,12 +26,17 @@ _LAZY = {
     "MisclassifiedInputError": "errors",
     "ModelError": "errors",
     "GradientMaskingError": "errors",
+    "attack_check": "attack",
+    "attack_checks": "attack",
+    "AttackCheck": "attack",
+    "points_in_ball": "strategies",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import clever_score, clever_scores
+    from .attack import AttackCheck, attack_check, attack_checks
     from .errors import (
         CleverError,
         CleverWarning,

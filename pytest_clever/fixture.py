@@ -21,11 +21,29 @@ def make_record(
     settings: dict[str, Any],
     min_score: float | None,
     statistic: str,
+    checks: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
-    """A JSON-safe record of one scored model in one test (what summaries, JSON and baselines use)."""
+    """A JSON-safe record of one scored model in one test (what summaries, JSON and baselines use).
+
+    ``checks`` are the :class:`~pytest_clever.attack.AttackCheck` objects of an
+    attack cross-check, one per input; any contradiction fails the record.
+    """
     value = report.statistic(statistic)
     threshold = None if min_score is None else {"statistic": statistic, "min_score": min_score}
     status = "recorded" if threshold is None else ("passed" if value >= min_score else "failed")
+    attack = None
+    if checks is not None:
+        contradicted = [i for i, c in enumerate(checks) if c.contradicts]
+        attack = {
+            "checked": len(checks),
+            "found": sum(1 for c in checks if c.found),
+            "contradicted": contradicted,
+            "checks": [c.to_dict() for c in checks],
+        }
+        if contradicted:
+            status = "failed"
+        elif status == "recorded":
+            status = "passed"  # the attack check is a gate of its own, and it held
     first = report.results[0]
     return {
         "nodeid": nodeid,
@@ -51,6 +69,7 @@ def make_record(
             "device": first.device,
         },
         "results": [r.to_dict() for r in report.results],
+        "attack": attack,
     }
 
 
@@ -73,13 +92,21 @@ class CleverFixture:
     # -- public methods -----------------------------------------------------------------
 
     def score(self, model: Callable, x: Any, *, name: str | None = None, label: int | None = None, **kw: Any):
-        """``clever_score`` with the test's settings; returns the :class:`CleverResult`."""
+        """``clever_score`` with the test's settings; returns the :class:`CleverResult`.
+
+        With ``attack_check=True`` (or the marker/ini setting) a PGD attack
+        also runs inside the radius; an adversarial example closer than the
+        score fails the test after its body.
+        """
         labels = None if label is None else [label]
         report = self._compute(model, [x], labels, name, kw)
         return report.results[0]
 
     def scores(self, model: Callable, xs: Any, labels: Sequence[int] | None = None, *, name: str | None = None, **kw: Any):
-        """``clever_scores`` with the test's settings; returns the :class:`CleverReport`."""
+        """``clever_scores`` with the test's settings; returns the :class:`CleverReport`.
+
+        ``attack_check=True`` cross-checks every input with a PGD attack (see :meth:`score`).
+        """
         return self._compute(model, xs, labels, name, kw)
 
     def assert_robust(
@@ -96,7 +123,9 @@ class CleverFixture:
         """Score ``xs`` and fail the test when ``statistic`` of the scores is below ``min_score``.
 
         ``statistic`` is "mean" (default), "min", "median", "max" or a
-        quantile "qNN" such as "q10". Returns the report when robust enough.
+        quantile "qNN" such as "q10". With ``attack_check=True`` it also fails
+        when a PGD attack finds an adversarial example closer than a score.
+        Returns the report when robust enough.
         """
         min_score = self.defaults["min_score"] if min_score is None else OPTIONS["min_score"].check(min_score, "assert_robust")
         if min_score is None:
@@ -146,16 +175,24 @@ class CleverFixture:
         engine = {k: settings[k] for k in ENGINE_SETTINGS if settings[k] is not None}
         if not hasattr(xs, "unbind") and not isinstance(xs, (list, tuple)):
             raise TypeError("xs must be a tensor batch (N, ...) or a list of inputs")
-        problem = None
+        problem, checks = None, None
         try:
             report = clever_scores(model, xs, labels, seed=seed, **engine, **passthrough)
+            if settings["attack_check"]:
+                from .attack import attack_checks
+
+                checks = attack_checks(model, xs, report, seed=seed)
         except CleverError as exc:  # a problem with the input or model: say it, without torch internals
             problem = f"{type(exc).__name__}: {exc}"
         if problem is not None:
             pytest.fail(problem, pytrace=False)  # outside the except: no chained traceback
-        record = make_record(self.nodeid, name, report, settings, settings["min_score"], settings["statistic"])
+        record = make_record(
+            self.nodeid, name, report, settings, settings["min_score"], settings["statistic"], checks
+        )
         self.records.append(record)
         prefix = "clever" + (f"[{name}]" if name else "")
         for stat in ("min", "mean", "median"):
             self._user_properties.append((f"{prefix}.{stat}", round(record[stat], 6)))
+        if record["attack"] is not None:
+            self._user_properties.append((f"{prefix}.attack_contradicted", len(record["attack"]["contradicted"])))
         return report

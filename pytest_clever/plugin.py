@@ -94,8 +94,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(min_score=None, norm=None, radius=None, order=None, n_batches=None, batch_size=None, "
-        "statistic=None, target=None, seed=None, bounds=None): settings for the clever fixture in this "
-        "test; with min_score the test fails when a recorded score statistic is below it",
+        "statistic=None, target=None, seed=None, bounds=None, attack_check=None): settings for the clever fixture in this "
+        "test; with min_score the test fails when a recorded score statistic is below it; with "
+        "attack_check=True when a PGD attack finds an adversarial example closer than a score",
     )
     state = CleverSession(config)
     config.stash[_SESSION] = state

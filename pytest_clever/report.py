@@ -82,13 +82,52 @@ def worst_lines(results: list[dict[str, Any]], k: int = 3) -> list[str]:
     return lines
 
 
-def failure_message(record: dict[str, Any]) -> str:
-    """What a failing robustness test prints: statistic vs threshold, worst inputs, settings, fit quality."""
-    threshold = record["threshold"]
+def _distortion_text(value: Any) -> str:
+    return "none found" if value is None else f"{value:.4g}"
+
+
+def attack_lines(record: dict[str, Any], k: int = 3) -> list[str]:
+    """Why an attack cross-check failed: each contradicted input with both numbers."""
+    attack = record["attack"]
+    checks = attack["checks"]
+    contradicted = attack["contradicted"]
+    first = checks[0]
     lines = [
-        f"CLEVER robustness below threshold for {record_label(record)}:",
-        f"  {threshold['statistic']} score {record['value']:.4g} < min_score {threshold['min_score']:g}"
-        f"  (over {record['n']} input{'s' if record['n'] != 1 else ''})",
+        f"CLEVER score contradicted by an adversarial example for {record_label(record)}:",
+        f"  {len(contradicted)} of {attack['checked']} input{'s' if attack['checked'] != 1 else ''}: "
+        f"PGD found a {_norm_text(first['norm'])} distortion below the CLEVER score, which therefore "
+        "overestimates the minimal adversarial distortion",
+    ]
+    for i in contradicted[:k]:
+        c = checks[i]
+        lines.append(
+            f"    input {i:<4d} PGD distortion {_distortion_text(c['distortion'])} < CLEVER score "
+            f"{c['score']:.4g}  (predicted {c['predicted']} -> {c['adversarial_class']})"
+        )
+    if len(contradicted) > k:
+        lines.append(f"    ... and {len(contradicted) - k} more")
+    lines.append(
+        f"  attack: PGD, {first['steps']} steps, {first['restarts']} restarts, seed {first['seed']}; "
+        "raise n_batches/batch_size (or check the model for masked gradients)"
+    )
+    return lines
+
+
+def failure_message(record: dict[str, Any]) -> str:
+    """What a failing robustness test prints: statistic vs threshold, worst inputs, settings, fit
+    quality; and, when an attack cross-check contradicted scores, the distortions found vs the scores."""
+    threshold = record["threshold"]
+    attack = record.get("attack")
+    lines = []
+    if threshold is not None and record["value"] < threshold["min_score"]:
+        lines += [
+            f"CLEVER robustness below threshold for {record_label(record)}:",
+            f"  {threshold['statistic']} score {record['value']:.4g} < min_score {threshold['min_score']:g}"
+            f"  (over {record['n']} input{'s' if record['n'] != 1 else ''})",
+        ]
+    if attack and attack["contradicted"]:
+        lines += attack_lines(record)
+    lines += [
         f"  settings: {settings_text(record)}",
         "  worst inputs:",
         *["  " + line for line in worst_lines(record["results"])],
@@ -113,7 +152,7 @@ def summary_table(records: Iterable[dict[str, Any]]) -> list[str]:
                 f"{r['mean']:.4g}",
                 f"{r['median']:.4g}",
                 f"{threshold['statistic']}>={threshold['min_score']:g}" if threshold else "-",
-                r["status"].upper(),
+                r["status"].upper() + (" (attack)" if (r.get("attack") or {}).get("contradicted") else ""),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

@@ -80,6 +80,19 @@ def _device(value: Any) -> str:
     return str(value).strip()
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
 def _target(value: Any) -> int:
     return _int_at_least(0)(value)
 
@@ -126,6 +139,10 @@ OPTIONS: dict[str, Option] = {
         Option("min_score", _non_negative_float, None, "fail a test whose recorded statistic is below this"),
         Option("statistic", parse_statistic, "mean", "statistic compared with min_score: min, mean, median, max, qNN"),
         Option("target", _target, None, "score against this class only", ini=False),
+        Option(
+            "attack_check", _bool, False,
+            "also run a PGD attack inside the radius; fail when it finds an adversarial example closer than the score",
+        ),
     ]
 }
 

@@ -1,0 +1,378 @@
+"""Cross-check a CLEVER score with a PGD attack inside the sampling ball.
+
+CLEVER estimates the smallest perturbation that changes a prediction; it is
+not a certificate (SPEC.md; Goodfellow, arXiv 1804.07870). An adversarial
+example found closer than the score *proves* that the score overestimates
+the true minimal distortion. Finding none proves nothing, but a PGD
+distortion close to the score says the score is not wildly optimistic.
+
+The attack: projected gradient ascent on the margin loss
+``max_{j != c} f_j(x) - f_c(x)`` (or ``f_t - f_c`` for a targeted result),
+from ``restarts`` starting points at once, inside the ``norm`` ball of radius
+``eps`` intersected with the result's input bounds; a search over ``eps`` in
+``(0, R]`` (several radii per batched run, then refined) shrinks the distortion. Norms:
+
+- L2 and Linf: standard PGD (normalised gradient / sign steps, projection onto the ball).
+- L1: a simple sparse variant: each step moves only the coordinates with the
+  largest gradient magnitude (those that can still move inside the bounds),
+  followed by an exact Euclidean projection onto the L1 ball. It is weaker
+  than dedicated L1 attacks (EAD, SLIDE), so its distortions are looser
+  upper bounds of the true minimum.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .errors import CleverError, InvalidInputError
+from .model_state import borrowed_model, model_device_and_dtype
+from .norms import norm_label, norm_to_json
+from .results import CleverReport, CleverResult
+from .sampling import sample_ball_deltas
+from .validation import as_input_tensor, resolve_single_input
+
+DEFAULT_STEPS = 50
+DEFAULT_RESTARTS = 4
+DEFAULT_SEARCH_ROUNDS = 3
+#: Attack radii tried at once in each round of the radius search.
+RADII_PER_ROUND = 8
+#: Relative slack before a found distortion counts as below the score: float32
+#: rounding of the score and of the distortion must not read as a contradiction.
+CONTRADICTION_SLACK = 1e-3
+#: Share of the coordinates an L1 step moves.
+L1_SPARSITY = 0.05
+
+
+@dataclass(frozen=True)
+class AttackCheck:
+    """The outcome of :func:`attack_check` for one input.
+
+    ``distortion`` is the smallest ``norm`` distance to an adversarial example
+    found (``None`` when the attack found none within the CLEVER radius).
+    ``contradicts`` is True when ``distortion < score`` (beyond float
+    rounding): the CLEVER score then provably overestimates the minimal
+    adversarial distortion. ``adversarial_class`` is the class the example is
+    classified as; ``example`` the adversarial input itself (not in the repr,
+    not in :meth:`to_dict`).
+    """
+
+    distortion: float | None
+    score: float
+    norm: float
+    radius: float
+    contradicts: bool
+    predicted: int
+    adversarial_class: int | None
+    targeted: bool
+    steps: int
+    restarts: int
+    search_rounds: int
+    seed: int
+    elapsed: float = field(compare=False)
+    example: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def found(self) -> bool:
+        """Whether an adversarial example was found inside the radius."""
+        return self.distortion is not None
+
+    @property
+    def ratio(self) -> float:
+        """``distortion / score`` (inf when nothing was found): below 1 means a contradiction."""
+        if self.distortion is None:
+            return math.inf
+        return self.distortion / self.score if self.score > 0 else math.inf
+
+    def __repr__(self) -> str:
+        found = "none within radius" if self.distortion is None else f"{self.distortion:.4g}"
+        cls = "" if self.adversarial_class is None else f", adversarial_class={self.adversarial_class}"
+        return (
+            f"AttackCheck(distortion={found}, score={self.score:.4g}, norm={norm_label(self.norm)}, "
+            f"contradicts={self.contradicts}, predicted={self.predicted}{cls}, radius={self.radius:g}, "
+            f"steps={self.steps}, restarts={self.restarts}, seed={self.seed}, elapsed={self.elapsed:.2f}s)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (without the example tensor)."""
+        return {
+            "distortion": self.distortion,
+            "score": self.score,
+            "norm": norm_to_json(self.norm),
+            "radius": self.radius,
+            "contradicts": self.contradicts,
+            "predicted": self.predicted,
+            "adversarial_class": self.adversarial_class,
+            "targeted": self.targeted,
+            "steps": self.steps,
+            "restarts": self.restarts,
+            "search_rounds": self.search_rounds,
+            "seed": self.seed,
+            "elapsed": self.elapsed,
+        }
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InvalidInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _flat_norm(delta: torch.Tensor, norm: float) -> torch.Tensor:
+    return torch.linalg.vector_norm(delta.flatten(1), ord=norm, dim=1)
+
+
+def _project_l1(delta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Euclidean projection of each row onto the L1 ball of radius ``eps[row]`` (Duchi et al., 2008)."""
+    magnitude = delta.abs()
+    inside = magnitude.sum(1, keepdim=True) <= eps
+    mu = magnitude.sort(1, descending=True).values
+    cumsum = mu.cumsum(1)
+    ranks = torch.arange(1, delta.shape[1] + 1, device=delta.device, dtype=delta.dtype)
+    rho = ((mu - (cumsum - eps) / ranks) > 0).sum(1, keepdim=True).clamp(min=1)
+    theta = (cumsum.gather(1, rho - 1) - eps) / rho.to(delta.dtype)
+    projected = delta.sign() * (magnitude - theta).clamp(min=0)
+    return torch.where(inside, delta, projected)
+
+
+def _project(delta: torch.Tensor, norm: float, eps: torch.Tensor) -> torch.Tensor:
+    """Project flat perturbations ``(n, d)`` onto the ``norm`` balls of radii ``eps`` ``(n, 1)``."""
+    if math.isinf(norm):
+        return torch.minimum(torch.maximum(delta, -eps), eps)
+    if norm == 2.0:
+        length = torch.linalg.vector_norm(delta, dim=1, keepdim=True)
+        return delta * (eps / length.clamp(min=eps))
+    return _project_l1(delta, eps)
+
+
+def _step_direction(grad: torch.Tensor, x: torch.Tensor, norm: float, bounds) -> torch.Tensor:
+    """Steepest-ascent direction of unit ``norm`` for flat gradients ``(n, d)``."""
+    if math.isinf(norm):
+        return grad.sign()
+    if norm == 2.0:
+        return grad / torch.linalg.vector_norm(grad, dim=1, keepdim=True).clamp(min=1e-12)
+    # L1: move only the steepest coordinates that can still move inside the bounds.
+    if bounds is not None:
+        stuck = ((x >= bounds[1]) & (grad > 0)) | ((x <= bounds[0]) & (grad < 0))
+        grad = grad.masked_fill(stuck, 0.0)
+    k = max(1, math.ceil(L1_SPARSITY * grad.shape[1]))
+    top = grad.abs().topk(k, dim=1)
+    direction = torch.zeros_like(grad).scatter_(1, top.indices, 1.0) * grad.sign()
+    return direction / direction.abs().sum(1, keepdim=True).clamp(min=1.0)
+
+
+class _Attacker:
+    """PGD on one input over several attack radii at once (one batch of ``len(eps) * restarts`` rows)."""
+
+    def __init__(self, model, x0, predicted, target, norm, bounds, steps, restarts, generator):
+        self.model, self.x0, self.c, self.target = model, x0, predicted, target
+        self.norm, self.bounds, self.steps, self.restarts = norm, bounds, steps, restarts
+        self.generator = generator
+        self.flat0 = x0.reshape(1, -1)
+
+    def logits(self, flat: torch.Tensor) -> torch.Tensor:
+        return self.model(flat.reshape(flat.shape[0], *self.x0.shape))
+
+    def loss_terms(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per row: the attacked margin's negative; > 0 means the prediction left class c."""
+        own = logits[:, self.c]
+        if self.target is not None:
+            return logits[:, self.target] - own
+        others = logits.clone()
+        others[:, self.c] = -math.inf
+        return others.max(1).values - own
+
+    def _clip(self, flat: torch.Tensor) -> torch.Tensor:
+        # x0 lies inside the bounds, so clipping only moves points towards it: they stay in the ball.
+        return flat if self.bounds is None else flat.clamp(self.bounds[0], self.bounds[1])
+
+    def run(self, radii: list[float]) -> tuple[tuple[torch.Tensor, float] | None, list[float]]:
+        """The closest adversarial example found (with its distortion), and the radii that failed."""
+        n, d = self.restarts, self.flat0.shape[1]
+        kw = {"dtype": self.x0.dtype, "device": self.x0.device}
+        eps = torch.tensor(radii, **kw).repeat_interleave(n).unsqueeze(1)
+        unit = sample_ball_deltas(len(radii) * n, (d,), self.norm, 1.0, self.generator, **kw)
+        unit[::n] = 0.0  # the first restart of every radius starts at x0 itself
+        x = self._clip(self.flat0 + unit * eps)
+        alpha = 2.5 * eps / self.steps
+        hits: list[torch.Tensor] = []
+        active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        done = torch.zeros(len(radii), dtype=torch.bool, device=x.device)
+        for _ in range(self.steps + 1):
+            x = x.detach().requires_grad_(True)
+            terms = self.loss_terms(self.logits(x))
+            hit = (terms.detach() > 0) & active
+            if bool(hit.any()):
+                hits.append(x.detach()[hit])
+                active &= ~hit
+                # A radius is done once one of its restarts succeeded.
+                done |= hit.reshape(len(radii), n).any(1)
+                active &= ~done.repeat_interleave(n)
+                if not bool(active.any()):
+                    break
+            (grad,) = torch.autograd.grad(terms.sum(), x)
+            with torch.no_grad():
+                step = alpha * _step_direction(grad, x, self.norm, self.bounds) * active.unsqueeze(1)
+                x = self._clip(self.flat0 + _project(x + step - self.flat0, self.norm, eps))
+        failed = [r for r, ok in zip(radii, done.tolist()) if not ok]
+        if not hits:
+            return None, failed
+        candidates = torch.cat(hits)
+        distances = _flat_norm(candidates - self.flat0, self.norm)
+        best = int(distances.argmin())
+        return (candidates[best], float(distances[best])), failed
+
+
+def _check_one(
+    model: Callable,
+    x: torch.Tensor,
+    result: CleverResult,
+    *,
+    steps: int,
+    restarts: int,
+    search_rounds: int,
+    seed: int,
+    device: torch.device | None,
+    dtype: torch.dtype | None,
+) -> AttackCheck:
+    started = time.perf_counter()
+    x = as_input_tensor(x)
+    x = x.to(device=device or x.device, dtype=dtype or x.dtype)
+    x0, logits0 = resolve_single_input(model, x)
+    predicted = int(logits0.argmax())
+    if predicted != result.predicted:
+        raise InvalidInputError(
+            f"the model predicts class {predicted} for x but the CLEVER result was computed for a "
+            f"prediction of class {result.predicted}: pass the input the result belongs to"
+        )
+    if result.bounds is not None and (float(x0.min()) < result.bounds[0] or float(x0.max()) > result.bounds[1]):
+        raise InvalidInputError(f"x lies outside the result's bounds {result.bounds}")
+    generator = torch.Generator(device=x0.device).manual_seed(seed)
+    attacker = _Attacker(
+        model, x0.detach(), predicted, result.target if result.targeted else None,
+        result.norm, result.bounds, steps, restarts, generator,
+    )
+    # A search over the attack radius, RADII_PER_ROUND radii per batched PGD run: first on
+    # (0, R], then between the largest radius that failed and the smallest distortion found.
+    radii = [result.radius * k / RADII_PER_ROUND for k in range(1, RADII_PER_ROUND + 1)]
+    best, failed = attacker.run(radii)
+    lo = 0.0
+    for _ in range(search_rounds):
+        if best is None:
+            break
+        lo = max([r for r in failed if r < best[1]], default=lo)
+        if best[1] - lo <= 1e-4 * best[1]:
+            break
+        radii = [lo + (best[1] - lo) * k / (RADII_PER_ROUND + 1) for k in range(1, RADII_PER_ROUND + 1)]
+        found, failed = attacker.run(radii)
+        if found is not None and found[1] < best[1]:
+            best = found
+    example, distortion, adversarial_class = None, None, None
+    if best is not None:
+        with torch.no_grad():
+            logits = attacker.logits(best[0].unsqueeze(0))
+        if float(attacker.loss_terms(logits)[0]) > 0:  # confirm with a fresh forward pass
+            example = best[0].reshape(x0.shape).detach()
+            distortion = best[1]
+            adversarial_class = result.target if result.targeted else int(logits[0].argmax())
+    contradicts = distortion is not None and distortion < result.score * (1 - CONTRADICTION_SLACK)
+    return AttackCheck(
+        distortion=distortion,
+        score=result.score,
+        norm=result.norm,
+        radius=result.radius,
+        contradicts=contradicts,
+        predicted=predicted,
+        adversarial_class=adversarial_class,
+        targeted=result.targeted,
+        steps=steps,
+        restarts=restarts,
+        search_rounds=search_rounds,
+        seed=seed,
+        elapsed=time.perf_counter() - started,
+        example=example,
+    )
+
+
+def attack_check(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    result: CleverResult,
+    *,
+    steps: int = DEFAULT_STEPS,
+    restarts: int = DEFAULT_RESTARTS,
+    search_rounds: int = DEFAULT_SEARCH_ROUNDS,
+    seed: int = 0,
+) -> AttackCheck:
+    """Attack ``x`` inside the CLEVER ball of ``result`` and compare the distortion found with the score.
+
+    Runs PGD (``steps`` iterations from ``restarts`` starting points, the first
+    at ``x`` itself) in ``result.norm`` within ``result.radius`` and
+    ``result.bounds``. The attack radius is searched in batches: 8 radii
+    spread over ``(0, R]``, then ``search_rounds`` refinements between the
+    largest radius that failed and the smallest distortion found (each round
+    narrows the interval ninefold). A targeted result is attacked towards its target only.
+    The model is used in eval mode without parameter gradients and handed
+    back unchanged; the global RNG is not touched; the same ``seed`` gives
+    the same outcome on the same device.
+
+    Returns an :class:`AttackCheck`; ``check.contradicts`` is True when an
+    adversarial example lies closer than the score, which proves the score
+    too high. Raises :class:`~pytest_clever.errors.InvalidInputError` when
+    the model's prediction for ``x`` is not ``result.predicted``.
+    """
+    if not isinstance(result, CleverResult):
+        raise InvalidInputError(f"result must be a CleverResult, got {type(result).__name__}")
+    steps = _check_int("steps", steps, 1)
+    restarts = _check_int("restarts", restarts, 1)
+    search_rounds = _check_int("search_rounds", search_rounds, 0)
+    seed = _check_int("seed", seed, 0)
+    device, dtype = model_device_and_dtype(model)
+    with borrowed_model(model, device) as prepared:
+        return _check_one(
+            prepared, x, result, steps=steps, restarts=restarts, search_rounds=search_rounds,
+            seed=seed, device=device, dtype=dtype,
+        )
+
+
+def attack_checks(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    xs: torch.Tensor | Sequence[torch.Tensor],
+    report: CleverReport | Sequence[CleverResult],
+    *,
+    steps: int = DEFAULT_STEPS,
+    restarts: int = DEFAULT_RESTARTS,
+    search_rounds: int = DEFAULT_SEARCH_ROUNDS,
+    seed: int = 0,
+) -> tuple[AttackCheck, ...]:
+    """:func:`attack_check` for every input of a :class:`CleverReport` (input ``i`` uses seed ``seed + i``)."""
+    inputs = list(xs.unbind(0)) if isinstance(xs, torch.Tensor) else list(xs)
+    results = list(report)
+    if len(inputs) != len(results):
+        raise InvalidInputError(f"got {len(inputs)} inputs for {len(results)} results")
+    steps = _check_int("steps", steps, 1)
+    restarts = _check_int("restarts", restarts, 1)
+    search_rounds = _check_int("search_rounds", search_rounds, 0)
+    seed = _check_int("seed", seed, 0)
+    device, dtype = model_device_and_dtype(model)
+    checks = []
+    with borrowed_model(model, device) as prepared:
+        for i, (x, result) in enumerate(zip(inputs, results)):
+            try:
+                checks.append(
+                    _check_one(
+                        prepared, x, result, steps=steps, restarts=restarts,
+                        search_rounds=search_rounds, seed=seed + i, device=device, dtype=dtype,
+                    )
+                )
+            except CleverError as exc:
+                raise type(exc)(f"input {i}: {exc}") from exc
+    return tuple(checks)
+
+
+__all__ = ["AttackCheck", "attack_check", "attack_checks", "CONTRADICTION_SLACK"]
