@@ -42,6 +42,8 @@ DEFAULT_RESTARTS = 4
 DEFAULT_SEARCH_ROUNDS = 3
 #: Attack radii tried at once in each round of the radius search.
 RADII_PER_ROUND = 8
+#: Closest candidates re-checked one by one before an example is reported.
+CONFIRM_CANDIDATES = 8
 #: Relative slack before a found distortion counts as below the score: float32
 #: rounding of the score and of the distortion must not read as a contradiction.
 CONTRADICTION_SLACK = 1e-3
@@ -191,8 +193,8 @@ class _Attacker:
         # x0 lies inside the bounds, so clipping only moves points towards it: they stay in the ball.
         return flat if self.bounds is None else flat.clamp(self.bounds[0], self.bounds[1])
 
-    def run(self, radii: list[float]) -> tuple[tuple[torch.Tensor, float] | None, list[float]]:
-        """The closest adversarial example found (with its distortion), and the radii that failed."""
+    def run(self, radii: list[float]) -> tuple[list[tuple[torch.Tensor, float]], list[float]]:
+        """Adversarial examples found (with their distortions), closest first, and the radii that failed."""
         n, d = self.restarts, self.flat0.shape[1]
         kw = {"dtype": self.x0.dtype, "device": self.x0.device}
         eps = torch.tensor(radii, **kw).repeat_interleave(n).unsqueeze(1)
@@ -221,11 +223,11 @@ class _Attacker:
                 x = self._clip(self.flat0 + _project(x + step - self.flat0, self.norm, eps))
         failed = [r for r, ok in zip(radii, done.tolist()) if not ok]
         if not hits:
-            return None, failed
+            return [], failed
         candidates = torch.cat(hits)
         distances = _flat_norm(candidates - self.flat0, self.norm)
-        best = int(distances.argmin())
-        return (candidates[best], float(distances[best])), failed
+        order = distances.argsort().tolist()
+        return [(candidates[i], float(distances[i])) for i in order], failed
 
 
 def _check_one(
@@ -259,8 +261,19 @@ def _check_one(
     )
     # A search over the attack radius, RADII_PER_ROUND radii per batched PGD run: first on
     # (0, R], then between the largest radius that failed and the smallest distortion found.
+    def confirmed(found):
+        # The closest example that a fresh single forward pass confirms: right at the boundary
+        # a batched pass can round the margin across zero.
+        for example, distance in found[:CONFIRM_CANDIDATES]:
+            with torch.no_grad():
+                logits = attacker.logits(example.unsqueeze(0))
+            if float(attacker.loss_terms(logits)[0]) > 0:
+                return example, distance, result.target if result.targeted else int(logits[0].argmax())
+        return None
+
     radii = [result.radius * k / RADII_PER_ROUND for k in range(1, RADII_PER_ROUND + 1)]
-    best, failed = attacker.run(radii)
+    found, failed = attacker.run(radii)
+    best = confirmed(found)
     lo = 0.0
     for _ in range(search_rounds):
         if best is None:
@@ -270,16 +283,12 @@ def _check_one(
             break
         radii = [lo + (best[1] - lo) * k / (RADII_PER_ROUND + 1) for k in range(1, RADII_PER_ROUND + 1)]
         found, failed = attacker.run(radii)
-        if found is not None and found[1] < best[1]:
-            best = found
+        candidate = confirmed(found)
+        if candidate is not None and candidate[1] < best[1]:
+            best = candidate
     example, distortion, adversarial_class = None, None, None
     if best is not None:
-        with torch.no_grad():
-            logits = attacker.logits(best[0].unsqueeze(0))
-        if float(attacker.loss_terms(logits)[0]) > 0:  # confirm with a fresh forward pass
-            example = best[0].reshape(x0.shape).detach()
-            distortion = best[1]
-            adversarial_class = result.target if result.targeted else int(logits[0].argmax())
+        example, distortion, adversarial_class = best[0].reshape(x0.shape).detach(), best[1], best[2]
     contradicts = distortion is not None and distortion < result.score * (1 - CONTRADICTION_SLACK)
     return AttackCheck(
         distortion=distortion,
