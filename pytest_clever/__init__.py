@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "clever_score": "api",
     "clever_scores": "api",
+    "BPDA": "bpda",
     "CleverResult": "results",
     "CleverReport": "results",
     "TargetScore": "results",
@@ -32,6 +33,7 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import clever_score, clever_scores
+    from .bpda import BPDA
     from .errors import (
         CleverError,
         CleverWarning,
