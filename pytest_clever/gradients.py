@@ -47,6 +47,11 @@ def margin_gradients(
     """
     points = points.detach().requires_grad_(True)
     logits = model(points)
+    if not logits.requires_grad:
+        # The graph is cut between input and output (numpy, .detach(), no_grad inside
+        # the model): the gradient autograd can see is zero; the masking check reports it.
+        zeros = points.detach().new_zeros((points.shape[0], len(targets), *points.shape[1:]))
+        return logits.detach(), zeros
     grads = []
     last = len(targets) - 1
     for i, j in enumerate(targets):
@@ -54,6 +59,22 @@ def margin_gradients(
         (g,) = torch.autograd.grad(margin, points, retain_graph=i < last, allow_unused=True)
         grads.append(torch.zeros_like(points) if g is None else g)
     return logits.detach(), torch.stack(grads, dim=1)
+
+
+def input_reaches_output(model: Model, x0: torch.Tensor) -> bool:
+    """Whether autograd connects the model's output at ``x0`` to its input at all.
+
+    False when the forward pass leaves autograd's graph (a transform computed
+    in numpy or PIL, ``.detach()``, ``.item()``, ``torch.no_grad()`` inside
+    ``forward``): gradients are then zero because autograd cannot see them,
+    not because the model is flat.
+    """
+    point = x0.detach().unsqueeze(0).requires_grad_(True)
+    out = model(point)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return False
+    (grad,) = torch.autograd.grad(out.sum(), point, allow_unused=True)
+    return grad is not None
 
 
 @dataclass
