@@ -49,14 +49,11 @@ class _BPDAFunction(torch.autograd.Function):
             # result differentiable in ``grad``, which is all double backward needs.
             return grad, None, None
         (x,) = ctx.saved_tensors
-        # Grad mode is on here exactly when the caller asked for create_graph=True;
-        # then the vector-Jacobian product must stay differentiable in x and grad.
-        create_graph = torch.is_grad_enabled()
-        with torch.enable_grad():
-            inp = x if create_graph else x.detach().requires_grad_(True)
-            out = ctx.surrogate(inp)
-            (grad_x,) = torch.autograd.grad(out, inp, grad, create_graph=create_graph, allow_unused=True)
-        return (torch.zeros_like(x) if grad_x is None else grad_x), None, None
+        # torch.func.vjp stays differentiable in x and grad when the caller asked for
+        # create_graph=True (or nests torch.func transforms), and costs nothing extra otherwise.
+        _, vjp = torch.func.vjp(ctx.surrogate, x)
+        (grad_x,) = vjp(grad)
+        return grad_x, None, None
 
 
 class BPDA(nn.Module):
@@ -89,6 +86,10 @@ class BPDA(nn.Module):
     (zero or undefined) never enters, and neither does the change of
     ``T(x) - h(x)`` with ``x``: a second-order score through BPDA bounds the
     curvature of the surrogate model, not of the true ``f∘T``.
+
+    Works with ``torch.autograd`` (including ``create_graph=True``) and with
+    ``torch.func.grad``, ``vjp`` and ``jacrev``; not under ``vmap`` or forward
+    mode (``torch.func.hessian``, ``jacfwd``), since ``T`` may be any code.
     """
 
     def __init__(self, transform: TensorFn, backward: TensorFn | None = None) -> None:

@@ -64,6 +64,11 @@ def test_exact_backward_of_a_smooth_transform_equals_autograd_first_and_second_o
     assert torch.allclose(g, g_ref, rtol=0, atol=1e-14)
     assert torch.allclose(hv, hv_ref, rtol=0, atol=1e-13)
     assert hv_ref.abs().max() > 1e-3  # the check has teeth: the curvature is not zero
+    # The same through torch.func: a full Hessian by reverse over reverse.
+    f_ref = lambda z: net(smooth(z)).sum()  # noqa: E731
+    f = lambda z: net(BPDA(smooth, backward=smooth)(z)).sum()  # noqa: E731
+    h_ref = torch.func.jacrev(torch.func.grad(f_ref))(x[0])
+    assert torch.allclose(torch.func.jacrev(torch.func.grad(f))(x[0]), h_ref, rtol=0, atol=1e-13)
 
 
 def test_bpda_passes_gradcheck_and_gradgradcheck():
