@@ -28,6 +28,9 @@ CPU_CHUNK = 1024
 ACCELERATOR_CHUNK = 4096
 #: Upper bound for the per-chunk gradient tensor (points x targets x input size).
 CHUNK_BYTES = 64 * 2**20
+#: Rounding allowance, in units of the dtype's epsilon times the logits' size, that a
+#: margin change must exceed to count towards the Lipschitz lower bound.
+ROUNDING_ULPS = 64
 
 
 def default_chunk_size(n_targets: int, input_numel: int, itemsize: int, device: torch.device) -> int:
@@ -141,7 +144,11 @@ def sample_gradient_maxima(
 
         margins = logits[:, predicted : predicted + 1] - logits[:, target_index]
         distance = torch.linalg.vector_norm((points - x0).flatten(1), ord=norm, dim=1)
-        ratio = (margins - margins0).abs() / distance.clamp_min(torch.finfo(x0.dtype).tiny).unsqueeze(1)
+        # Only what rounding cannot explain counts as proof: near x0 a few ulps of the
+        # logits, divided by a tiny distance, would otherwise "prove" a steeper slope.
+        scale = logits[:, predicted : predicted + 1].abs() + logits[:, target_index].abs() + margins0.abs()
+        change = ((margins - margins0).abs() - ROUNDING_ULPS * torch.finfo(x0.dtype).eps * scale).clamp_min(0)
+        ratio = change / distance.clamp_min(torch.finfo(x0.dtype).tiny).unsqueeze(1)
         ratio = torch.where(distance.unsqueeze(1) > 0, ratio, torch.zeros_like(ratio))
         lower = torch.maximum(lower, ratio.nan_to_num(nan=0.0).amax(dim=0))
 
