@@ -2,8 +2,8 @@
 
 Each factory returns a parameter-free ``nn.Module``: call it on a batch
 ``(N, C, H, W)`` (or ``(N, ...)`` where noted) like a function, or put it in
-front of a classifier in ``nn.Sequential`` (picklable, with a readable repr). They
-are the preprocessing defences of Xu et al. (feature squeezing), Guo et al.
+front of a classifier in ``nn.Sequential`` (picklable, with a readable
+repr). They are the preprocessing defences of Xu et al. (feature squeezing), Guo et al.
 (JPEG) and Buckman et al. (thermometer encoding). Rounding makes most of
 them piecewise constant, so their gradients are zero almost everywhere:
 score a model defended with them through :class:`~pytest_clever.BPDA`::
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,7 +25,9 @@ def _check_batch(x: torch.Tensor, min_dims: int, what: str) -> None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError(f"{what} needs a floating-point tensor, got {type(x).__name__}")
     if x.dim() < min_dims:
-        raise ValueError(f"{what} needs a batch with at least {min_dims} dimensions, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{what} needs a batch with at least {min_dims} dimensions, got shape {tuple(x.shape)}"
+        )
 
 
 class Quantize(nn.Module):

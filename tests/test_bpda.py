@@ -9,7 +9,6 @@ robustness.
 import math
 import warnings
 
-import numpy as np
 import pytest
 import scipy.ndimage
 import torch
@@ -176,7 +175,8 @@ def test_rounding_defences_mask_gradients_without_bpda(digits_cnn, inputs, name)
 def test_a_median_filter_computed_outside_autograd_is_reported_as_a_cut_graph(digits_cnn, inputs):
     # As feature squeezing deploys it: scipy on numpy arrays.
     def scipy_median(z):
-        return torch.from_numpy(scipy.ndimage.median_filter(z.detach().numpy(), size=(1, 1, 3, 3), mode="nearest"))
+        filtered = scipy.ndimage.median_filter(z.detach().numpy(), size=(1, 1, 3, 3), mode="nearest")
+        return torch.from_numpy(filtered)
 
     with pytest.raises(GradientMaskingError, match="cut off from its input") as info:
         clever_scores(lambda z: digits_cnn(scipy_median(z)), inputs[0][:1], inputs[1][:1], **KW)
