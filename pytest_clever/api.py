@@ -81,7 +81,8 @@ def _check_masking(samples: GradientSamples, model: Callable, x0: torch.Tensor) 
             f"margin gradients are NaN or infinite at {samples.nonfinite_share:.0%} of the sampled "
             "points: the model (or an input transform) is not differentiable there -- e.g. sqrt, "
             "log or a division at 0, a custom autograd function, or a transform that returns NaN. "
-            "CLEVER cannot estimate a Lipschitz constant from them" + see("Troubleshooting") + "." + BPDA_FIX
+            "CLEVER cannot estimate a Lipschitz constant from them"
+            + see("Troubleshooting") + "." + BPDA_FIX
         )
     if samples.zero_share >= MASKED_SHARE and samples.margin_varies:
         evidence = (
@@ -239,7 +240,7 @@ def _inconsistency_note(per_target: dict[int, TargetScore], score: float, radius
     proof = (
         f"inconsistent estimate, target {worst}: the sampled margins prove the local Lipschitz constant "
         f"is at least {t.lipschitz_lower_bound:.4g}, {excess(worst):.2f}x the estimate {t.lipschitz:.4g} "
-        "(the sampling missed the steepest region)"
+        "(the samples missed the steepest region, or the fit extrapolated too little)"
     )
     corrected = _consistent_score(per_target, radius)
     if corrected >= score:
