@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "clever_score": "api",
     "clever_scores": "api",
+    "BPDA": "bpda",
     "CleverResult": "results",
     "CleverReport": "results",
     "TargetScore": "results",
@@ -37,6 +38,7 @@ __all__ = sorted(_LAZY) + ["__version__"]
 if TYPE_CHECKING:  # pragma: no cover
     from .api import clever_score, clever_scores
     from .attack import AttackCheck, attack_check, attack_checks
+    from .bpda import BPDA
     from .errors import (
         CleverError,
         CleverWarning,

@@ -19,7 +19,7 @@ import torch
 
 from .errors import CleverError, GradientMaskingError, InvalidInputError, WeakFitWarning, see
 from .evt import CONSTANT_MAXIMA, WEAK_PVALUE, fit_endpoint
-from .gradients import GradientSamples, default_chunk_size, sample_gradient_maxima
+from .gradients import GradientSamples, default_chunk_size, input_reaches_output, sample_gradient_maxima
 from .model_state import borrowed_model, model_device_and_dtype
 from .norms import dual_norm
 from .results import CleverReport, CleverResult, TargetScore
@@ -58,21 +58,53 @@ def _derive_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(index,)).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _check_masking(samples: GradientSamples) -> None:
+#: How to score the network behind a non-differentiable transform, shown in masking errors.
+BPDA_FIX = (
+    "\nTo score the network behind a non-differentiable input transform T, wrap T in BPDA: it keeps "
+    "T in the forward pass and passes the gradient straight through it (or through a smooth "
+    "surrogate):\n"
+    "    from pytest_clever import BPDA\n"
+    "    defended = nn.Sequential(BPDA(T), net)  # or BPDA(T, backward=smooth_version_of_T)\n"
+    "    clever_score(defended, x, radius=..., bounds=...)"
+)
+
+
+def _check_masking(samples: GradientSamples, model: Callable, x0: torch.Tensor) -> None:
+    """Raise :class:`GradientMaskingError` when the sampled gradients cannot be trusted.
+
+    Any non-finite gradient poisons the batch maxima, so it is fatal at any
+    share; all-zero gradients are fatal at ``MASKED_SHARE`` of the points when
+    the margin visibly changes (a flat model is not masked, only constant).
+    """
     if samples.nonfinite_share > 0:
         raise GradientMaskingError(
             f"margin gradients are NaN or infinite at {samples.nonfinite_share:.0%} of the sampled "
-            "points: the model (or an input transform) is not differentiable there. Wrap a "
-            "non-differentiable input transform T as nn.Sequential(BPDA(T), net) so gradients "
-            "pass through it" + see("Troubleshooting")
+            "points: the model (or an input transform) is not differentiable there -- e.g. sqrt, "
+            "log or a division at 0, a custom autograd function, or a transform that returns NaN. "
+            "CLEVER cannot estimate a Lipschitz constant from them"
+            + see("Troubleshooting") + "." + BPDA_FIX
         )
     if samples.zero_share >= MASKED_SHARE and samples.margin_varies:
+        evidence = (
+            f"margin gradients are exactly zero at {samples.zero_share:.0%} of the sampled points, yet "
+            f"the margin changes across the ball (at a rate of at least "
+            f"{float(samples.lower_bounds.max()):.3g} per unit of distance)"
+        )
+        if not input_reaches_output(model, x0):
+            cause = (
+                "the model's output is cut off from its input in autograd's graph: part of the "
+                "forward pass runs outside torch autograd (numpy, PIL or scipy, .detach(), .item(), "
+                "torch.no_grad() inside forward), so every gradient reads as zero."
+            )
+        else:
+            cause = (
+                "gradients are masked by a piecewise-constant step in the forward pass (rounding, "
+                "quantisation, bit-depth reduction, JPEG compression, thresholding), whose derivative "
+                "is zero almost everywhere."
+            )
         raise GradientMaskingError(
-            f"margin gradients are exactly zero at {samples.zero_share:.0%} of the sampled points "
-            "while the margin changes across the ball: gradients are masked (a rounding, "
-            "quantising or other piecewise-constant step in the forward pass). CLEVER would "
-            "report a meaningless, too large score. Wrap the transform T as "
-            "nn.Sequential(BPDA(T), net) to score the network behind it" + see("Troubleshooting")
+            f"{evidence}: {cause} CLEVER would report a meaningless, too large score"
+            + see("Troubleshooting") + "." + BPDA_FIX
         )
 
 
@@ -114,7 +146,7 @@ def _score_one(
         generator=generator,
         chunk_size=chunk,
     )
-    _check_masking(samples)
+    _check_masking(samples, model, x0)
 
     maxima = samples.maxima.double().cpu().numpy()
     lower = samples.lower_bounds.double().cpu().tolist()
@@ -140,7 +172,7 @@ def _score_one(
             fit_reason=fit.reason,
         )
     deciding = min(per_target.values(), key=lambda s: (s.score, s.target))
-    notes = _notes(per_target, deciding.target)
+    notes = _notes(per_target, deciding.target, settings.radius)
     return CleverResult(
         score=deciding.score,
         target=deciding.target,
@@ -162,8 +194,8 @@ def _score_one(
     )
 
 
-def _notes(per_target: dict[int, TargetScore], deciding: int) -> tuple[str, ...]:
-    """Human-readable caveats about the deciding target's estimate."""
+def _notes(per_target: dict[int, TargetScore], deciding: int, radius: float = math.inf) -> tuple[str, ...]:
+    """Human-readable caveats about the deciding target's estimate and the consistency check."""
     s = per_target[deciding]
     notes = []
     if s.fit_method == "max" and s.fit_reason == CONSTANT_MAXIMA:
@@ -179,16 +211,46 @@ def _notes(per_target: dict[int, TargetScore], deciding: int) -> tuple[str, ...]
             f"target {deciding}: weak Weibull fit (KS p-value {s.ks_pvalue:.2g}); "
             "raise n_batches/batch_size for a steadier estimate"
         )
-    inconsistent = [j for j, t in per_target.items() if not t.consistent]
+    inconsistent = _inconsistency_note(per_target, s.score, radius)
     if inconsistent:
-        worst = max(inconsistent, key=lambda j: per_target[j].lipschitz_lower_bound / per_target[j].lipschitz)
-        t = per_target[worst]
-        notes.append(
-            f"target {worst}: the samples prove the Lipschitz constant is at least "
-            f"{t.lipschitz_lower_bound:.4g}, above the estimate {t.lipschitz:.4g}; its score "
-            f"overestimates robustness by at least {t.lipschitz_lower_bound / t.lipschitz - 1:.1%}"
-        )
+        notes.append(inconsistent)
     return tuple(notes)
+
+
+def _consistent_score(per_target: dict[int, TargetScore], radius: float) -> float:
+    """The score with every Lipschitz estimate raised to the proven lower bound where that is higher."""
+    scores = []
+    for t in per_target.values():
+        lipschitz = max(t.lipschitz, t.lipschitz_lower_bound)
+        scores.append(min(t.margin / lipschitz, radius) if lipschitz > 0 else radius)
+    return min(scores)
+
+
+def _inconsistency_note(per_target: dict[int, TargetScore], score: float, radius: float) -> str | None:
+    """Say by how much the samples prove the estimate too low, and what that does to the score."""
+    inconsistent = [j for j, t in per_target.items() if not t.consistent]
+    if not inconsistent:
+        return None
+
+    def excess(j: int) -> float:
+        t = per_target[j]
+        return t.lipschitz_lower_bound / t.lipschitz if t.lipschitz > 0 else math.inf
+
+    worst = max(inconsistent, key=excess)
+    t = per_target[worst]
+    proof = (
+        f"inconsistent estimate, target {worst}: the sampled margins prove the local Lipschitz constant "
+        f"is at least {t.lipschitz_lower_bound:.4g}, {excess(worst):.2f}x the estimate {t.lipschitz:.4g} "
+        "(the samples missed the steepest region, or the fit extrapolated too little)"
+    )
+    corrected = _consistent_score(per_target, radius)
+    if corrected >= score:
+        return f"{proof}; the score {score:.4g} is decided elsewhere and not affected"
+    return (
+        f"{proof}; the score {score:.4g} is an overestimate: a Lipschitz estimate consistent with the "
+        f"samples puts it at {corrected:.4g} or lower, at least {score / corrected:.2f}x lower (raise "
+        "n_batches/batch_size, or check with an attack)"
+    )
 
 
 def _warn(result: CleverResult, index: int | None = None) -> None:

@@ -28,6 +28,9 @@ CPU_CHUNK = 1024
 ACCELERATOR_CHUNK = 4096
 #: Upper bound for the per-chunk gradient tensor (points x targets x input size).
 CHUNK_BYTES = 64 * 2**20
+#: Rounding allowance, in units of the dtype's epsilon times the logits' size, that a
+#: margin change must exceed to count towards the Lipschitz lower bound.
+ROUNDING_ULPS = 64
 
 
 def default_chunk_size(n_targets: int, input_numel: int, itemsize: int, device: torch.device) -> int:
@@ -47,6 +50,11 @@ def margin_gradients(
     """
     points = points.detach().requires_grad_(True)
     logits = model(points)
+    if not logits.requires_grad:
+        # The graph is cut between input and output (numpy, .detach(), no_grad inside
+        # the model): the gradient autograd can see is zero; the masking check reports it.
+        zeros = points.detach().new_zeros((points.shape[0], len(targets), *points.shape[1:]))
+        return logits.detach(), zeros
     grads = []
     last = len(targets) - 1
     for i, j in enumerate(targets):
@@ -54,6 +62,22 @@ def margin_gradients(
         (g,) = torch.autograd.grad(margin, points, retain_graph=i < last, allow_unused=True)
         grads.append(torch.zeros_like(points) if g is None else g)
     return logits.detach(), torch.stack(grads, dim=1)
+
+
+def input_reaches_output(model: Model, x0: torch.Tensor) -> bool:
+    """Whether autograd connects the model's output at ``x0`` to its input at all.
+
+    False when the forward pass leaves autograd's graph (a transform computed
+    in numpy or PIL, ``.detach()``, ``.item()``, ``torch.no_grad()`` inside
+    ``forward``): gradients are then zero because autograd cannot see them,
+    not because the model is flat.
+    """
+    point = x0.detach().unsqueeze(0).requires_grad_(True)
+    out = model(point)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return False
+    (grad,) = torch.autograd.grad(out.sum(), point, allow_unused=True)
+    return grad is not None
 
 
 @dataclass
@@ -120,7 +144,11 @@ def sample_gradient_maxima(
 
         margins = logits[:, predicted : predicted + 1] - logits[:, target_index]
         distance = torch.linalg.vector_norm((points - x0).flatten(1), ord=norm, dim=1)
-        ratio = (margins - margins0).abs() / distance.clamp_min(torch.finfo(x0.dtype).tiny).unsqueeze(1)
+        # Only what rounding cannot explain counts as proof: near x0 a few ulps of the
+        # logits, divided by a tiny distance, would otherwise "prove" a steeper slope.
+        scale = logits[:, predicted : predicted + 1].abs() + logits[:, target_index].abs() + margins0.abs()
+        change = ((margins - margins0).abs() - ROUNDING_ULPS * torch.finfo(x0.dtype).eps * scale).clamp_min(0)
+        ratio = change / distance.clamp_min(torch.finfo(x0.dtype).tiny).unsqueeze(1)
         ratio = torch.where(distance.unsqueeze(1) > 0, ratio, torch.zeros_like(ratio))
         lower = torch.maximum(lower, ratio.nan_to_num(nan=0.0).amax(dim=0))
 
