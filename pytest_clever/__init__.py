@@ -26,6 +26,7 @@ _LAZY = {
     "MisclassifiedInputError": "errors",
     "ModelError": "errors",
     "GradientMaskingError": "errors",
+    "NotTwiceDifferentiableError": "errors",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
         InvalidInputError,
         MisclassifiedInputError,
         ModelError,
+        NotTwiceDifferentiableError,
         WeakFitWarning,
     )
     from .results import CleverReport, CleverResult, TargetScore

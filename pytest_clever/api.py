@@ -3,7 +3,9 @@
 Data flow: validate settings -> borrow the model -> resolve the input and
 its prediction -> sample the ball and collect batch maxima of margin
 gradient norms -> fit the reverse Weibull end point per target -> score ->
-result. The numerics live in ``sampling``, ``gradients`` and ``evt``.
+result. The numerics live in ``sampling``, ``gradients`` and ``evt``; with
+``order=2`` the samples' Hessian norms replace the gradient norms
+(``curvature``) and the score is the second-order radius (``second_order``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import torch
 
 from .errors import CleverError, GradientMaskingError, InvalidInputError, WeakFitWarning, see
 from .evt import CONSTANT_MAXIMA, WEAK_PVALUE, fit_endpoint
+from .curvature import CURVATURE_METHODS, CurvatureSamples, default_curvature_chunk, sample_curvature_maxima
 from .gradients import GradientSamples, default_chunk_size, sample_gradient_maxima
 from .model_state import borrowed_model, model_device_and_dtype
 from .norms import dual_norm
 from .results import CleverReport, CleverResult, TargetScore
+from .second_order import second_order_notes, second_order_targets
 from .validation import (
     Settings,
     as_input_tensor,
@@ -58,7 +62,12 @@ def _derive_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(index,)).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _check_masking(samples: GradientSamples) -> None:
+def _check_curvature(curvature: Any) -> None:
+    if curvature not in CURVATURE_METHODS:
+        raise InvalidInputError(f"curvature must be one of {', '.join(map(repr, CURVATURE_METHODS))}, got {curvature!r}")
+
+
+def _check_masking(samples: GradientSamples | CurvatureSamples) -> None:
     if samples.nonfinite_share > 0:
         raise GradientMaskingError(
             f"margin gradients are NaN or infinite at {samples.nonfinite_share:.0%} of the sampled "
@@ -76,28 +85,18 @@ def _check_masking(samples: GradientSamples) -> None:
         )
 
 
-def _score_one(
+def _first_order_targets(
     model: Callable,
-    x: torch.Tensor,
+    x0: torch.Tensor,
+    margins0: torch.Tensor,
     settings: Settings,
     *,
-    target: int | None,
-    label: int | None,
-    seed: int,
-    device: torch.device,
-    dtype: torch.dtype,
+    predicted: int,
+    targets: list[int],
+    generator: torch.Generator,
     chunk_size: int | None,
-) -> CleverResult:
-    started = time.perf_counter()
-    x = x.to(device=device, dtype=dtype)
-    x0, logits0 = resolve_single_input(model, x)
-    check_in_bounds(x0, settings.bounds)
-    predicted = check_prediction(logits0, label, target)
-    k = logits0.shape[0]
-    targets = [int(target)] if target is not None else [j for j in range(k) if j != predicted]
-    margins0 = logits0[predicted] - logits0[targets]
-
-    generator = torch.Generator(device=device).manual_seed(seed)
+) -> dict[int, TargetScore]:
+    device = x0.device
     chunk = chunk_size or default_chunk_size(len(targets), x0.numel(), x0.element_size(), device)
     samples = sample_gradient_maxima(
         model,
@@ -139,8 +138,77 @@ def _score_one(
             ks_pvalue=fit.ks_pvalue,
             fit_reason=fit.reason,
         )
+    return per_target
+
+
+def _second_order_targets(
+    model: Callable,
+    x0: torch.Tensor,
+    margins0: torch.Tensor,
+    settings: Settings,
+    *,
+    predicted: int,
+    targets: list[int],
+    generator: torch.Generator,
+    chunk_size: int | None,
+    curvature: str,
+) -> dict[int, TargetScore]:
+    chunk = chunk_size or default_curvature_chunk(len(targets), x0.numel(), x0.element_size(), x0.device)
+    samples = sample_curvature_maxima(
+        model,
+        x0,
+        margins0,
+        predicted=predicted,
+        targets=targets,
+        norm=settings.norm,
+        radius=settings.radius,
+        n_batches=settings.n_batches,
+        batch_size=settings.batch_size,
+        bounds=settings.bounds,
+        generator=generator,
+        chunk_size=chunk,
+        method=curvature,
+    )
+    _check_masking(samples)
+    margins = margins0.double().cpu().tolist()
+    return second_order_targets(samples, targets, margins, norm=settings.norm, radius=settings.radius)
+
+
+def _score_one(
+    model: Callable,
+    x: torch.Tensor,
+    settings: Settings,
+    *,
+    target: int | None,
+    label: int | None,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    chunk_size: int | None,
+    curvature: str = "spectral",
+) -> CleverResult:
+    started = time.perf_counter()
+    x = x.to(device=device, dtype=dtype)
+    x0, logits0 = resolve_single_input(model, x)
+    check_in_bounds(x0, settings.bounds)
+    predicted = check_prediction(logits0, label, target)
+    k = logits0.shape[0]
+    targets = [int(target)] if target is not None else [j for j in range(k) if j != predicted]
+    margins0 = logits0[predicted] - logits0[targets]
+
+    generator = torch.Generator(device=device).manual_seed(seed)
+    if settings.order == 2:
+        per_target = _second_order_targets(
+            model, x0, margins0, settings, predicted=predicted, targets=targets,
+            generator=generator, chunk_size=chunk_size, curvature=curvature,
+        )
+    else:
+        per_target = _first_order_targets(
+            model, x0, margins0, settings, predicted=predicted, targets=targets,
+            generator=generator, chunk_size=chunk_size,
+        )
     deciding = min(per_target.values(), key=lambda s: (s.score, s.target))
-    notes = _notes(per_target, deciding.target)
+    notes = (second_order_notes if settings.order == 2 else _notes)(per_target, deciding.target)
     return CleverResult(
         score=deciding.score,
         target=deciding.target,
@@ -211,8 +279,9 @@ def clever_score(
     label: int | None = None,
     order: int = 1,
     chunk_size: int | None = None,
+    curvature: str = "spectral",
 ) -> CleverResult:
-    """First-order CLEVER score of one input.
+    """CLEVER score of one input (first order by default, second order with ``order=2``).
 
     Parameters
     ----------
@@ -245,10 +314,21 @@ def clever_score(
         The expected class; a model that predicts another class raises
         :class:`~pytest_clever.errors.MisclassifiedInputError`.
     order:
-        1 for the first-order score (only 1 is implemented here).
+        1 for the first-order score (a Lipschitz bound estimated from
+        sampled gradients); 2 for the second-order score of a
+        twice-differentiable model (exact gradient at ``x``, curvature bound
+        estimated from sampled Hessians; see SPEC.md). A piecewise-linear
+        model (ReLU, max-pool) raises
+        :class:`~pytest_clever.errors.NotTwiceDifferentiableError` with ``order=2``.
     chunk_size:
         Points per forward/backward pass; bounds memory. Chosen per device
         by default.
+    curvature:
+        For ``order=2``: "spectral" bounds the Hessian spectral norm (the
+        default; a bound that holds whatever the sign of the curvature),
+        "negative" only its negative part ``max(0, -lambda_min)`` (tighter,
+        as in the authors' code; twice the Hessian-vector products, and
+        ``g / ||grad g(x)||`` when no negative curvature is sampled).
     """
     settings = check_settings(
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order
@@ -257,15 +337,14 @@ def clever_score(
         chunk_size = int(chunk_size)
         if chunk_size < 1:
             raise InvalidInputError(f"chunk_size must be >= 1, got {chunk_size}")
-    if settings.order != 1:
-        raise InvalidInputError("order=2 (second-order CLEVER) is not available yet")
+    _check_curvature(curvature)
     x = as_input_tensor(x)
     seed = secrets.randbits(63) if seed is None else int(seed)
     dev, dtype = _resolve_device(model, x, device)
     with borrowed_model(model, dev) as prepared:
         result = _score_one(
             prepared, x, settings, target=target, label=label, seed=seed,
-            device=dev, dtype=dtype, chunk_size=chunk_size,
+            device=dev, dtype=dtype, chunk_size=chunk_size, curvature=curvature,
         )
     _warn(result)
     return result
@@ -286,6 +365,7 @@ def clever_scores(
     device: str | torch.device | None = None,
     order: int = 1,
     chunk_size: int | None = None,
+    curvature: str = "spectral",
 ) -> CleverReport:
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 
@@ -297,8 +377,7 @@ def clever_scores(
     settings = check_settings(
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order
     )
-    if settings.order != 1:
-        raise InvalidInputError("order=2 (second-order CLEVER) is not available yet")
+    _check_curvature(curvature)
     inputs = [as_input_tensor(x) for x in (xs if not isinstance(xs, torch.Tensor) else xs.unbind(0))]
     if not inputs:
         raise InvalidInputError("xs holds no inputs")
@@ -317,6 +396,7 @@ def clever_scores(
                     prepared, x, settings, target=target,
                     label=None if labels is None else labels[i],
                     seed=_derive_seed(run_seed, i), device=dev, dtype=dtype, chunk_size=chunk_size,
+                    curvature=curvature,
                 )
             except CleverError as exc:
                 raise type(exc)(f"input {i}: {exc}") from exc
