@@ -1,4 +1,4 @@
-"""Curvature of the margins at sampled points: Hessian norms by batched power iteration.
+"""Curvature of the margins at sampled points: Hessian eigenvalues from batched HVPs.
 
 For a chunk of sampled points every (point, target) pair becomes one row of
 a batch: the point is repeated once per target and row ``(i, t)`` carries
@@ -7,16 +7,21 @@ backward pass with ``create_graph=True`` give every row's margin gradient;
 because rows do not interact (the model is in eval mode), the gradient of
 the summed margins is the per-row gradient, and a vector-Jacobian product of
 those gradients with per-row vectors ``v`` is the per-row Hessian-vector
-product ``H_row v_row``. So one power-iteration step for the whole chunk and
-all K-1 targets is a single double backward. No Hessian is ever formed.
+product ``H_row v_row``. So one solver step for the whole chunk and all K-1
+targets is a single double backward. No Hessian is ever formed.
 
 Two curvature measures (SPEC.md, "Second-order CLEVER"):
 
-- ``"spectral"``: the spectral norm ``||H||_2`` (power iteration);
+- ``"spectral"``: the spectral norm ``||H||_2``;
 - ``"negative"``: ``max(0, -lambda_min(H))``, the only curvature that can pull
-  the margin down (power iteration, then a power iteration on ``H - s I``
-  with ``s`` the spectral norm, whose dominant eigenvalue is
-  ``lambda_min - s``).
+  the margin down.
+
+Two solvers: Lanczos (default) gives both extreme eigenvalues from one run
+and needs far fewer steps (measured on the digits CNN at tolerance 1e-3: 15
+steps with errors ~1e-6, where power iteration needed 49 and was still 6%
+off on the slowest rows after 40); power iteration (then, for "negative", a
+power iteration on ``H - s I`` with ``s`` the spectral norm, whose dominant
+eigenvalue is ``lambda_min - s``) is kept as a simple reference.
 """
 
 from __future__ import annotations
@@ -39,9 +44,9 @@ CURVATURE_METHODS = ("spectral", "negative")
 #: Eigenvalue solvers on Hessian-vector products; Lanczos is the default (fewer products).
 SOLVERS = ("lanczos", "power")
 DEFAULT_SOLVER = "lanczos"
-#: Power iteration stops once every row's estimate changes by less than this (relative).
+#: The solver stops once every row's estimate changes by less than this (relative).
 POWER_TOLERANCE = 1e-3
-#: Power iteration gives up after this many Hessian-vector products per phase.
+#: The solver gives up after this many Hessian-vector products (per phase for power iteration).
 POWER_MAX_ITERATIONS = 100
 #: Float rounding allowance (in machine epsilons) before a difference counts as real.
 ROUNDING_EPS = 64

@@ -48,7 +48,8 @@ class TargetScore:
     spectral norm, "negative": ``max(0, -lambda_min)``), and the Weibull
     fields describe that fit; ``curvature_lower_bound`` is the largest
     curvature the Taylor residuals at the samples prove; ``power_iterations``
-    the most Hessian-vector products a power iteration used and
+    the most Hessian-vector products per point the eigenvalue solver
+    (Lanczos by default, see ``curvature.py``) used in a chunk, and
     ``power_converged`` the share of sampled points where it converged.
     There ``lipschitz`` is ``margin / r`` for the uncapped second-order
     radius ``r`` (so ``score == min(margin / lipschitz, radius)`` still holds)

@@ -142,7 +142,7 @@ def second_order_notes(per_target: dict[int, TargetScore], deciding: int) -> tup
         )
     if s.power_converged < 1:
         notes.append(
-            f"target {deciding}: the power iteration stopped at its cap of {s.power_iterations} "
+            f"target {deciding}: the eigenvalue solver stopped at its cap of {s.power_iterations} "
             f"Hessian-vector products before converging at {1 - s.power_converged:.0%} of the "
             "sampled points; their curvature may be underestimated"
         )
