@@ -17,7 +17,7 @@ from pytest_clever import (
 )
 from pytest_clever.curvature import margin_curvatures
 from pytest_clever.second_order import second_order_radius
-from pytest_clever.toy import DIGITS_BOUNDS, cached_digits_cnn
+from pytest_clever.toy import DIGITS_BOUNDS, DigitsCNN, cached_digits_cnn
 
 from .helpers import Linear
 
@@ -156,9 +156,12 @@ def test_relu_mlp_gets_a_clear_error():
     assert issubclass(NotTwiceDifferentiableError, InvalidInputError)
 
 
-def test_relu_digits_cnn_gets_a_clear_error(digits_cnn, digits):
+def test_relu_maxpool_digits_cnn_gets_a_clear_error(digits):
+    # The architecture of the trained ReLU digits CNN (ReLU + max-pool); detection needs no training.
+    torch.manual_seed(0)
+    model = DigitsCNN("relu").eval()
     with pytest.raises(NotTwiceDifferentiableError, match="piecewise-linear"):
-        clever_scores(digits_cnn, digits.x_test[:1], radius=2.0, bounds=DIGITS_BOUNDS, order=2, seed=0, n_batches=10, batch_size=8)
+        clever_scores(model, digits.x_test[:1], radius=2.0, bounds=DIGITS_BOUNDS, order=2, seed=0, n_batches=10, batch_size=8)
 
 
 # --- a real smooth model ---------------------------------------------------------------
@@ -169,7 +172,7 @@ def test_smooth_digits_scores_are_finite_and_at_most_the_radius(digits):
     with torch.no_grad():
         ok = model(digits.x_test[:10]).argmax(1) == digits.y_test[:10]
     xs, ys = digits.x_test[:10][ok][:2], digits.y_test[:10][ok][:2]
-    report = clever_scores(model, xs, ys, radius=2.0, bounds=DIGITS_BOUNDS, order=2, seed=0, n_batches=10, batch_size=12)
+    report = clever_scores(model, xs, ys, radius=2.0, bounds=DIGITS_BOUNDS, order=2, seed=0, n_batches=10, batch_size=8)
     assert len(report) == 2
     for result in report:
         assert result.order == 2 and len(result.per_target) == 9
