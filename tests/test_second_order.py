@@ -12,6 +12,7 @@ from pytest_clever import (
     InvalidInputError,
     NotTwiceDifferentiableError,
     TargetScore,
+    WeakFitWarning,
     clever_score,
     clever_scores,
 )
@@ -79,7 +80,8 @@ def test_convex_quadratic_has_no_negative_curvature():
     # Hessian +A^T A: the "negative" bound is 0 (score g/a, noted); "spectral" stays conservative.
     model, a, w, x0 = _quadratic(sign=+1.0)
     expected, m, grad = _closed_form(a, w, 1.5, 2.0)
-    negative = clever_score(model, x0, radius=10.0, order=2, curvature="negative", seed=0, **FAST)
+    with pytest.warns(WeakFitWarning, match="convex"):
+        negative = clever_score(model, x0, radius=10.0, order=2, curvature="negative", seed=0, **FAST)
     assert negative.per_target[1].curvature == 0.0
     assert negative.score == pytest.approx(1.5 / grad, rel=1e-5)
     assert any("convex" in note for note in negative.notes)
