@@ -31,6 +31,7 @@ _LAZY = {
     "attack_checks": "attack",
     "AttackCheck": "attack",
     "points_in_ball": "strategies",
+    "NotTwiceDifferentiableError": "errors",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
         InvalidInputError,
         MisclassifiedInputError,
         ModelError,
+        NotTwiceDifferentiableError,
         WeakFitWarning,
     )
     from .results import CleverReport, CleverResult, TargetScore

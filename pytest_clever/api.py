@@ -3,7 +3,9 @@
 Data flow: validate settings -> borrow the model -> resolve the input and
 its prediction -> sample the ball and collect batch maxima of margin
 gradient norms -> fit the reverse Weibull end point per target -> score ->
-result. The numerics live in ``sampling``, ``gradients`` and ``evt``.
+result. The numerics live in ``sampling``, ``gradients`` and ``evt``; with
+``order=2`` the samples' Hessian norms replace the gradient norms
+(``curvature``) and the score is the second-order radius (``second_order``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import torch
 
 from .errors import CleverError, GradientMaskingError, InvalidInputError, WeakFitWarning, see
 from .evt import CONSTANT_MAXIMA, WEAK_PVALUE, fit_endpoint
+from .curvature import CURVATURE_METHODS, CurvatureSamples, default_curvature_chunk, sample_curvature_maxima
 from .gradients import GradientSamples, default_chunk_size, input_reaches_output, sample_gradient_maxima
 from .model_state import borrowed_model, model_device_and_dtype
 from .norms import dual_norm
 from .results import CleverReport, CleverResult, TargetScore
+from .second_order import second_order_notes, second_order_targets
 from .validation import (
     Settings,
     as_input_tensor,
@@ -58,6 +62,11 @@ def _derive_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(index,)).generate_state(1, np.uint64)[0] >> 1)
 
 
+def _check_curvature(curvature: Any) -> None:
+    if curvature not in CURVATURE_METHODS:
+        raise InvalidInputError(f"curvature must be one of {', '.join(map(repr, CURVATURE_METHODS))}, got {curvature!r}")
+
+
 #: How to score the network behind a non-differentiable transform, shown in masking errors.
 BPDA_FIX = (
     "\nTo score the network behind a non-differentiable input transform T, wrap T in BPDA: it keeps "
@@ -69,7 +78,7 @@ BPDA_FIX = (
 )
 
 
-def _check_masking(samples: GradientSamples, model: Callable, x0: torch.Tensor) -> None:
+def _check_masking(samples: GradientSamples | CurvatureSamples, model: Callable, x0: torch.Tensor) -> None:
     """Raise :class:`GradientMaskingError` when the sampled gradients cannot be trusted.
 
     Any non-finite gradient poisons the batch maxima, so it is fatal at any
@@ -85,10 +94,14 @@ def _check_masking(samples: GradientSamples, model: Callable, x0: torch.Tensor) 
             + see("Troubleshooting") + "." + BPDA_FIX
         )
     if samples.zero_share >= MASKED_SHARE and samples.margin_varies:
+        # First-order samples also carry the proven slope of the margin (second-order ones do not).
+        slopes = getattr(samples, "lower_bounds", None)
+        rate = "" if slopes is None else (
+            f" (at a rate of at least {float(slopes.max()):.3g} per unit of distance)"
+        )
         evidence = (
             f"margin gradients are exactly zero at {samples.zero_share:.0%} of the sampled points, yet "
-            f"the margin changes across the ball (at a rate of at least "
-            f"{float(samples.lower_bounds.max()):.3g} per unit of distance)"
+            f"the margin changes across the ball{rate}"
         )
         if not input_reaches_output(model, x0):
             cause = (
@@ -108,28 +121,18 @@ def _check_masking(samples: GradientSamples, model: Callable, x0: torch.Tensor) 
         )
 
 
-def _score_one(
+def _first_order_targets(
     model: Callable,
-    x: torch.Tensor,
+    x0: torch.Tensor,
+    margins0: torch.Tensor,
     settings: Settings,
     *,
-    target: int | None,
-    label: int | None,
-    seed: int,
-    device: torch.device,
-    dtype: torch.dtype,
+    predicted: int,
+    targets: list[int],
+    generator: torch.Generator,
     chunk_size: int | None,
-) -> CleverResult:
-    started = time.perf_counter()
-    x = x.to(device=device, dtype=dtype)
-    x0, logits0 = resolve_single_input(model, x)
-    check_in_bounds(x0, settings.bounds)
-    predicted = check_prediction(logits0, label, target)
-    k = logits0.shape[0]
-    targets = [int(target)] if target is not None else [j for j in range(k) if j != predicted]
-    margins0 = logits0[predicted] - logits0[targets]
-
-    generator = torch.Generator(device=device).manual_seed(seed)
+) -> dict[int, TargetScore]:
+    device = x0.device
     chunk = chunk_size or default_chunk_size(len(targets), x0.numel(), x0.element_size(), device)
     samples = sample_gradient_maxima(
         model,
@@ -171,8 +174,80 @@ def _score_one(
             ks_pvalue=fit.ks_pvalue,
             fit_reason=fit.reason,
         )
+    return per_target
+
+
+def _second_order_targets(
+    model: Callable,
+    x0: torch.Tensor,
+    margins0: torch.Tensor,
+    settings: Settings,
+    *,
+    predicted: int,
+    targets: list[int],
+    generator: torch.Generator,
+    chunk_size: int | None,
+    curvature: str,
+) -> dict[int, TargetScore]:
+    chunk = chunk_size or default_curvature_chunk(len(targets), x0.numel(), x0.element_size(), x0.device)
+    samples = sample_curvature_maxima(
+        model,
+        x0,
+        margins0,
+        predicted=predicted,
+        targets=targets,
+        norm=settings.norm,
+        radius=settings.radius,
+        n_batches=settings.n_batches,
+        batch_size=settings.batch_size,
+        bounds=settings.bounds,
+        generator=generator,
+        chunk_size=chunk,
+        method=curvature,
+    )
+    _check_masking(samples, model, x0)
+    margins = margins0.double().cpu().tolist()
+    return second_order_targets(samples, targets, margins, norm=settings.norm, radius=settings.radius)
+
+
+def _score_one(
+    model: Callable,
+    x: torch.Tensor,
+    settings: Settings,
+    *,
+    target: int | None,
+    label: int | None,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    chunk_size: int | None,
+    curvature: str = "spectral",
+) -> CleverResult:
+    started = time.perf_counter()
+    x = x.to(device=device, dtype=dtype)
+    x0, logits0 = resolve_single_input(model, x)
+    check_in_bounds(x0, settings.bounds)
+    predicted = check_prediction(logits0, label, target)
+    k = logits0.shape[0]
+    targets = [int(target)] if target is not None else [j for j in range(k) if j != predicted]
+    margins0 = logits0[predicted] - logits0[targets]
+
+    generator = torch.Generator(device=device).manual_seed(seed)
+    if settings.order == 2:
+        per_target = _second_order_targets(
+            model, x0, margins0, settings, predicted=predicted, targets=targets,
+            generator=generator, chunk_size=chunk_size, curvature=curvature,
+        )
+    else:
+        per_target = _first_order_targets(
+            model, x0, margins0, settings, predicted=predicted, targets=targets,
+            generator=generator, chunk_size=chunk_size,
+        )
     deciding = min(per_target.values(), key=lambda s: (s.score, s.target))
-    notes = _notes(per_target, deciding.target, settings.radius)
+    if settings.order == 2:
+        notes = second_order_notes(per_target, deciding.target)
+    else:
+        notes = _notes(per_target, deciding.target, settings.radius)
     return CleverResult(
         score=deciding.score,
         target=deciding.target,
@@ -274,8 +349,9 @@ def clever_score(
     label: int | None = None,
     order: int = 1,
     chunk_size: int | None = None,
+    curvature: str = "spectral",
 ) -> CleverResult:
-    """First-order CLEVER score of one input.
+    """CLEVER score of one input (first order by default, second order with ``order=2``).
 
     Parameters
     ----------
@@ -308,10 +384,21 @@ def clever_score(
         The expected class; a model that predicts another class raises
         :class:`~pytest_clever.errors.MisclassifiedInputError`.
     order:
-        1 for the first-order score (only 1 is implemented here).
+        1 for the first-order score (a Lipschitz bound estimated from
+        sampled gradients); 2 for the second-order score of a
+        twice-differentiable model (exact gradient at ``x``, curvature bound
+        estimated from sampled Hessians; see SPEC.md). A piecewise-linear
+        model (ReLU, max-pool) raises
+        :class:`~pytest_clever.errors.NotTwiceDifferentiableError` with ``order=2``.
     chunk_size:
         Points per forward/backward pass; bounds memory. Chosen per device
         by default.
+    curvature:
+        For ``order=2``: "spectral" bounds the Hessian spectral norm (the
+        default; a bound that holds whatever the sign of the curvature),
+        "negative" only its negative part ``max(0, -lambda_min)`` (tighter,
+        as in the authors' code; twice the Hessian-vector products, and
+        ``g / ||grad g(x)||`` when no negative curvature is sampled).
     """
     settings = check_settings(
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order
@@ -320,15 +407,14 @@ def clever_score(
         chunk_size = int(chunk_size)
         if chunk_size < 1:
             raise InvalidInputError(f"chunk_size must be >= 1, got {chunk_size}")
-    if settings.order != 1:
-        raise InvalidInputError("order=2 (second-order CLEVER) is not available yet")
+    _check_curvature(curvature)
     x = as_input_tensor(x)
     seed = secrets.randbits(63) if seed is None else int(seed)
     dev, dtype = _resolve_device(model, x, device)
     with borrowed_model(model, dev) as prepared:
         result = _score_one(
             prepared, x, settings, target=target, label=label, seed=seed,
-            device=dev, dtype=dtype, chunk_size=chunk_size,
+            device=dev, dtype=dtype, chunk_size=chunk_size, curvature=curvature,
         )
     _warn(result)
     return result
@@ -349,6 +435,7 @@ def clever_scores(
     device: str | torch.device | None = None,
     order: int = 1,
     chunk_size: int | None = None,
+    curvature: str = "spectral",
 ) -> CleverReport:
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 
@@ -360,8 +447,7 @@ def clever_scores(
     settings = check_settings(
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order
     )
-    if settings.order != 1:
-        raise InvalidInputError("order=2 (second-order CLEVER) is not available yet")
+    _check_curvature(curvature)
     inputs = []
     for i, x in enumerate(xs.unbind(0) if isinstance(xs, torch.Tensor) else xs):
         try:
@@ -385,6 +471,7 @@ def clever_scores(
                     prepared, x, settings, target=target,
                     label=None if labels is None else labels[i],
                     seed=_derive_seed(run_seed, i), device=dev, dtype=dtype, chunk_size=chunk_size,
+                    curvature=curvature,
                 )
             except CleverError as exc:
                 raise type(exc)(f"input {i}: {exc}") from exc

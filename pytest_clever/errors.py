@@ -28,6 +28,10 @@ class ModelError(CleverError):
     """Calling the model failed; the original exception is chained."""
 
 
+class NotTwiceDifferentiableError(InvalidInputError):
+    """Second-order CLEVER was asked of a model without usable second derivatives (ReLU, max-pool, ...)."""
+
+
 class GradientMaskingError(CleverError):
     """Gradients are zero or non-finite where the margin visibly changes."""
 

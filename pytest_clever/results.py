@@ -45,6 +45,20 @@ class TargetScore:
     parametrise ``scipy.stats.weibull_min`` for the negated batch maxima; they
     are NaN when ``fit_method == "max"`` (the sample maximum was used, for
     the reason given in ``fit_reason``).
+
+    Second-order scores (``order=2``) fill the fields after ``fit_reason``
+    (first-order scores leave them at their defaults): ``gradient_norm`` is
+    the exact ``||grad g(x0)||_q``; ``curvature`` the EVT end point ``M`` of the
+    sampled curvature, measured as ``curvature_method`` ("spectral": Hessian
+    spectral norm, "negative": ``max(0, -lambda_min)``), and the Weibull
+    fields describe that fit; ``curvature_lower_bound`` is the largest
+    curvature the Taylor residuals at the samples prove; ``power_iterations``
+    the most Hessian-vector products per point the eigenvalue solver
+    (Lanczos by default, see ``curvature.py``) used in a chunk, and
+    ``power_converged`` the share of sampled points where it converged.
+    There ``lipschitz`` is ``margin / r`` for the uncapped second-order
+    radius ``r`` (so ``score == min(margin / lipschitz, radius)`` still holds)
+    and ``lipschitz_lower_bound`` is not measured (0).
     """
 
     target: int
@@ -60,11 +74,20 @@ class TargetScore:
     ks_statistic: float
     ks_pvalue: float
     fit_reason: str = ""
+    gradient_norm: float = math.nan
+    curvature: float = math.nan
+    curvature_lower_bound: float = math.nan
+    curvature_method: str = ""
+    power_iterations: int = 0
+    power_converged: float = math.nan
 
     @property
     def consistent(self) -> bool:
-        """False when the samples prove the Lipschitz estimate too low (score too high)."""
-        return self.lipschitz_lower_bound <= self.lipschitz * (1 + CONSISTENCY_SLACK)
+        """False when the samples prove the Lipschitz (or curvature) estimate too low (score too high)."""
+        if self.lipschitz_lower_bound > self.lipschitz * (1 + CONSISTENCY_SLACK):
+            return False
+        # NaN (first order) compares False: nothing to check.
+        return not self.curvature_lower_bound > self.curvature * (1 + 1e-3)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _json_float(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -138,10 +161,13 @@ class CleverResult:
         fit = deciding.fit_method
         if fit == "weibull":
             fit += f"(p={deciding.ks_pvalue:.2g})"
+        curvature = ""
+        if self.order == 2:
+            curvature = f"curvature={deciding.curvature:.4g}({deciding.curvature_method}), "
         return (
             f"CleverResult(score={self.score:.4g}, target={self.target}, "
             f"predicted={self.predicted}, norm={norm_label(self.norm)}, radius={self.radius:g}, "
-            f"order={self.order}, lipschitz={deciding.lipschitz:.4g}, fit={fit}, "
+            f"order={self.order}, lipschitz={deciding.lipschitz:.4g}, {curvature}fit={fit}, "
             f"samples={self.n_batches}x{self.batch_size}, seed={self.seed}, "
             f"elapsed={self.elapsed:.2f}s)"
         )
