@@ -131,7 +131,8 @@ def _first_order_targets(
     targets: list[int],
     generator: torch.Generator,
     chunk_size: int | None,
-) -> dict[int, TargetScore]:
+) -> tuple[dict[int, TargetScore], torch.Tensor]:
+    """Per-target first-order scores, and the batch maxima ``(n_batches, T)`` behind them."""
     device = x0.device
     chunk = chunk_size or default_chunk_size(len(targets), x0.numel(), x0.element_size(), device)
     samples = sample_gradient_maxima(
@@ -174,7 +175,7 @@ def _first_order_targets(
             ks_pvalue=fit.ks_pvalue,
             fit_reason=fit.reason,
         )
-    return per_target
+    return per_target, samples.maxima
 
 
 def _second_order_targets(
@@ -188,7 +189,8 @@ def _second_order_targets(
     generator: torch.Generator,
     chunk_size: int | None,
     curvature: str,
-) -> dict[int, TargetScore]:
+) -> tuple[dict[int, TargetScore], torch.Tensor]:
+    """Per-target second-order scores, and the batch maxima of the curvature behind them."""
     chunk = chunk_size or default_curvature_chunk(len(targets), x0.numel(), x0.element_size(), x0.device)
     samples = sample_curvature_maxima(
         model,
@@ -207,7 +209,8 @@ def _second_order_targets(
     )
     _check_masking(samples, model, x0)
     margins = margins0.double().cpu().tolist()
-    return second_order_targets(samples, targets, margins, norm=settings.norm, radius=settings.radius)
+    per_target = second_order_targets(samples, targets, margins, norm=settings.norm, radius=settings.radius)
+    return per_target, samples.maxima
 
 
 def _score_one(
@@ -234,12 +237,12 @@ def _score_one(
 
     generator = torch.Generator(device=device).manual_seed(seed)
     if settings.order == 2:
-        per_target = _second_order_targets(
+        per_target, maxima = _second_order_targets(
             model, x0, margins0, settings, predicted=predicted, targets=targets,
             generator=generator, chunk_size=chunk_size, curvature=curvature,
         )
     else:
-        per_target = _first_order_targets(
+        per_target, maxima = _first_order_targets(
             model, x0, margins0, settings, predicted=predicted, targets=targets,
             generator=generator, chunk_size=chunk_size,
         )
@@ -265,7 +268,7 @@ def _score_one(
         bounds=settings.bounds,
         device=str(device),
         notes=notes,
-        batch_maxima=tuple(maxima[:, targets.index(deciding.target)].tolist()),
+        batch_maxima=tuple(maxima[:, targets.index(deciding.target)].double().cpu().tolist()),
     )
 
 

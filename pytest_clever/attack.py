@@ -12,7 +12,8 @@ from ``restarts`` starting points at once, inside the ``norm`` ball of radius
 ``eps`` intersected with the result's input bounds; a search over ``eps`` in
 ``(0, R]`` (several radii per batched run, then refined) shrinks the distortion. Norms:
 
-- L2 and Linf: standard PGD (normalised gradient / sign steps, projection onto the ball).
+- L2 and Linf: standard PGD (normalised gradient / sign steps, projection onto the ball);
+  one restart per radius aims at the class CLEVER found easiest to reach.
 - L1: a simple sparse variant: each step moves only the coordinates with the
   largest gradient magnitude (those that can still move inside the bounds),
   followed by an exact Euclidean projection onto the L1 ball. It is weaker
@@ -171,8 +172,11 @@ def _step_direction(grad: torch.Tensor, x: torch.Tensor, norm: float, bounds) ->
 class _Attacker:
     """PGD on one input over several attack radii at once (one batch of ``len(eps) * restarts`` rows)."""
 
-    def __init__(self, model, x0, predicted, target, norm, bounds, steps, restarts, generator):
+    def __init__(self, model, x0, predicted, target, norm, bounds, steps, restarts, generator, hint=None):
         self.model, self.x0, self.c, self.target = model, x0, predicted, target
+        # Untargeted PGD follows the currently largest other logit, which need not be the
+        # nearest boundary; one restart per radius aims at ``hint`` (CLEVER's deciding class).
+        self.hint = hint if target is None and restarts > 1 else None
         self.norm, self.bounds, self.steps, self.restarts = norm, bounds, steps, restarts
         self.generator = generator
         self.flat0 = x0.reshape(1, -1)
@@ -188,6 +192,14 @@ class _Attacker:
         others = logits.clone()
         others[:, self.c] = -math.inf
         return others.max(1).values - own
+
+    def ascent_terms(self, logits: torch.Tensor, success: torch.Tensor) -> torch.Tensor:
+        """What each row climbs: ``success`` terms, except on hint rows (towards the hint class)."""
+        if self.hint is None:
+            return success
+        towards_hint = logits[:, self.hint] - logits[:, self.c]
+        hint_rows = torch.arange(logits.shape[0], device=logits.device) % self.restarts == 1
+        return torch.where(hint_rows, towards_hint, success)
 
     def _clip(self, flat: torch.Tensor) -> torch.Tensor:
         # x0 lies inside the bounds, so clipping only moves points towards it: they stay in the ball.
@@ -207,7 +219,8 @@ class _Attacker:
         done = torch.zeros(len(radii), dtype=torch.bool, device=x.device)
         for _ in range(self.steps + 1):
             x = x.detach().requires_grad_(True)
-            terms = self.loss_terms(self.logits(x))
+            logits = self.logits(x)
+            terms = self.loss_terms(logits)
             hit = (terms.detach() > 0) & active
             if bool(hit.any()):
                 hits.append(x.detach()[hit])
@@ -217,7 +230,7 @@ class _Attacker:
                 active &= ~done.repeat_interleave(n)
                 if not bool(active.any()):
                     break
-            (grad,) = torch.autograd.grad(terms.sum(), x)
+            (grad,) = torch.autograd.grad(self.ascent_terms(logits, terms).sum(), x)
             with torch.no_grad():
                 step = alpha * _step_direction(grad, x, self.norm, self.bounds) * active.unsqueeze(1)
                 x = self._clip(self.flat0 + _project(x + step - self.flat0, self.norm, eps))
@@ -257,7 +270,7 @@ def _check_one(
     generator = torch.Generator(device=x0.device).manual_seed(seed)
     attacker = _Attacker(
         model, x0.detach(), predicted, result.target if result.targeted else None,
-        result.norm, result.bounds, steps, restarts, generator,
+        result.norm, result.bounds, steps, restarts, generator, hint=result.target,
     )
     # A search over the attack radius, RADII_PER_ROUND radii per batched PGD run: first on
     # (0, R], then between the largest radius that failed and the smallest distortion found.
