@@ -34,6 +34,7 @@ from .validation import (
     check_prediction,
     check_settings,
     resolve_single_input,
+    warn_if_probabilities,
 )
 
 #: Defaults sized so a 10-class, 64-input model scores in about a second on
@@ -229,6 +230,7 @@ def _score_one(
     started = time.perf_counter()
     x = x.to(device=device, dtype=dtype)
     x0, logits0 = resolve_single_input(model, x)
+    warn_if_probabilities(logits0)
     check_in_bounds(x0, settings.bounds)
     predicted = check_prediction(logits0, label, target)
     k = logits0.shape[0]
@@ -282,12 +284,12 @@ def _notes(per_target: dict[int, TargetScore], deciding: int, radius: float = ma
         notes.append(
             f"target {deciding}: no trustworthy Weibull fit ({s.fit_reason}); the sample maximum "
             f"{s.lipschitz:.4g} was used as Lipschitz estimate (the score may be too high: "
-            "raise n_batches/batch_size)"
+            "raise n_batches/batch_size)" + see("Troubleshooting")
         )
     elif s.ks_pvalue < WEAK_PVALUE:
         notes.append(
             f"target {deciding}: weak Weibull fit (KS p-value {s.ks_pvalue:.2g}); "
-            "raise n_batches/batch_size for a steadier estimate"
+            "raise n_batches/batch_size for a steadier estimate" + see("Troubleshooting")
         )
     inconsistent = _inconsistency_note(per_target, s.score, radius)
     if inconsistent:

@@ -58,6 +58,9 @@ def borrowed_model(model: Callable, device: torch.device | None = None) -> Itera
     params = list(model.parameters())
     requires_grad = [p.requires_grad for p in params]
     grads = [p.grad for p in params]
+    # A forward pass that writes to buffers (counters, running statistics kept by hand)
+    # would change the user's model and couple the samples: keep copies to restore and compare.
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
     first = _first_tensor(model)
     original_device = first.device if first is not None else None
     moved = device is not None and original_device is not None and original_device != device
@@ -80,6 +83,7 @@ def borrowed_model(model: Callable, device: torch.device | None = None) -> Itera
         with torch.inference_mode(False), torch.enable_grad():
             yield model
     finally:
+        mutated = _restore_buffers(buffers)
         if moved:
             model.to(original_device)
         for m, flag in zip(modules, train_flags):
@@ -87,3 +91,23 @@ def borrowed_model(model: Callable, device: torch.device | None = None) -> Itera
         for p, flag, grad in zip(params, requires_grad, grads):
             p.requires_grad_(flag)
             p.grad = grad
+    if mutated:
+        warnings.warn(
+            f"the model's forward pass changed {mutated} buffer(s) while it was scored in eval mode; "
+            "pytest-clever restored them, but scores of a model whose output depends on hidden "
+            "state are not reproducible. Make forward() free of side effects in eval mode",
+            CleverWarning,
+            stacklevel=4,
+        )
+
+
+def _restore_buffers(buffers: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    """Put back every buffer that changed; return how many had."""
+    changed = 0
+    with torch.no_grad():
+        for buffer, saved in buffers:
+            if buffer.shape != saved.shape or not torch.equal(buffer, saved.to(buffer.device)):
+                changed += 1
+                if buffer.shape == saved.shape:
+                    buffer.copy_(saved)
+    return changed

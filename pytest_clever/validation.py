@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from .errors import InvalidInputError, MisclassifiedInputError, ModelError, see
+from .errors import CleverWarning, InvalidInputError, MisclassifiedInputError, ModelError, see
 from .norms import parse_norm
 
 #: Fewest batch maxima that still support a three-parameter Weibull fit.
@@ -46,7 +47,9 @@ def check_settings(
     """Validate and normalise the settings of a CLEVER run."""
     p = parse_norm(norm)
     if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not math.isfinite(radius) or radius <= 0:
-        raise InvalidInputError(f"radius must be a finite number > 0, got {radius!r}")
+        raise InvalidInputError(
+            f"radius must be a finite number > 0, got {radius!r}" + see("Choosing radius and thresholds")
+        )
     nb = _positive_int("n_batches", n_batches, MIN_BATCHES)
     bs = _positive_int("batch_size", batch_size)
     if order not in (1, 2):
@@ -75,7 +78,7 @@ def as_input_tensor(x: Any) -> torch.Tensor:
             "x.float() and scale it to the model's input range"
         )
     if x.numel() == 0:
-        raise InvalidInputError("x is empty")
+        raise InvalidInputError(f"x is empty (shape {tuple(x.shape)}): pass one input, e.g. an image of shape (C, H, W)")
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).sum())
         raise InvalidInputError(f"x contains {bad} NaN or infinite value(s)")
@@ -165,6 +168,20 @@ def resolve_single_input(model: Callable, x: torch.Tensor) -> tuple[torch.Tensor
     raise first_error
 
 
+def warn_if_probabilities(logits0: torch.Tensor) -> None:
+    """CLEVER on softmax outputs is valid but measures another margin: say so once."""
+    total = float(logits0.sum())
+    if float(logits0.min()) >= 0 and float(logits0.max()) <= 1 and abs(total - 1) < 1e-4:
+        warnings.warn(
+            "the model's outputs look like probabilities (in [0, 1], summing to 1): CLEVER is "
+            "defined on logits. Scores of softmax outputs are valid for the probability margin "
+            "but not comparable with logit scores; drop the final softmax to score the logits"
+            + see("Troubleshooting"),
+            CleverWarning,
+            stacklevel=5,
+        )
+
+
 def check_prediction(logits0: torch.Tensor, label: Any, target: Any) -> int:
     """Return the predicted class; reject ties, wrong predictions and bad targets."""
     k = logits0.shape[0]
@@ -185,7 +202,7 @@ def check_prediction(logits0: torch.Tensor, label: Any, target: Any) -> int:
             raise MisclassifiedInputError(
                 f"the model predicts class {predicted} but the label is {int(label)}: the CLEVER "
                 "score of a misclassified input is meaningless (it measures the distance to "
-                "the boundary of the wrong class); drop the input or fix the model"
+                "the boundary of the wrong class); drop the input or fix the model" + see("Troubleshooting")
             )
     if target is not None:
         if isinstance(target, bool) or not isinstance(target, numbers.Integral) or not 0 <= target < k:

@@ -211,55 +211,7 @@ def test_masked_gradients_raise(digits_cnn, digits):
         clever_score(quantised, digits.x_test[0], radius=1.0, bounds=(0, 1), seed=0, n_batches=10, batch_size=32)
 
 
-# --- bad input --------------------------------------------------------------------------
-
-
-def _raise(x):
-    raise RuntimeError("boom inside the model")
-
-
-BAD_CASES = [
-    ("nan input", dict(x=torch.tensor([math.nan] + [0.0] * 5)), InvalidInputError, "NaN"),
-    ("inf input", dict(x=torch.tensor([math.inf] + [0.0] * 5)), InvalidInputError, "NaN or infinite"),
-    ("int input", dict(x=torch.arange(6)), InvalidInputError, "floating-point"),
-    ("out of bounds", dict(bounds=(0.0, 1.0)), InvalidInputError, "outside bounds"),
-    ("bad bounds", dict(bounds=(1.0, 0.0)), InvalidInputError, "lo < hi"),
-    ("radius zero", dict(radius=0.0), InvalidInputError, "radius"),
-    ("radius nan", dict(radius=math.nan), InvalidInputError, "radius"),
-    ("few batches", dict(n_batches=5), InvalidInputError, "n_batches must be an integer >= 10"),
-    ("batch size 0", dict(batch_size=0), InvalidInputError, "batch_size"),
-    ("unknown norm", dict(norm=3), InvalidInputError, "unknown norm"),
-    ("target out of range", dict(target=7), InvalidInputError, "target must be a class index"),
-    ("batch of inputs", dict(x=torch.zeros(4, 6)), InvalidInputError, "clever_scores"),
-    ("model raises", dict(model=_raise), ModelError, "boom inside the model"),
-    ("1-D output", dict(model=lambda x: x.sum(-1)), InvalidInputError, "2-D logits"),
-    ("3-D output", dict(model=lambda x: x.unsqueeze(-1).repeat(1, 1, 2)), InvalidInputError, "2-D logits"),
-    ("single class", dict(model=lambda x: x.sum(-1, keepdim=True)), InvalidInputError, "at least 2 classes"),
-    ("tie", dict(model=lambda x: torch.zeros(x.shape[0], 3) + x.sum() * 0), MisclassifiedInputError, "tie"),
-    ("not a tensor", dict(model=lambda x: x.tolist()), InvalidInputError, "tensor of logits"),
-]
-
-
-@pytest.mark.parametrize("case, change, error, message", BAD_CASES, ids=[c[0] for c in BAD_CASES])
-def test_bad_input_gives_a_clear_error(linear_model, case, change, error, message):
-    kw = dict(model=linear_model[0], x=X0 + 2.0, radius=1.0, seed=0, **FAST)
-    kw.update(change)
-    model, x = kw.pop("model"), kw.pop("x")
-    with pytest.raises(error, match=message):
-        clever_score(model, x, **kw)
-
-
-def test_misclassified_input_with_label(linear_model):
-    model = linear_model[0]
-    wrong = (_prediction(model, X0) + 1) % 4
-    with pytest.raises(MisclassifiedInputError, match=f"label is {wrong}"):
-        clever_score(model, X0, radius=1.0, label=wrong, **FAST)
-
-
-def test_target_equal_to_prediction_is_rejected(linear_model):
-    model = linear_model[0]
-    with pytest.raises(InvalidInputError, match="is the predicted class"):
-        clever_score(model, X0, radius=1.0, target=_prediction(model, X0), **FAST)
+# --- bad input (the full matrix is in test_bad_input.py) --------------------------------
 
 
 def test_clever_scores_names_the_failing_input(linear_model):

@@ -1,0 +1,227 @@
+"""The bad-input matrix: one row per way a user can hand us something odd.
+
+Each row says what must happen: a clear error (type and the words that name
+the problem), a warning (and still a score), or a plain valid score. Every
+row also checks that the model comes back exactly as it was.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pytest_clever import (
+    CleverWarning,
+    GradientMaskingError,
+    InvalidInputError,
+    MisclassifiedInputError,
+    ModelError,
+    NotTwiceDifferentiableError,
+    clever_score,
+)
+
+X0 = torch.tensor([0.3, 0.6, 0.2, 0.5, 0.4, 0.7])
+FAST = dict(n_batches=10, batch_size=16, radius=0.5, seed=0)
+
+
+def tanh_net(dtype=torch.float32) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)).to(dtype).eval()
+
+
+def relu_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
+
+
+class BatchNormNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 3))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class Counting(nn.Module):
+    """A forward pass with a side effect: it counts its calls in a buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = tanh_net()
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        return self.net(x)
+
+
+def _prediction(model, x=X0) -> int:
+    with torch.no_grad():
+        return int(model(x.unsqueeze(0)).argmax())
+
+
+def _raise(x):
+    raise RuntimeError("boom inside the model")
+
+
+@dataclass
+class Case:
+    """What to call and what must happen: 'raises' / 'warns' (with type and message) or 'valid'."""
+
+    id: str
+    outcome: str
+    model: Callable[[], Any] = tanh_net
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    error: type | None = None
+    message: str = ""
+    x: Callable[[], Any] = lambda: X0
+    context: Callable[[], Any] | None = None
+
+
+def _frozen_first_layer():
+    model = tanh_net()
+    model[0].weight.requires_grad_(False)
+    return model
+
+
+def _bn_in_train_mode():
+    model = BatchNormNet()
+    model.train()
+    return model
+
+
+CASES = [
+    # -- the model's output ---------------------------------------------------------------
+    Case("probabilities instead of logits", "warns", lambda: nn.Sequential(tanh_net(), nn.Softmax(-1)),
+         error=CleverWarning, message="look like probabilities"),
+    Case("1-D output", "raises", lambda: (lambda x: x.sum(-1)), error=InvalidInputError, message="2-D logits"),
+    Case("3-D output", "raises", lambda: (lambda x: x.unsqueeze(-1).repeat(1, 1, 2)),
+         error=InvalidInputError, message="2-D logits"),
+    Case("single class", "raises", lambda: (lambda x: x.sum(-1, keepdim=True)),
+         error=InvalidInputError, message="at least 2 classes"),
+    Case("output not a tensor", "raises", lambda: (lambda x: x.tolist()),
+         error=InvalidInputError, message="tensor of logits"),
+    Case("NaN logits", "raises", lambda: (lambda x: x[:, :3] * math.nan), error=InvalidInputError,
+         message="NaN or infinite logits"),
+    Case("model raises", "raises", lambda: _raise, error=ModelError, message="boom inside the model"),
+    Case("tie between top classes", "raises", lambda: (lambda x: torch.zeros(x.shape[0], 3) + 0 * x.sum()),
+         error=MisclassifiedInputError, message="tie at the top"),
+    # -- the input ------------------------------------------------------------------------
+    Case("NaN input", "raises", x=lambda: torch.tensor([math.nan] + [0.5] * 5), error=InvalidInputError,
+         message="contains 1 NaN or infinite"),
+    Case("inf input", "raises", x=lambda: torch.tensor([math.inf] + [0.5] * 5), error=InvalidInputError,
+         message="NaN or infinite"),
+    Case("input outside bounds", "raises", kwargs={"bounds": (0.0, 0.5)}, error=InvalidInputError,
+         message="outside bounds (0.0, 0.5)"),
+    Case("integer input", "raises", x=lambda: torch.arange(6), error=InvalidInputError, message="floating-point"),
+    Case("empty input", "raises", x=lambda: torch.zeros(0), error=InvalidInputError, message="empty"),
+    Case("batch of inputs to clever_score", "raises", x=lambda: X0.repeat(4, 1), error=InvalidInputError,
+         message="use clever_scores"),
+    Case("numpy input", "valid", x=lambda: X0.numpy().astype(np.float32)),
+    Case("float64 input to a float32 model", "valid", x=lambda: X0.double()),
+    Case("float64 model", "valid", lambda: tanh_net(torch.float64)),
+    Case("explicit batch dimension of 1", "valid", x=lambda: X0.unsqueeze(0)),
+    # -- labels and targets ---------------------------------------------------------------
+    Case("misclassified input with label", "raises", kwargs={"label": (_prediction(tanh_net()) + 1) % 3},
+         error=MisclassifiedInputError, message="misclassified"),
+    Case("label out of range", "raises", kwargs={"label": 9}, error=InvalidInputError,
+         message="label must be a class index in [0, 3)"),
+    Case("target is the predicted class", "raises", kwargs={"target": _prediction(tanh_net())},
+         error=InvalidInputError, message="is the predicted class"),
+    Case("target out of range", "raises", kwargs={"target": 3}, error=InvalidInputError,
+         message="target must be a class index in [0, 3)"),
+    # -- settings -------------------------------------------------------------------------
+    Case("radius zero", "raises", kwargs={"radius": 0.0}, error=InvalidInputError, message="radius must be"),
+    Case("radius negative", "raises", kwargs={"radius": -1.0}, error=InvalidInputError, message="radius must be"),
+    Case("radius NaN", "raises", kwargs={"radius": math.nan}, error=InvalidInputError, message="radius must be"),
+    Case("too few batches for an EVT fit", "raises", kwargs={"n_batches": 9}, error=InvalidInputError,
+         message="n_batches must be an integer >= 10"),
+    Case("batch_size 0", "raises", kwargs={"batch_size": 0}, error=InvalidInputError,
+         message="batch_size must be an integer >= 1"),
+    Case("unknown norm", "raises", kwargs={"norm": 3}, error=InvalidInputError, message="unknown norm 3"),
+    Case("bounds reversed", "raises", kwargs={"bounds": (1.0, 0.0)}, error=InvalidInputError, message="lo < hi"),
+    Case("order 3", "raises", kwargs={"order": 3}, error=InvalidInputError, message="order must be 1 or 2"),
+    Case("unknown curvature method", "raises", kwargs={"order": 2, "curvature": "max"},
+         error=InvalidInputError, message="curvature must be one of"),
+    Case("chunk_size 0", "raises", kwargs={"chunk_size": 0}, error=InvalidInputError, message="chunk_size"),
+    Case("unknown device", "raises", kwargs={"device": "warp-drive"}, error=InvalidInputError,
+         message="unknown device"),
+    # -- gradients ------------------------------------------------------------------------
+    Case("masked gradients (rounding in forward)", "raises",
+         lambda: (lambda x, net=tanh_net(): net(torch.round(x * 4) / 4)), kwargs={"bounds": (0.0, 1.0)},
+         error=GradientMaskingError, message="BPDA"),
+    Case("order 2 on a ReLU model", "raises", relu_net, kwargs={"order": 2}, error=NotTwiceDifferentiableError,
+         message="twice-differentiable"),
+    # -- model state ----------------------------------------------------------------------
+    Case("BatchNorm left in train mode", "warns", _bn_in_train_mode, error=CleverWarning,
+         message="training mode with BatchNorm1d"),
+    Case("forward mutates a buffer", "warns", Counting, error=CleverWarning, message="changed 1 buffer(s)"),
+    Case("parameters with requires_grad=False", "valid", _frozen_first_layer),
+    Case("called under torch.no_grad()", "valid", context=torch.no_grad),
+    Case("called under torch.inference_mode()", "valid", context=torch.inference_mode),
+    Case("torch.jit.script model", "valid", lambda: torch.jit.script(tanh_net())),
+    Case("channels-last image input", "valid",
+         lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).eval(),
+         x=lambda: torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+         .contiguous(memory_format=torch.channels_last)[0]),
+]
+
+
+def _state(model) -> Any:
+    if not isinstance(model, nn.Module):
+        return None
+    return (
+        [m.training for m in model.modules()],
+        [p.requires_grad for p in model.parameters()],
+        [p.grad for p in model.parameters()],
+        {k: v.clone() for k, v in model.state_dict().items()},
+    )
+
+
+def _same_state(before, after) -> bool:
+    if before is None:
+        return True
+    flags, req, grads, tensors = before
+    return (
+        flags == after[0]
+        and req == after[1]
+        and all(a is b for a, b in zip(grads, after[2]))
+        and all(torch.equal(tensors[k], after[3][k]) for k in tensors)
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_matrix(case: Case) -> None:
+    model = case.model()
+    before = _state(model)
+    call = lambda: clever_score(model, case.x(), **{**FAST, **case.kwargs})  # noqa: E731
+    context = case.context() if case.context else torch.enable_grad()
+    with context:
+        if case.outcome == "raises":
+            with pytest.raises(case.error, match=re.escape(case.message)) as info:
+                call()
+            # The message must stand on its own: no bare torch internals.
+            assert len(str(info.value)) > 20
+        elif case.outcome == "warns":
+            with pytest.warns(case.error, match=re.escape(case.message)):
+                result = call()
+            assert 0 < result.score <= FAST["radius"]
+        else:
+            result = call()
+            assert 0 < result.score <= FAST["radius"] and math.isfinite(result.score)
+    assert _same_state(before, _state(model)), "the model did not come back as it was"
+
+
+def test_the_matrix_covers_errors_warnings_and_valid_models():
+    outcomes = [c.outcome for c in CASES]
+    assert len(CASES) >= 40
+    assert outcomes.count("valid") >= 8 and outcomes.count("warns") >= 3
