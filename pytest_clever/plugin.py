@@ -46,7 +46,7 @@ def _rule_type(text: str):
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, "pytest-clever: CLEVER robustness scores")
     for option in OPTIONS.values():
-        shown = "none" if option.default is None else option.default
+        shown = option.default_text
         if option.cli:
             group.addoption(
                 option.flag,

@@ -108,6 +108,13 @@ class Option:
     cli: bool = False  # also a --clever-NAME command-line option
     ini: bool = True  # also a clever_NAME ini key
     marker: bool = True  # also a @pytest.mark.clever(NAME=...) argument
+    shown: str | None = None  # how --help shows the default, when not just the value
+
+    @property
+    def default_text(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        return "none" if self.default is None else f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
 
     @property
     def flag(self) -> str:
@@ -129,12 +136,12 @@ OPTIONS: dict[str, Option] = {
     o.name: o
     for o in [
         Option("norm", lambda v: parse_norm(v), 2.0, "perturbation norm: 1, 2 or inf"),
-        Option("radius", _positive_float, None, "radius of the sampling ball (no default: it depends on your data's scale)"),
+        Option("radius", _positive_float, None, "radius of the sampling ball", shown="none, it depends on your data's scale"),
         Option("n_batches", _int_at_least(10), 100, "batches of samples (batch maxima for the EVT fit)", cli=True),
         Option("batch_size", _int_at_least(1), 128, "fresh sampled points per batch", cli=True),
         Option("order", _order, 1, "1 for first-order CLEVER, 2 for second order"),
         Option("seed", _seed, 0, "base seed; each test derives its own from it and its node id", cli=True),
-        Option("device", _device, None, "device to compute on (default: the model's)", cli=True, marker=False),
+        Option("device", _device, None, "device to compute on", cli=True, marker=False, shown="the model's device"),
         Option("bounds", _bounds, None, "valid input range 'lo, hi' (e.g. '0, 1'); samples are clipped to it"),
         Option("min_score", _non_negative_float, None, "fail a test whose recorded statistic is below this"),
         Option("statistic", parse_statistic, "mean", "statistic compared with min_score: min, mean, median, max, qNN"),
