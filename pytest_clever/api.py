@@ -167,14 +167,7 @@ def _first_order_targets(
             margin=margins[t],
             lipschitz=float(lipschitz),
             lipschitz_lower_bound=lower[t],
-            sample_max=fit.sample_max,
-            fit_method=fit.method,
-            shape=fit.shape,
-            loc=fit.loc,
-            scale=fit.scale,
-            ks_statistic=fit.ks_statistic,
-            ks_pvalue=fit.ks_pvalue,
-            fit_reason=fit.reason,
+            **fit.result_fields(),
         )
     return per_target, samples.maxima
 

@@ -66,6 +66,19 @@ class EndpointFit:
     n: int
     reason: str = ""
 
+    def result_fields(self) -> dict[str, Any]:
+        """The fit as ``TargetScore`` keyword arguments (shared by first and second order)."""
+        return {
+            "sample_max": self.sample_max,
+            "fit_method": self.method,
+            "shape": self.shape,
+            "loc": self.loc,
+            "scale": self.scale,
+            "ks_statistic": self.ks_statistic,
+            "ks_pvalue": self.ks_pvalue,
+            "fit_reason": self.reason,
+        }
+
     @property
     def weak(self) -> bool:
         """True when the estimate should not be trusted without a second look."""

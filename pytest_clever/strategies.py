@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from .errors import InvalidInputError
 from .norms import parse_norm
-from .validation import as_input_tensor, check_in_bounds
+from .validation import as_input_tensor, check_bounds, check_in_bounds
 
 
 #: Grid of the unit coordinates and of the radial scale (2**20 steps per unit).
@@ -32,18 +32,6 @@ def _check_radius(radius: Any) -> float:
     if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not math.isfinite(radius) or radius < 0:
         raise InvalidInputError(f"radius must be a finite number >= 0, got {radius!r}")
     return float(radius)
-
-
-def _check_bounds(bounds: Any) -> tuple[float, float] | None:
-    if bounds is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in bounds)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"bounds must be a pair (lo, hi) of numbers, got {bounds!r}") from None
-    if not lo < hi:
-        raise InvalidInputError(f"bounds must satisfy lo < hi, got {bounds!r}")
-    return lo, hi
 
 
 def points_in_ball(
@@ -68,7 +56,7 @@ def points_in_ball(
     x0 = as_input_tensor(x0).detach()
     p = parse_norm(norm)
     radius = _check_radius(radius)
-    bounds = _check_bounds(bounds)
+    bounds = check_bounds(bounds)
     check_in_bounds(x0, bounds)
     base = x0.flatten().to(device="cpu")
     base64 = base.double()

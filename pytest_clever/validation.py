@@ -54,15 +54,20 @@ def check_settings(
     bs = _positive_int("batch_size", batch_size)
     if order not in (1, 2):
         raise InvalidInputError(f"order must be 1 or 2, got {order!r}")
-    if bounds is not None:
-        try:
-            lo, hi = (float(v) for v in bounds)
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"bounds must be a pair (lo, hi) of numbers, got {bounds!r}") from None
-        if not lo < hi:
-            raise InvalidInputError(f"bounds must satisfy lo < hi, got {bounds!r}")
-        bounds = (lo, hi)
-    return Settings(p, float(radius), nb, bs, bounds, int(order))
+    return Settings(p, float(radius), nb, bs, check_bounds(bounds), int(order))
+
+
+def check_bounds(bounds: Any) -> tuple[float, float] | None:
+    """``None`` or a pair ``(lo, hi)`` of floats with ``lo < hi``."""
+    if bounds is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"bounds must be a pair (lo, hi) of numbers, got {bounds!r}") from None
+    if not lo < hi:
+        raise InvalidInputError(f"bounds must satisfy lo < hi, got {bounds!r}")
+    return lo, hi
 
 
 def as_input_tensor(x: Any) -> torch.Tensor:
