@@ -15,7 +15,6 @@ from pytest_clever import (
     GradientMaskingError,
     InvalidInputError,
     MisclassifiedInputError,
-    ModelError,
     clever_score,
     clever_scores,
 )

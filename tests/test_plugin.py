@@ -90,7 +90,7 @@ def test_gate(clever):
 
 def test_ini_threshold_and_radius(pytester):
     pytester.makeini(
-        f"""
+        """
 [pytest]
 clever_radius = 5.0
 clever_min_score = 50
@@ -215,7 +215,7 @@ def test_strict_markers_accepts_the_clever_marker(pytester):
 
 def test_clever_skip_skips_tests_that_use_the_fixture(pytester):
     pytester.makepyfile(
-        MODEL + f"\n@pytest.mark.clever(radius=5.0)\ndef test_gate(clever):\n    1 / 0\n\n\ndef test_plain():\n    pass\n"
+        MODEL + "\n@pytest.mark.clever(radius=5.0)\ndef test_gate(clever):\n    1 / 0\n\n\ndef test_plain():\n    pass\n"
     )
     result = pytester.runpytest("--clever-skip", "-rs")
     result.assert_outcomes(passed=1, skipped=1)

@@ -20,7 +20,6 @@ from pytest_clever.curvature import margin_curvatures
 from pytest_clever.second_order import second_order_radius
 from pytest_clever.toy import DIGITS_BOUNDS, DigitsCNN, cached_digits_cnn
 
-from .helpers import Linear
 
 FAST = dict(n_batches=10, batch_size=16)
 
