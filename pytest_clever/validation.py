@@ -176,7 +176,8 @@ def resolve_single_input(model: Callable, x: torch.Tensor) -> tuple[torch.Tensor
 def warn_if_probabilities(logits0: torch.Tensor) -> None:
     """CLEVER on softmax outputs is valid but measures another margin: say so once."""
     total = float(logits0.sum())
-    if float(logits0.min()) >= 0 and float(logits0.max()) <= 1 and abs(total - 1) < 1e-4:
+    # Softmax outputs are strictly positive; logits such as (1, 0) are not mistaken for them.
+    if float(logits0.min()) > 0 and float(logits0.max()) < 1 and abs(total - 1) < 1e-4:
         warnings.warn(
             "the model's outputs look like probabilities (in [0, 1], summing to 1): CLEVER is "
             "defined on logits. Scores of softmax outputs are valid for the probability margin "
