@@ -93,7 +93,8 @@ def test_linear_exactness_holds_for_random_models(seed, norm, k, d, radius):
     gen = torch.Generator().manual_seed(seed)
     weight, bias, x0 = torch.randn(k, d, generator=gen), torch.randn(k, generator=gen), torch.randn(d, generator=gen)
     model = Linear(weight, bias)
-    logits = model(x0.unsqueeze(0))[0]
+    with torch.no_grad():
+        logits = model(x0.unsqueeze(0))[0]
     top2 = logits.topk(2).values
     if float(top2[0] - top2[1]) < 1e-3:
         return  # a near tie: scores near 0 are compared relatively, skip the degenerate case
