@@ -118,8 +118,6 @@ def art_classifier(model: nn.Module, shape: tuple[int, ...], bounds: tuple[float
 
 
 def bench_model(name, model, xs, bounds, radius, n_batches, batch_size, args, device, art_fraction) -> dict:
-    from art.metrics import clever_u
-
     model = model.to(device).eval()
     n_points = n_batches * batch_size
     chunk = default_chunk_size(9, xs[0].numel(), 4, device)
@@ -151,6 +149,8 @@ def bench_model(name, model, xs, bounds, radius, n_batches, batch_size, args, de
             times["loop"].append(run_floor(x, floor_loop))
             times["vmap"].append(run_floor(x, floor_vmap))
             if classifier is not None and r == 0:  # ART once per input: it is the slow one
+                from art.metrics import clever_u  # only when ART is benchmarked (optional extra)
+
                 np.random.seed(i)
                 xn = x.cpu().numpy()
                 times["art"].append(timed(lambda: clever_u(
