@@ -126,6 +126,15 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def _check_settings(steps: Any, restarts: Any, search_rounds: Any, seed: Any) -> tuple[int, int, int, int]:
+    return (
+        _check_int("steps", steps, 1),
+        _check_int("restarts", restarts, 1),
+        _check_int("search_rounds", search_rounds, 0),
+        _check_int("seed", seed, 0),
+    )
+
+
 def _flat_norm(delta: torch.Tensor, norm: float) -> torch.Tensor:
     return torch.linalg.vector_norm(delta.flatten(1), ord=norm, dim=1)
 
@@ -350,10 +359,7 @@ def attack_check(
     """
     if not isinstance(result, CleverResult):
         raise InvalidInputError(f"result must be a CleverResult, got {type(result).__name__}")
-    steps = _check_int("steps", steps, 1)
-    restarts = _check_int("restarts", restarts, 1)
-    search_rounds = _check_int("search_rounds", search_rounds, 0)
-    seed = _check_int("seed", seed, 0)
+    steps, restarts, search_rounds, seed = _check_settings(steps, restarts, search_rounds, seed)
     device, dtype = model_device_and_dtype(model)
     with borrowed_model(model, device) as prepared:
         return _check_one(
@@ -377,10 +383,7 @@ def attack_checks(
     results = list(report)
     if len(inputs) != len(results):
         raise InvalidInputError(f"got {len(inputs)} inputs for {len(results)} results")
-    steps = _check_int("steps", steps, 1)
-    restarts = _check_int("restarts", restarts, 1)
-    search_rounds = _check_int("search_rounds", search_rounds, 0)
-    seed = _check_int("seed", seed, 0)
+    steps, restarts, search_rounds, seed = _check_settings(steps, restarts, search_rounds, seed)
     device, dtype = model_device_and_dtype(model)
     checks = []
     with borrowed_model(model, device) as prepared:

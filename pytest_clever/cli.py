@@ -14,15 +14,10 @@ from typing import Any, Sequence
 
 from .compare import DropRule, compare_records, comparison_table
 from .errors import CleverError
-from .report import record_label
+from .report import format_table, record_label
 from .storage import DEFAULT_STORAGE, SavedRun, Storage, StorageError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
-
-
-def _table(rows: list[Sequence[str]]) -> list[str]:
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
 
 
 def _commit(run: SavedRun) -> str:
@@ -47,7 +42,7 @@ def cmd_list(storage: Storage, args: argparse.Namespace) -> int:
     for run in runs:
         failed = sum(1 for r in run.records if r.get("status") == "failed")
         rows.append((run.id, run.name, run.created, _commit(run), str(len(run.records)), str(failed)))
-    print("\n".join(_table(rows)))
+    print("\n".join(format_table(rows)))
     return EXIT_OK
 
 
@@ -79,7 +74,7 @@ def cmd_history(storage: Storage, args: argparse.Namespace) -> int:
     if len(rows) == 1:
         print(f"no saved results for tests matching {args.test!r} in {storage.root}")
         return EXIT_ERROR
-    print("\n".join(_table(rows)))
+    print("\n".join(format_table(rows)))
     return EXIT_OK
 
 
@@ -92,6 +87,14 @@ def _pyplot():
     except ImportError:
         raise CleverError("plots need matplotlib: pip install 'pytest-clever[plot]'") from None
     return plt
+
+
+def _save(plt, fig, path: str) -> int:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
+    return EXIT_OK
 
 
 def cmd_plot_trend(storage: Storage, args: argparse.Namespace) -> int:
@@ -111,11 +114,7 @@ def cmd_plot_trend(storage: Storage, args: argparse.Namespace) -> int:
     ax.set_ylabel(f"{args.statistic} CLEVER score")
     ax.set_title("CLEVER scores across saved runs")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(args.output, dpi=100)
-    plt.close(fig)
-    print(f"wrote {args.output}")
-    return EXIT_OK
+    return _save(plt, fig, args.output)
 
 
 def cmd_plot_fit(storage: Storage, args: argparse.Namespace) -> int:
@@ -148,11 +147,7 @@ def cmd_plot_fit(storage: Storage, args: argparse.Namespace) -> int:
     ax.set_xlabel("largest gradient norm in a batch")
     ax.set_title(f"{record_label(records[0])}, input {args.input}, target {result['target']}", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(args.output, dpi=100)
-    plt.close(fig)
-    print(f"wrote {args.output}")
-    return EXIT_OK
+    return _save(plt, fig, args.output)
 
 
 def build_parser() -> argparse.ArgumentParser:

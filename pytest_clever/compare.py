@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .report import record_label
+from .report import format_table, record_label
 from .settings import STATISTICS, parse_statistic
 from .storage import record_key
 
@@ -125,8 +125,7 @@ def comparison_table(comparisons: list[Comparison], regression_reasons: bool = T
                 c.status.upper(),
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = format_table(rows)
     for c in comparisons:
         if c.status == "regressed" and not regression_reasons:
             continue

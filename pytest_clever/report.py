@@ -136,6 +136,12 @@ def failure_message(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns two spaces apart, one line per row (the first row is the header)."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
 def summary_table(records: Iterable[dict[str, Any]]) -> list[str]:
     """Rows of the end-of-run table, one per recorded test/model."""
     header = ("test", "norm", "order", "n", "min", "mean", "median", "threshold", "status")
@@ -155,8 +161,7 @@ def summary_table(records: Iterable[dict[str, Any]]) -> list[str]:
                 r["status"].upper() + (" (attack)" if (r.get("attack") or {}).get("contradicted") else ""),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return format_table(rows)
 
 
 def _version(package: str) -> str | None:
