@@ -1,49 +1,36 @@
-"""The public entry points: :func:`clever_score` and :func:`clever_scores`.
+"""The public entry points: :func:`clever_score` and :func:`clever_scores`, on one preparation path.
 
-Data flow: validate settings -> borrow the model -> resolve the input and
-its prediction -> sample the ball and collect batch maxima of margin
-gradient norms -> fit the reverse Weibull end point per target -> score ->
-result. The numerics live in ``sampling``, ``gradients`` and ``evt``; with
-``order=2`` the samples' Hessian norms replace the gradient norms
-(``curvature``) and the score is the second-order radius (``second_order``).
+Data flow: validate settings once (``validation``) -> resolve the device and
+borrow the model (``model_state``) -> per input: resolve it and its prediction
+(``inputs``), sample the ball and collect batch maxima (``first_order`` or
+``second_order``, both on the loop of ``maxima``), check for masking
+(``diagnostics``), fit and score per target, attach the notes
+(``diagnostics``) -> result (``results``).
 """
 
 from __future__ import annotations
 
-import math
-import secrets
 import time
 import warnings
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
-from .errors import CleverError, GradientMaskingError, InvalidInputError, WeakFitWarning, see
-from .evt import CONSTANT_MAXIMA, WEAK_PVALUE, fit_endpoint
-from .curvature import CURVATURE_METHODS, CurvatureSamples, default_curvature_chunk, sample_curvature_maxima
-from .gradients import GradientSamples, default_chunk_size, input_reaches_output, sample_gradient_maxima
+from . import first_order, second_order
+from .diagnostics import check_masking, score_notes
+from .errors import CleverError, InvalidInputError, WeakFitWarning
+from .inputs import as_input_tensor, check_in_bounds, check_prediction, resolve_single_input, warn_if_probabilities
 from .model_state import borrowed_model, model_device_and_dtype
-from .norms import dual_norm
-from .results import CleverReport, CleverResult, TargetScore
-from .second_order import second_order_notes, second_order_targets
+from .results import CleverReport, CleverResult
+from .seeds import derive_seed, resolve_seed
 from .validation import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_N_BATCHES,
     Settings,
-    as_input_tensor,
-    check_in_bounds,
-    check_prediction,
+    check_chunk_size,
+    check_curvature,
     check_settings,
-    resolve_single_input,
-    warn_if_probabilities,
 )
-
-#: Defaults sized so a 10-class, 64-input model scores in about a second on
-#: 2 CPU cores. The paper's high-fidelity settings are n_batches=500,
-#: batch_size=1024 (about 40x the work).
-DEFAULT_N_BATCHES = 100
-DEFAULT_BATCH_SIZE = 128
-#: Share of sampled points with all-zero gradients that signals masking.
-MASKED_SHARE = 0.5
 
 
 def _resolve_device(model: Callable, x: torch.Tensor, device: Any) -> tuple[torch.device, torch.dtype]:
@@ -58,155 +45,6 @@ def _resolve_device(model: Callable, x: torch.Tensor, device: Any) -> tuple[torc
     return target, model_dtype or x.dtype
 
 
-def _derive_seed(seed: int, index: int) -> int:
-    """Independent, reproducible per-input seeds from one run seed."""
-    return int(np.random.SeedSequence(seed, spawn_key=(index,)).generate_state(1, np.uint64)[0] >> 1)
-
-
-def _check_curvature(curvature: Any) -> None:
-    if curvature not in CURVATURE_METHODS:
-        raise InvalidInputError(f"curvature must be one of {', '.join(map(repr, CURVATURE_METHODS))}, got {curvature!r}")
-
-
-#: How to score the network behind a non-differentiable transform, shown in masking errors.
-BPDA_FIX = (
-    "\nTo score the network behind a non-differentiable input transform T, wrap T in BPDA: it keeps "
-    "T in the forward pass and passes the gradient straight through it (or through a smooth "
-    "surrogate):\n"
-    "    from pytest_clever import BPDA\n"
-    "    defended = nn.Sequential(BPDA(T), net)  # or BPDA(T, backward=smooth_version_of_T)\n"
-    "    clever_score(defended, x, radius=..., bounds=...)"
-)
-
-
-def _check_masking(samples: GradientSamples | CurvatureSamples, model: Callable, x0: torch.Tensor) -> None:
-    """Raise :class:`GradientMaskingError` when the sampled gradients cannot be trusted.
-
-    Any non-finite gradient poisons the batch maxima, so it is fatal at any
-    share; all-zero gradients are fatal at ``MASKED_SHARE`` of the points when
-    the margin visibly changes (a flat model is not masked, only constant).
-    """
-    if samples.nonfinite_share > 0:
-        raise GradientMaskingError(
-            f"margin gradients are NaN or infinite at {samples.nonfinite_share:.0%} of the sampled "
-            "points: the model (or an input transform) is not differentiable there -- e.g. sqrt, "
-            "log or a division at 0, a custom autograd function, or a transform that returns NaN. "
-            "CLEVER cannot estimate a Lipschitz constant from them"
-            + see("Troubleshooting") + "." + BPDA_FIX
-        )
-    if samples.zero_share >= MASKED_SHARE and samples.margin_varies:
-        # First-order samples also carry the proven slope of the margin (second-order ones do not).
-        slopes = getattr(samples, "lower_bounds", None)
-        rate = "" if slopes is None else (
-            f" (at a rate of at least {float(slopes.max()):.3g} per unit of distance)"
-        )
-        evidence = (
-            f"margin gradients are exactly zero at {samples.zero_share:.0%} of the sampled points, yet "
-            f"the margin changes across the ball{rate}"
-        )
-        if not input_reaches_output(model, x0):
-            cause = (
-                "the model's output is cut off from its input in autograd's graph: part of the "
-                "forward pass runs outside torch autograd (numpy, PIL or scipy, .detach(), .item(), "
-                "torch.no_grad() inside forward), so every gradient reads as zero."
-            )
-        else:
-            cause = (
-                "gradients are masked by a piecewise-constant step in the forward pass (rounding, "
-                "quantisation, bit-depth reduction, JPEG compression, thresholding), whose derivative "
-                "is zero almost everywhere."
-            )
-        raise GradientMaskingError(
-            f"{evidence}: {cause} CLEVER would report a meaningless, too large score"
-            + see("Troubleshooting") + "." + BPDA_FIX
-        )
-
-
-def _first_order_targets(
-    model: Callable,
-    x0: torch.Tensor,
-    margins0: torch.Tensor,
-    settings: Settings,
-    *,
-    predicted: int,
-    targets: list[int],
-    generator: torch.Generator,
-    chunk_size: int | None,
-) -> tuple[dict[int, TargetScore], torch.Tensor]:
-    """Per-target first-order scores, and the batch maxima ``(n_batches, T)`` behind them."""
-    device = x0.device
-    chunk = chunk_size or default_chunk_size(len(targets), x0.numel(), x0.element_size(), device)
-    samples = sample_gradient_maxima(
-        model,
-        x0,
-        margins0,
-        predicted=predicted,
-        targets=targets,
-        norm=settings.norm,
-        dual=dual_norm(settings.norm),
-        radius=settings.radius,
-        n_batches=settings.n_batches,
-        batch_size=settings.batch_size,
-        bounds=settings.bounds,
-        generator=generator,
-        chunk_size=chunk,
-    )
-    _check_masking(samples, model, x0)
-
-    maxima = samples.maxima.double().cpu().numpy()
-    lower = samples.lower_bounds.double().cpu().tolist()
-    margins = margins0.double().cpu().tolist()
-    per_target: dict[int, TargetScore] = {}
-    for t, j in enumerate(targets):
-        fit = fit_endpoint(maxima[:, t])
-        lipschitz = fit.endpoint
-        score = min(margins[t] / lipschitz, settings.radius) if lipschitz > 0 else settings.radius
-        per_target[j] = TargetScore(
-            target=j,
-            score=float(score),
-            margin=margins[t],
-            lipschitz=float(lipschitz),
-            lipschitz_lower_bound=lower[t],
-            **fit.result_fields(),
-        )
-    return per_target, samples.maxima
-
-
-def _second_order_targets(
-    model: Callable,
-    x0: torch.Tensor,
-    margins0: torch.Tensor,
-    settings: Settings,
-    *,
-    predicted: int,
-    targets: list[int],
-    generator: torch.Generator,
-    chunk_size: int | None,
-    curvature: str,
-) -> tuple[dict[int, TargetScore], torch.Tensor]:
-    """Per-target second-order scores, and the batch maxima of the curvature behind them."""
-    chunk = chunk_size or default_curvature_chunk(len(targets), x0.numel(), x0.element_size(), x0.device)
-    samples = sample_curvature_maxima(
-        model,
-        x0,
-        margins0,
-        predicted=predicted,
-        targets=targets,
-        norm=settings.norm,
-        radius=settings.radius,
-        n_batches=settings.n_batches,
-        batch_size=settings.batch_size,
-        bounds=settings.bounds,
-        generator=generator,
-        chunk_size=chunk,
-        method=curvature,
-    )
-    _check_masking(samples, model, x0)
-    margins = margins0.double().cpu().tolist()
-    per_target = second_order_targets(samples, targets, margins, norm=settings.norm, radius=settings.radius)
-    return per_target, samples.maxima
-
-
 def _score_one(
     model: Callable,
     x: torch.Tensor,
@@ -218,7 +56,7 @@ def _score_one(
     device: torch.device,
     dtype: torch.dtype,
     chunk_size: int | None,
-    curvature: str = "spectral",
+    curvature: str,
 ) -> CleverResult:
     started = time.perf_counter()
     x = x.to(device=device, dtype=dtype)
@@ -231,21 +69,18 @@ def _score_one(
     margins0 = logits0[predicted] - logits0[targets]
 
     generator = torch.Generator(device=device).manual_seed(seed)
+    common = dict(predicted=predicted, targets=targets, generator=generator, chunk_size=chunk_size)
     if settings.order == 2:
-        per_target, maxima = _second_order_targets(
-            model, x0, margins0, settings, predicted=predicted, targets=targets,
-            generator=generator, chunk_size=chunk_size, curvature=curvature,
+        order, samples = second_order, second_order.sample_targets(
+            model, x0, margins0, settings, curvature=curvature, **common
         )
     else:
-        per_target, maxima = _first_order_targets(
-            model, x0, margins0, settings, predicted=predicted, targets=targets,
-            generator=generator, chunk_size=chunk_size,
-        )
+        order, samples = first_order, first_order.sample_targets(model, x0, margins0, settings, **common)
+    check_masking(samples.sampled, model, x0)
+    per_target = order.score_targets(samples, targets, margins0.double().cpu().tolist(), settings)
+
     deciding = min(per_target.values(), key=lambda s: (s.score, s.target))
-    if settings.order == 2:
-        notes = second_order_notes(per_target, deciding.target)
-    else:
-        notes = _notes(per_target, deciding.target, settings.radius)
+    maxima = samples.sampled.maxima[:, targets.index(deciding.target)]
     return CleverResult(
         score=deciding.score,
         target=deciding.target,
@@ -262,74 +97,71 @@ def _score_one(
         label=None if label is None else int(label),
         bounds=settings.bounds,
         device=str(device),
-        notes=notes,
-        batch_maxima=tuple(maxima[:, targets.index(deciding.target)].double().cpu().tolist()),
-    )
-
-
-def _notes(per_target: dict[int, TargetScore], deciding: int, radius: float = math.inf) -> tuple[str, ...]:
-    """Human-readable caveats about the deciding target's estimate and the consistency check."""
-    s = per_target[deciding]
-    notes = []
-    if s.fit_method == "max" and s.fit_reason == CONSTANT_MAXIMA:
-        pass  # the gradient norm is the same everywhere sampled: the maximum is exact
-    elif s.fit_method == "max":
-        notes.append(
-            f"target {deciding}: no trustworthy Weibull fit ({s.fit_reason}); the sample maximum "
-            f"{s.lipschitz:.4g} was used as Lipschitz estimate (the score may be too high: "
-            "raise n_batches/batch_size)" + see("Troubleshooting")
-        )
-    elif s.ks_pvalue < WEAK_PVALUE:
-        notes.append(
-            f"target {deciding}: weak Weibull fit (KS p-value {s.ks_pvalue:.2g}); "
-            "raise n_batches/batch_size for a steadier estimate" + see("Troubleshooting")
-        )
-    inconsistent = _inconsistency_note(per_target, s.score, radius)
-    if inconsistent:
-        notes.append(inconsistent)
-    return tuple(notes)
-
-
-def _consistent_score(per_target: dict[int, TargetScore], radius: float) -> float:
-    """The score with every Lipschitz estimate raised to the proven lower bound where that is higher."""
-    scores = []
-    for t in per_target.values():
-        lipschitz = max(t.lipschitz, t.lipschitz_lower_bound)
-        scores.append(min(t.margin / lipschitz, radius) if lipschitz > 0 else radius)
-    return min(scores)
-
-
-def _inconsistency_note(per_target: dict[int, TargetScore], score: float, radius: float) -> str | None:
-    """Say by how much the samples prove the estimate too low, and what that does to the score."""
-    inconsistent = [j for j, t in per_target.items() if not t.consistent]
-    if not inconsistent:
-        return None
-
-    def excess(j: int) -> float:
-        t = per_target[j]
-        return t.lipschitz_lower_bound / t.lipschitz if t.lipschitz > 0 else math.inf
-
-    worst = max(inconsistent, key=excess)
-    t = per_target[worst]
-    proof = (
-        f"inconsistent estimate, target {worst}: the sampled margins prove the local Lipschitz constant "
-        f"is at least {t.lipschitz_lower_bound:.4g}, {excess(worst):.2f}x the estimate {t.lipschitz:.4g} "
-        "(the samples missed the steepest region, or the fit extrapolated too little)"
-    )
-    corrected = _consistent_score(per_target, radius)
-    if corrected >= score:
-        return f"{proof}; the score {score:.4g} is decided elsewhere and not affected"
-    return (
-        f"{proof}; the score {score:.4g} is an overestimate: a Lipschitz estimate consistent with the "
-        f"samples puts it at {corrected:.4g} or lower, at least {score / corrected:.2f}x lower (raise "
-        "n_batches/batch_size, or check with an attack)"
+        notes=score_notes(per_target, deciding.target, radius=settings.radius, order=settings.order),
+        batch_maxima=tuple(maxima.double().cpu().tolist()),
     )
 
 
 def _warn(result: CleverResult, index: int | None = None) -> None:
     where = "" if index is None else f"input {index}: "
     for note in result.notes:
-        warnings.warn(f"CLEVER {where}{note}", WeakFitWarning, stacklevel=3)
+        warnings.warn(f"CLEVER {where}{note}", WeakFitWarning, stacklevel=4)
+
+
+def _score_inputs(
+    model: Callable,
+    inputs: Sequence[Any],
+    labels: Sequence[Any] | None,
+    seed: Any,
+    *,
+    target: int | None,
+    device: Any,
+    chunk_size: Any,
+    curvature: Any,
+    indexed: bool,
+    **settings: Any,
+) -> tuple[list[CleverResult], int]:
+    """The one preparation path: validate once, resolve the device, borrow the model, score each input.
+
+    Returns the results and the run's seed (drawn when ``seed`` is None).
+    With ``indexed`` (``clever_scores``) errors and warnings name the input
+    (``input i: ...``) and input ``i`` is scored with ``derive_seed(seed, i)``;
+    otherwise with ``seed`` itself.
+    """
+    checked = check_settings(**settings)
+    chunk_size = check_chunk_size(chunk_size)
+    curvature = check_curvature(curvature)
+    run_seed = resolve_seed(seed)
+
+    tensors = []
+    for i, x in enumerate(inputs):
+        try:
+            tensors.append(as_input_tensor(x))
+        except CleverError as exc:
+            if not indexed:
+                raise
+            raise type(exc)(f"input {i}: {exc}") from exc
+    if not tensors:
+        raise InvalidInputError("xs holds no inputs")
+    if labels is not None and len(labels) != len(tensors):
+        raise InvalidInputError(f"got {len(labels)} labels for {len(tensors)} inputs")
+    dev, dtype = _resolve_device(model, tensors[0], device)
+    results = []
+    with borrowed_model(model, dev) as prepared:
+        for i, x in enumerate(tensors):
+            try:
+                results.append(_score_one(
+                    prepared, x, checked, target=target, label=None if labels is None else labels[i],
+                    seed=derive_seed(run_seed, i) if indexed else run_seed,
+                    device=dev, dtype=dtype, chunk_size=chunk_size, curvature=curvature,
+                ))
+            except CleverError as exc:
+                if not indexed:
+                    raise
+                raise type(exc)(f"input {i}: {exc}") from exc
+    for i, result in enumerate(results):
+        _warn(result, i if indexed else None)
+    return results, run_seed
 
 
 def clever_score(
@@ -398,23 +230,11 @@ def clever_score(
         as in the authors' code; twice the Hessian-vector products, and
         ``g / ||grad g(x)||`` when no negative curvature is sampled).
     """
-    settings = check_settings(
-        norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order
+    (result,), _ = _score_inputs(
+        model, [x], None if label is None else [label], seed, target=target, device=device,
+        chunk_size=chunk_size, curvature=curvature, indexed=False,
+        norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order,
     )
-    if chunk_size is not None:
-        chunk_size = int(chunk_size)
-        if chunk_size < 1:
-            raise InvalidInputError(f"chunk_size must be >= 1, got {chunk_size}")
-    _check_curvature(curvature)
-    x = as_input_tensor(x)
-    seed = secrets.randbits(63) if seed is None else int(seed)
-    dev, dtype = _resolve_device(model, x, device)
-    with borrowed_model(model, dev) as prepared:
-        result = _score_one(
-            prepared, x, settings, target=target, label=label, seed=seed,
-            device=dev, dtype=dtype, chunk_size=chunk_size, curvature=curvature,
-        )
-    _warn(result)
     return result
 
 
@@ -437,45 +257,20 @@ def clever_scores(
 ) -> CleverReport:
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 
-    Takes the settings of :func:`clever_score`; input ``i`` is scored with a
-    seed derived from ``(seed, i)``, so each score is reproducible on its own.
+    Takes the settings of :func:`clever_score`; input ``i`` is scored with the
+    seed ``derive_seed(seed, i)`` (:mod:`pytest_clever.seeds`), so each score is reproducible on its own.
     Returns a :class:`~pytest_clever.results.CleverReport` with ``min``,
     ``mean``, ``median`` and ``quantile(q)``.
     """
-    settings = check_settings(
-        norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order
-    )
-    _check_curvature(curvature)
-    inputs = []
-    for i, x in enumerate(xs.unbind(0) if isinstance(xs, torch.Tensor) else xs):
-        try:
-            inputs.append(as_input_tensor(x))
-        except CleverError as exc:
-            raise type(exc)(f"input {i}: {exc}") from exc
-    if not inputs:
-        raise InvalidInputError("xs holds no inputs")
+    started = time.perf_counter()
+    inputs = xs.unbind(0) if isinstance(xs, torch.Tensor) else list(xs)
     if labels is not None:
         labels = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
-        if len(labels) != len(inputs):
-            raise InvalidInputError(f"got {len(labels)} labels for {len(inputs)} inputs")
-    run_seed = secrets.randbits(63) if seed is None else int(seed)
-    started = time.perf_counter()
-    dev, dtype = _resolve_device(model, inputs[0], device)
-    results = []
-    with borrowed_model(model, dev) as prepared:
-        for i, x in enumerate(inputs):
-            try:
-                result = _score_one(
-                    prepared, x, settings, target=target,
-                    label=None if labels is None else labels[i],
-                    seed=_derive_seed(run_seed, i), device=dev, dtype=dtype, chunk_size=chunk_size,
-                    curvature=curvature,
-                )
-            except CleverError as exc:
-                raise type(exc)(f"input {i}: {exc}") from exc
-            results.append(result)
-    for i, result in enumerate(results):
-        _warn(result, i)
+    results, run_seed = _score_inputs(
+        model, inputs, labels, seed, target=target, device=device,
+        chunk_size=chunk_size, curvature=curvature, indexed=True,
+        norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order,
+    )
     return CleverReport(tuple(results), seed=run_seed, elapsed=time.perf_counter() - started)
 
 

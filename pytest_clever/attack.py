@@ -24,7 +24,6 @@ from ``restarts`` starting points at once, inside the ``norm`` ball of radius
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -36,7 +35,9 @@ from .model_state import borrowed_model, model_device_and_dtype
 from .norms import norm_label, norm_to_json
 from .results import CleverReport, CleverResult
 from .sampling import sample_ball_deltas
-from .validation import as_input_tensor, resolve_single_input
+from .inputs import as_input_tensor, resolve_single_input
+from .seeds import derive_seed
+from .validation import check_int, check_seed
 
 DEFAULT_STEPS = 50
 DEFAULT_RESTARTS = 4
@@ -120,18 +121,12 @@ class AttackCheck:
         }
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InvalidInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_settings(steps: Any, restarts: Any, search_rounds: Any, seed: Any) -> tuple[int, int, int, int]:
     return (
-        _check_int("steps", steps, 1),
-        _check_int("restarts", restarts, 1),
-        _check_int("search_rounds", search_rounds, 0),
-        _check_int("seed", seed, 0),
+        check_int("steps", steps, 1),
+        check_int("restarts", restarts, 1),
+        check_int("search_rounds", search_rounds, 0),
+        check_seed(seed),
     )
 
 
@@ -378,7 +373,10 @@ def attack_checks(
     search_rounds: int = DEFAULT_SEARCH_ROUNDS,
     seed: int = 0,
 ) -> tuple[AttackCheck, ...]:
-    """:func:`attack_check` for every input of a :class:`CleverReport` (input ``i`` uses seed ``seed + i``)."""
+    """:func:`attack_check` for every input of a :class:`CleverReport`.
+
+    Input ``i`` uses the seed ``derive_seed(seed, i)`` (:mod:`pytest_clever.seeds`).
+    """
     inputs = list(xs.unbind(0)) if isinstance(xs, torch.Tensor) else list(xs)
     results = list(report)
     if len(inputs) != len(results):
@@ -392,7 +390,7 @@ def attack_checks(
                 checks.append(
                     _check_one(
                         prepared, x, result, steps=steps, restarts=restarts,
-                        search_rounds=search_rounds, seed=seed + i, device=device, dtype=dtype,
+                        search_rounds=search_rounds, seed=derive_seed(seed, i), device=device, dtype=dtype,
                     )
                 )
             except CleverError as exc:

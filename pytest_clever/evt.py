@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import optimize, stats
 
 #: Initial shapes tried, most often successful first (the original code's set).
 INITIAL_SHAPES: tuple[float, ...] = (5.0, 10.0, 20.0, 1.0, 50.0, 100.0, 0.1)
@@ -35,7 +34,7 @@ INITIAL_SHAPES: tuple[float, ...] = (5.0, 10.0, 20.0, 1.0, 50.0, 100.0, 0.1)
 SHAPE_PENALTY = 0.01
 #: Below this KS p-value no fit is trusted and the sample maximum is used.
 FALLBACK_PVALUE = 1e-3
-#: Below this KS p-value the fit is reported as weak (a warning is issued).
+#: Below this KS p-value the fit is reported as weak (``TargetScore.weak``; a warning is issued).
 WEAK_PVALUE = 0.05
 #: ``EndpointFit.reason`` when every batch maximum is the same (the maximum is then exact).
 CONSTANT_MAXIMA = "all batch maxima are equal"
@@ -79,14 +78,11 @@ class EndpointFit:
             "fit_reason": self.reason,
         }
 
-    @property
-    def weak(self) -> bool:
-        """True when the estimate should not be trusted without a second look."""
-        return self.method != "weibull" or self.ks_pvalue < WEAK_PVALUE
-
 
 def _penalised_nelder_mead(func: Any, x0: Sequence[float], args: tuple = (), disp: int = 0) -> np.ndarray:
     """Optimizer hook for ``rv_continuous.fit``: Nelder-Mead on the NLL plus a shape penalty."""
+
+    from scipy import optimize
 
     def objective(params: np.ndarray) -> float:
         return func(params, *args) + SHAPE_PENALTY * params[0] ** 2
@@ -108,6 +104,8 @@ def fit_endpoint(maxima: np.ndarray | Sequence[float]) -> EndpointFit:
     the same optimum with an acceptable one, since further starts would only
     repeat it. Each fit costs ~10 ms, and there is one per target class.
     """
+    from scipy import stats  # here, so that results.py can import this module's constants cheaply
+
     b = np.asarray(maxima, dtype=np.float64).ravel()
     if b.size == 0 or not np.all(np.isfinite(b)):
         raise ValueError("batch maxima must be a non-empty array of finite numbers")

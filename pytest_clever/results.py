@@ -1,6 +1,7 @@
 """Result objects: named fields, a readable repr, and a JSON-safe ``to_dict``/``from_dict``.
 
-Pure Python and numpy: results can be loaded, compared and reported without torch.
+Pure Python and numpy: results can be loaded, compared and
+reported without torch. The ``weak`` and ``consistent`` rules of a score live here only.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from .evt import CONSTANT_MAXIMA, WEAK_PVALUE
 from .norms import norm_label, norm_to_json, parse_norm
+from .validation import STATISTICS, parse_statistic
 
 
 def _json_float(value: float | None) -> float | None:
@@ -34,6 +37,10 @@ def _from_json_float(value: Any) -> float:
 CONSISTENCY_SLACK = 1e-3
 
 
+#: Field names of files saved before the rename -> their names now.
+_RENAMED = {"power_iterations": "solver_steps", "power_converged": "solver_converged"}
+
+
 @dataclass(frozen=True)
 class TargetScore:
     """The score against one target class and the extreme-value fit behind it.
@@ -52,10 +59,11 @@ class TargetScore:
     sampled curvature, measured as ``curvature_method`` ("spectral": Hessian
     spectral norm, "negative": ``max(0, -lambda_min)``), and the Weibull
     fields describe that fit; ``curvature_lower_bound`` is the largest
-    curvature the Taylor residuals at the samples prove; ``power_iterations``
-    the most Hessian-vector products per point the eigenvalue solver
-    (Lanczos by default, see ``curvature.py``) used in a chunk, and
-    ``power_converged`` the share of sampled points where it converged.
+    curvature the Taylor residuals at the samples prove; ``solver_steps``
+    the most Hessian-vector products per point the Lanczos eigenvalue solver
+    (``lanczos.py``) used in a chunk, and ``solver_converged`` the share of
+    sampled points where it converged (saved before 0.2 as ``power_iterations``
+    and ``power_converged``, names :meth:`from_dict` still reads).
     There ``lipschitz`` is ``margin / r`` for the uncapped second-order
     radius ``r`` (so ``score == min(margin / lipschitz, radius)`` still holds)
     and ``lipschitz_lower_bound`` is not measured (0).
@@ -78,8 +86,8 @@ class TargetScore:
     curvature: float = math.nan
     curvature_lower_bound: float = math.nan
     curvature_method: str = ""
-    power_iterations: int = 0
-    power_converged: float = math.nan
+    solver_steps: int = 0
+    solver_converged: float = math.nan
 
     @property
     def consistent(self) -> bool:
@@ -87,13 +95,24 @@ class TargetScore:
         if self.lipschitz_lower_bound > self.lipschitz * (1 + CONSISTENCY_SLACK):
             return False
         # NaN (first order) compares False: nothing to check.
-        return not self.curvature_lower_bound > self.curvature * (1 + 1e-3)
+        return not self.curvature_lower_bound > self.curvature * (1 + CONSISTENCY_SLACK)
+
+    @property
+    def weak(self) -> bool:
+        """True when the estimate needs a second look: no trustworthy Weibull fit, or a weak one.
+
+        The sample maximum of constant batch maxima is exact, not weak.
+        """
+        if self.fit_method == "max":
+            return self.fit_reason != CONSTANT_MAXIMA
+        return self.ks_pvalue < WEAK_PVALUE
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _json_float(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TargetScore":
+        data = {_RENAMED.get(k, k): v for k, v in data.items()}
         kwargs = {}
         for f in fields(cls):
             if f.name not in data:  # fields added later keep their defaults
@@ -151,10 +170,6 @@ class CleverResult:
     def consistent(self) -> bool:
         """False when, for some target, the samples prove the Lipschitz estimate too low."""
         return all(t.consistent for t in self.per_target.values())
-
-    @property
-    def n_samples(self) -> int:
-        return self.n_batches * self.batch_size
 
     def __repr__(self) -> str:
         deciding = self.per_target[self.target]
@@ -218,9 +233,6 @@ class CleverResult:
         )
 
 
-_STATISTICS = ("min", "mean", "median", "max")
-
-
 @dataclass(frozen=True)
 class CleverReport(Sequence[CleverResult]):
     """CLEVER scores of several inputs, with summary statistics.
@@ -269,12 +281,10 @@ class CleverReport(Sequence[CleverResult]):
 
     def statistic(self, name: str) -> float:
         """A statistic by name: "min", "mean", "median", "max" or "qNN" (e.g. "q10")."""
-        key = name.strip().lower()
-        if key in _STATISTICS:
+        key = parse_statistic(name)
+        if key in STATISTICS:
             return getattr(self, key)
-        if key.startswith("q") and key[1:].isdigit() and 0 <= int(key[1:]) <= 100:
-            return self.quantile(int(key[1:]) / 100)
-        raise ValueError(f"unknown statistic {name!r}: use min, mean, median, max or qNN (e.g. q10)")
+        return self.quantile(int(key[1:]) / 100)
 
     def worst(self, k: int = 3) -> list[int]:
         """Indices of the ``k`` lowest-scoring inputs, lowest first."""
@@ -297,7 +307,7 @@ class CleverReport(Sequence[CleverResult]):
 
     def to_dict(self) -> dict[str, Any]:
         """Summary statistics plus every result's :meth:`CleverResult.to_dict`."""
-        summary = {s: self.statistic(s) for s in _STATISTICS} if self.results else {}
+        summary = {s: self.statistic(s) for s in STATISTICS} if self.results else {}
         return {
             "n": len(self),
             **summary,

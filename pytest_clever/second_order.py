@@ -4,25 +4,33 @@ For a twice-differentiable margin ``g`` (SPEC.md, "Second-order CLEVER"),
 ``g(x0 + d) >= g(x0) - a ||d||_p - M k_p^2 ||d||_p^2 / 2`` with
 ``a = ||grad g(x0)||_q`` and ``M`` bounding the curvature over the ball, so the
 prediction cannot flip to ``j`` before the radius where that quadratic
-reaches zero. ``M`` is the reverse Weibull end point of batch maxima of the
-sampled curvature (:mod:`pytest_clever.curvature`).
+reaches zero. The same two steps as :mod:`pytest_clever.first_order`:
+:func:`sample_targets` runs the shared sampling loop (``maxima.py``) with this
+order's per-chunk statistic, the curvature of every margin
+(``curvature.py``); :func:`score_targets` fits the end point ``M`` per
+target and computes the radius.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 
-from .curvature import CurvatureSamples
-from .errors import NotTwiceDifferentiableError
-from .evt import CONSTANT_MAXIMA, WEAK_PVALUE, fit_endpoint
+from .curvature import margin_curvatures
+from .diagnostics import check_twice_differentiable
+from .evt import fit_endpoint
+from .gradients import margin_gradients
+from .maxima import ChunkValues, SampleMaxima, default_chunk_size, masked_max, rounding, sample_maxima
 from .norms import dual_norm
 from .results import TargetScore
+from .validation import Settings
 
-#: Sampled Hessians this many times smaller than the proven gradient change mean "piecewise linear".
-FLAT_HESSIAN_RATIO = 1e-3
+#: Working copies per row and input element: the double-backward graph of a row is a few
+#: times the size of a plain gradient's (first order: ``GRADIENT_COPIES``).
+HESSIAN_COPIES = 8
 
 
 def norm_factor(norm: float, dim: int) -> float:
@@ -39,42 +47,133 @@ def second_order_radius(margin: float, gradient_norm: float, curvature: float) -
     return 2.0 * margin / denominator if denominator > 0 else math.inf
 
 
-def check_twice_differentiable(samples: CurvatureSamples, targets: Sequence[int]) -> None:
-    """Raise :class:`NotTwiceDifferentiableError` for piecewise-linear models or non-finite Hessians.
+@dataclass
+class CurvatureSamples:
+    """What the second-order pass keeps per target (index ``t`` of ``targets``).
 
-    A ReLU/max-pool network has zero Hessian at every sampled point, yet its
-    gradient changes across the ball; the change per unit distance is a
-    proven lower bound on the Hessian norm somewhere in the ball, so sampled
-    Hessians far below it cannot be an estimate.
+    - ``sampled``: the loop's batch maxima of the curvature (of ``method``)
+      and its masking statistics;
+    - ``spectral_max[t]``: largest sampled Hessian spectral norm;
+    - ``gradient_change[t]``: largest ``||grad g(x) - grad g(x0)||_2 / ||x - x0||_2``,
+      a proven lower bound on the spectral norm somewhere in the ball;
+    - ``curvature_lower_bound[t]``: largest ``2 r / ||x - x0||_2^2`` over the
+      Taylor residuals ``r = g(x0) + grad g(x0).d - g(x)`` (their absolute
+      value for "spectral"), a proven lower bound on the curvature measure
+      somewhere in the ball;
+    - ``gradient0``: margin gradients at ``x0``, ``(T, *x0.shape)``;
+    - ``converged_share[t]``: share of sampled points whose Lanczos run converged;
+      ``steps``: the most Lanczos steps a chunk took;
+    - ``hessian_nonfinite_share``: share of points with a non-finite curvature.
     """
-    if samples.hessian_nonfinite_share > 0:
-        raise NotTwiceDifferentiableError(
-            f"Hessian-vector products of the margins are NaN or infinite at "
-            f"{samples.hessian_nonfinite_share:.0%} of the sampled points: second-order CLEVER "
-            "needs a twice-differentiable model (softplus, tanh, GELU, SiLU); use order=1"
+
+    method: str
+    sampled: SampleMaxima
+    spectral_max: torch.Tensor
+    gradient_change: torch.Tensor
+    curvature_lower_bound: torch.Tensor
+    gradient0: torch.Tensor
+    converged_share: torch.Tensor
+    steps: int
+    hessian_nonfinite_share: float
+
+
+class _CurvatureChunks:
+    """The per-chunk statistic of second order, keeping its own lower bounds across chunks."""
+
+    def __init__(self, model: Callable, x0: torch.Tensor, margins0: torch.Tensor, predicted: int,
+                 targets: Sequence[int], method: str, generator: torch.Generator) -> None:
+        self.model, self.x0, self.margins0 = model, x0, margins0
+        self.predicted, self.targets, self.method, self.generator = predicted, list(targets), method, generator
+        _, grad0 = margin_gradients(model, x0.unsqueeze(0), predicted, targets)
+        self.gradient0 = grad0[0].detach()  # (T, *shape)
+        self.g0 = self.gradient0.flatten(1)
+        self.g0_norm = torch.linalg.vector_norm(self.g0, dim=1)
+        zeros = torch.zeros(len(targets), dtype=x0.dtype, device=x0.device)
+        self.spectral_max, self.gradient_change, self.lower = zeros, zeros, zeros
+        self.converged = torch.zeros(len(targets), dtype=torch.long, device=x0.device)
+        self.hessian_nonfinite = torch.zeros((), dtype=torch.long, device=x0.device)
+        self.steps = 0
+
+    def __call__(self, points: torch.Tensor) -> ChunkValues:
+        n, n_targets, eps = len(points), len(self.targets), rounding(self.x0.dtype)
+        hessians, estimate = margin_curvatures(
+            self.model, points, self.predicted, self.targets, method=self.method, generator=self.generator
         )
-    change = samples.gradient_change.double().cpu().tolist()
-    seen = samples.spectral_max.double().cpu().tolist()
-    flat = [(j, c, s) for j, c, s in zip(targets, change, seen) if c > 0 and s <= FLAT_HESSIAN_RATIO * c]
-    if flat:
-        j, c, s = flat[0]
-        raise NotTwiceDifferentiableError(
-            "second-order CLEVER needs a twice-differentiable model (softplus, tanh, GELU, SiLU): "
-            f"the margin's Hessian is ~0 at every sampled point (largest spectral norm {s:.3g} for "
-            f"target {j}) while its gradient changes across the ball (by at least {c:.3g} per unit "
-            "distance) - the signature of a piecewise-linear network (ReLU, max-pool, ...). Its "
-            "second-order score would collapse to g / ||grad g(x0)||, which guarantees nothing. "
-            "Use order=1 for this model"
+        self.steps = max(self.steps, estimate.steps)
+        grads = hessians.grads.view(n, n_targets, -1)
+        margins = hessians.margins.view(n, n_targets)
+        value = estimate.value.view(n, n_targets)
+        grad_norms = torch.linalg.vector_norm(grads, dim=2)
+        self.hessian_nonfinite += (~torch.isfinite(value)).any(dim=1).sum()
+        self.converged += estimate.converged.view(n, n_targets).sum(dim=0)
+        self.spectral_max = torch.maximum(
+            self.spectral_max, estimate.spectral.view(n, n_targets).nan_to_num(nan=0.0).amax(dim=0)
+        )
+
+        delta = (points - self.x0).flatten(1)  # (n, d)
+        dist = torch.linalg.vector_norm(delta, dim=1).unsqueeze(1)  # (n, 1)
+        safe = dist.clamp_min(torch.finfo(self.x0.dtype).tiny)
+        # Mean value theorem: ||grad g(x) - grad g(x0)|| <= max ||H|| * ||x - x0||.
+        change = torch.linalg.vector_norm(grads - self.g0, dim=2) - eps * (grad_norms + self.g0_norm)
+        self.gradient_change = torch.maximum(self.gradient_change, masked_max(change / safe, dist))
+        # Taylor: g(x) - g(x0) - grad g(x0).d = d^T H(xi) d / 2 for some xi on the segment.
+        linear = delta @ self.g0.T  # (n, T)
+        residual = margins - self.margins0 - linear
+        residual = residual.abs() if self.method == "spectral" else -residual
+        residual = residual - eps * (margins.abs() + self.margins0.abs() + linear.abs())
+        self.lower = torch.maximum(self.lower, masked_max(2 * residual / safe**2, dist))
+        return ChunkValues(
+            values=value,
+            gradient_norms=grad_norms,
+            margins=margins,
+            logit_scale=hessians.logit_scale.view(n, n_targets),
         )
 
 
-def second_order_targets(
-    samples: CurvatureSamples,
-    targets: Sequence[int],
-    margins: Sequence[float],
+def sample_targets(
+    model: Callable,
+    x0: torch.Tensor,
+    margins0: torch.Tensor,
+    settings: Settings,
     *,
-    norm: float,
-    radius: float,
+    predicted: int,
+    targets: Sequence[int],
+    generator: torch.Generator,
+    chunk_size: int | None,
+    curvature: str = "spectral",
+) -> CurvatureSamples:
+    """Batch maxima of the margins' curvature over ``n_batches * batch_size`` sampled points, every target at once."""
+    chunks = _CurvatureChunks(model, x0, margins0, predicted, targets, curvature, generator)
+    n_targets = len(targets)
+    default = default_chunk_size(HESSIAN_COPIES * n_targets * x0.numel() * x0.element_size(), n_targets, x0.device)
+    sampled = sample_maxima(
+        chunks,
+        x0,
+        margins0,
+        norm=settings.norm,
+        radius=settings.radius,
+        bounds=settings.bounds,
+        n_batches=settings.n_batches,
+        batch_size=settings.batch_size,
+        generator=generator,
+        chunk_size=chunk_size or default,
+    )
+    total = settings.n_batches * settings.batch_size
+    return CurvatureSamples(
+        method=curvature,
+        sampled=sampled,
+        spectral_max=chunks.spectral_max,
+        gradient_change=chunks.gradient_change,
+        curvature_lower_bound=chunks.lower,
+        gradient0=chunks.gradient0,
+        converged_share=chunks.converged.to(torch.float64) / total,
+        steps=chunks.steps,
+        hessian_nonfinite_share=float(chunks.hessian_nonfinite) / total,
+    )
+
+
+def score_targets(
+    samples: CurvatureSamples, targets: Sequence[int], margins: Sequence[float], settings: Settings
 ) -> dict[int, TargetScore]:
     """Fit the curvature end point and compute the capped second-order radius per target.
 
@@ -82,11 +181,17 @@ def second_order_targets(
     mean slope of the quadratic bound up to the score), so that the
     first-order identity ``score = min(margin / lipschitz, R)`` still holds.
     """
-    check_twice_differentiable(samples, targets)
+    check_twice_differentiable(
+        targets,
+        hessian_nonfinite_share=samples.hessian_nonfinite_share,
+        gradient_change=samples.gradient_change.double().cpu().tolist(),
+        spectral_max=samples.spectral_max.double().cpu().tolist(),
+    )
+    norm = settings.norm
     dim = samples.gradient0[0].numel()
     k2 = norm_factor(norm, dim) ** 2
     grad_norms = torch.linalg.vector_norm(samples.gradient0.flatten(1).double(), ord=dual_norm(norm), dim=1).tolist()
-    maxima = samples.maxima.double().cpu().numpy()
+    maxima = samples.sampled.maxima.double().cpu().numpy()
     lower = samples.curvature_lower_bound.double().cpu().tolist()
     converged = samples.converged_share.cpu().tolist()
     per_target: dict[int, TargetScore] = {}
@@ -94,7 +199,7 @@ def second_order_targets(
         fit = fit_endpoint(maxima[:, t])
         curvature = max(fit.endpoint, 0.0)
         reach = second_order_radius(margins[t], grad_norms[t], curvature * k2)
-        score = min(reach, radius)
+        score = min(reach, settings.radius)
         per_target[j] = TargetScore(
             target=j,
             score=float(score),
@@ -106,55 +211,17 @@ def second_order_targets(
             curvature=float(curvature),
             curvature_lower_bound=float(lower[t]),
             curvature_method=samples.method,
-            power_iterations=int(samples.iterations),
-            power_converged=float(converged[t]),
+            solver_steps=int(samples.steps),
+            solver_converged=float(converged[t]),
         )
     return per_target
 
 
-def second_order_notes(per_target: dict[int, TargetScore], deciding: int) -> tuple[str, ...]:
-    """Human-readable caveats about the deciding target's curvature estimate."""
-    s = per_target[deciding]
-    notes = []
-    if s.curvature_method == "negative" and s.curvature == 0:
-        notes.append(
-            f"target {deciding}: no sampled point shows negative curvature, so the score is "
-            "g / ||grad g(x0)||: trustworthy only if the margin really is convex in the ball "
-            "(curvature='spectral' gives a bound that does not rely on it)"
-        )
-    elif s.fit_method == "max" and s.fit_reason != CONSTANT_MAXIMA:
-        notes.append(
-            f"target {deciding}: no trustworthy Weibull fit ({s.fit_reason}); the sample maximum "
-            f"{s.curvature:.4g} was used as curvature estimate (the score may be too high: "
-            "raise n_batches/batch_size)"
-        )
-    elif s.fit_method == "weibull" and s.ks_pvalue < WEAK_PVALUE:
-        notes.append(
-            f"target {deciding}: weak Weibull fit of the curvature (KS p-value {s.ks_pvalue:.2g}); "
-            "raise n_batches/batch_size for a steadier estimate"
-        )
-    if s.power_converged < 1:
-        notes.append(
-            f"target {deciding}: the eigenvalue solver stopped at its cap of {s.power_iterations} "
-            f"Hessian-vector products before converging at {1 - s.power_converged:.0%} of the "
-            "sampled points; their curvature may be underestimated"
-        )
-    inconsistent = [j for j, t in per_target.items() if not t.consistent]
-    if inconsistent:
-        worst = max(inconsistent, key=lambda j: per_target[j].curvature_lower_bound / max(per_target[j].curvature, 1e-300))
-        t = per_target[worst]
-        notes.append(
-            f"target {worst}: the samples prove the curvature reaches at least "
-            f"{t.curvature_lower_bound:.4g}, above the estimate {t.curvature:.4g}; the score "
-            "overestimates robustness"
-        )
-    return tuple(notes)
-
-
 __all__ = [
-    "check_twice_differentiable",
+    "HESSIAN_COPIES",
+    "CurvatureSamples",
     "norm_factor",
-    "second_order_notes",
+    "sample_targets",
+    "score_targets",
     "second_order_radius",
-    "second_order_targets",
 ]

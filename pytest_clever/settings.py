@@ -6,74 +6,77 @@ Pure Python (no torch, no numpy): pytest imports this for every run.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .errors import InvalidInputError
 from .norms import parse_norm
+from .seeds import derive_seed
+from .validation import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_N_BATCHES,
+    MIN_BATCHES,
+    STATISTICS,
+    check_bounds,
+    check_int,
+    check_number,
+    check_order,
+    check_seed,
+    parse_statistic,
+)
 
 #: The marker's name, as in ``@pytest.mark.clever(...)``.
 MARKER = "clever"
-#: Statistics a threshold can apply to, besides "qNN" quantiles.
-STATISTICS = ("min", "mean", "median", "max")
+
+# Ini and CLI values arrive as text: the parsers below turn text into numbers and leave
+# every rule to validation.py, so a marker, an ini key, a flag and the Python API report
+# a bad value with the same InvalidInputError message.
 
 
-def parse_statistic(value: Any) -> str:
-    """"min", "mean", "median", "max" or "qNN" with 0 <= NN <= 100."""
-    text = str(value).strip().lower()
-    if text in STATISTICS or (text.startswith("q") and text[1:].isdigit() and 0 <= int(text[1:]) <= 100):
-        return text
-    raise ValueError(f"unknown statistic {value!r}: use min, mean, median, max or qNN (e.g. q10)")
+def _as_number(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
 
 
-def _positive_float(value: Any) -> float:
-    number = float(value)
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"must be a finite number > 0, got {value!r}")
-    return number
+def _as_int(name: str, value: Any) -> Any:
+    value = _as_number(name, value)
+    # 12.0 from an ini file is the integer 12; 12.5 stays a float and is rejected.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def _non_negative_float(value: Any) -> float:
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"must be a finite number >= 0, got {value!r}")
-    return number
+def _positive_float(name: str) -> Callable[[Any], float]:
+    return lambda value: check_number(name, _as_number(name, value))
 
 
-def _int_at_least(minimum: int) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"must be an integer >= {minimum}, got {value!r}")
-        number = int(value)
-        if number < minimum:
-            raise ValueError(f"must be an integer >= {minimum}, got {value!r}")
-        return number
+def _non_negative_float(name: str) -> Callable[[Any], float]:
+    return lambda value: check_number(name, _as_number(name, value), strict=False)
 
-    return parse
+
+def _int_at_least(name: str, minimum: int) -> Callable[[Any], int]:
+    return lambda value: check_int(name, _as_int(name, value), minimum)
 
 
 def _order(value: Any) -> int:
-    if str(value).strip() not in ("1", "2"):
-        raise ValueError(f"must be 1 or 2, got {value!r}")
-    return int(value)
+    return check_order(_as_int("order", value))
 
 
 def _seed(value: Any) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"must be an integer >= 0, got {value!r}")
-    return number
+    return check_seed(_as_int("seed", value))
 
 
 def _bounds(value: Any) -> tuple[float, float]:
-    parts = [p for p in value.replace(",", " ").split()] if isinstance(value, str) else list(value)
-    if len(parts) != 2:
-        raise ValueError(f"must be two numbers lo, hi, got {value!r}")
-    lo, hi = float(parts[0]), float(parts[1])
-    if not lo < hi:
-        raise ValueError(f"must satisfy lo < hi, got {value!r}")
-    return lo, hi
+    parts = value.replace(",", " ").split() if isinstance(value, str) else value
+    try:
+        pair = len(parts) == 2
+    except TypeError:
+        pair = False
+    if not pair:
+        raise InvalidInputError(f"bounds must be two numbers lo, hi, got {value!r}")
+    return check_bounds(parts)  # type: ignore[return-value]
 
 
 def _device(value: Any) -> str:
@@ -84,17 +87,16 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE or text in _FALSE:
-        return text in _TRUE
-    raise ValueError(f"must be true or false, got {value!r}")
+def _bool(name: str) -> Callable[[Any], bool]:
+    def parse(value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise InvalidInputError(f"{name} must be true or false, got {value!r}")
 
-
-def _target(value: Any) -> int:
-    return _int_at_least(0)(value)
+    return parse
 
 
 @dataclass(frozen=True)
@@ -125,29 +127,29 @@ class Option:
         return "clever_" + self.name
 
     def check(self, value: Any, where: str) -> Any:
-        """Parse ``value``, or raise ValueError naming the setting and where it came from."""
+        """Parse ``value``, or raise ValueError naming where it came from (the message names the setting)."""
         try:
             return self.parse(value)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}: {self.name} {exc}") from None
+            raise ValueError(f"{where}: {exc}") from None
 
 
 OPTIONS: dict[str, Option] = {
     o.name: o
     for o in [
         Option("norm", lambda v: parse_norm(v), 2.0, "perturbation norm: 1, 2 or inf"),
-        Option("radius", _positive_float, None, "radius of the sampling ball", shown="none, it depends on your data's scale"),
-        Option("n_batches", _int_at_least(10), 100, "batches of samples (batch maxima for the EVT fit)", cli=True),
-        Option("batch_size", _int_at_least(1), 128, "fresh sampled points per batch", cli=True),
+        Option("radius", _positive_float("radius"), None, "radius of the sampling ball", shown="none, it depends on your data's scale"),
+        Option("n_batches", _int_at_least("n_batches", MIN_BATCHES), DEFAULT_N_BATCHES, "batches of samples (batch maxima for the EVT fit)", cli=True),
+        Option("batch_size", _int_at_least("batch_size", 1), DEFAULT_BATCH_SIZE, "fresh sampled points per batch", cli=True),
         Option("order", _order, 1, "1 for first-order CLEVER, 2 for second order"),
         Option("seed", _seed, 0, "base seed; each test derives its own from it and its node id", cli=True),
         Option("device", _device, None, "device to compute on", cli=True, marker=False, shown="the model's device"),
         Option("bounds", _bounds, None, "valid input range 'lo, hi' (e.g. '0, 1'); samples are clipped to it"),
-        Option("min_score", _non_negative_float, None, "fail a test whose recorded statistic is below this"),
+        Option("min_score", _non_negative_float("min_score"), None, "fail a test whose recorded statistic is below this"),
         Option("statistic", parse_statistic, "mean", "statistic compared with min_score: min, mean, median, max, qNN"),
-        Option("target", _target, None, "score against this class only", ini=False),
+        Option("target", _int_at_least("target", 0), None, "score against this class only", ini=False),
         Option(
-            "attack_check", _bool, False,
+            "attack_check", _bool("attack_check"), False,
             "also run a PGD attack inside the radius; fail when it finds an adversarial example closer than the score",
         ),
     ]
@@ -178,15 +180,6 @@ def resolve(
     return merged
 
 
-def derive_seed(base: int, *parts: object) -> int:
-    """A stable 63-bit seed from a base seed and identifiers (test id, name, call index).
-
-    Independent of test order, process and xdist worker (unlike ``hash()``).
-    """
-    text = "\x1f".join([str(base), *map(str, parts)])
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
-
-
 def argparse_type(option: Option) -> Callable[[str], Any]:
     """Wrap a parser so argparse reports bad values as usage errors."""
 
@@ -194,7 +187,14 @@ def argparse_type(option: Option) -> Callable[[str], Any]:
         try:
             return option.parse(text)
         except (TypeError, ValueError) as exc:
-            raise argparse.ArgumentTypeError(f"{option.flag}: {exc}") from None
+            # The flag already names the setting; the message need not repeat it.
+            message = str(exc).removeprefix(f"{option.name} ")
+            raise argparse.ArgumentTypeError(f"{option.flag}: {message}") from None
 
     parse.__name__ = option.name
     return parse
+
+
+# Re-exported until their users import them from their homes (validation.py, seeds.py).
+__all__ = ["MARKER", "OPTIONS", "ENGINE_SETTINGS", "STATISTICS", "Option", "argparse_type", "derive_seed",
+           "marker_settings", "parse_statistic", "resolve"]

@@ -12,26 +12,16 @@ hands you a concrete counterexample, shrunk towards ``x0``.
 
 from __future__ import annotations
 
-import math
-import numbers
-from typing import Any
-
 import torch
 from hypothesis import strategies as st
 
-from .errors import InvalidInputError
 from .norms import parse_norm
-from .validation import as_input_tensor, check_bounds, check_in_bounds
+from .inputs import as_input_tensor, check_in_bounds
+from .validation import check_bounds, check_number
 
 
 #: Grid of the unit coordinates and of the radial scale (2**20 steps per unit).
 RESOLUTION = 2**20
-
-
-def _check_radius(radius: Any) -> float:
-    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not math.isfinite(radius) or radius < 0:
-        raise InvalidInputError(f"radius must be a finite number >= 0, got {radius!r}")
-    return float(radius)
 
 
 def points_in_ball(
@@ -55,7 +45,7 @@ def points_in_ball(
     """
     x0 = as_input_tensor(x0).detach()
     p = parse_norm(norm)
-    radius = _check_radius(radius)
+    radius = check_number("radius", radius, strict=False)
     bounds = check_bounds(bounds)
     check_in_bounds(x0, bounds)
     base = x0.flatten().to(device="cpu")

@@ -111,8 +111,3 @@ def cached_digits_cnn(activation: str = "relu", noise_std: float = 0.0, seed: in
     """:func:`train_digits_cnn` memoised per process (callers must not modify the model)."""
     return train_digits_cnn(activation=activation, noise_std=noise_std, seed=seed)
 
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Share of ``x`` that ``model`` classifies as ``y``."""
-    with torch.no_grad():
-        return float((model(x).argmax(1) == y).float().mean())

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pytest_clever.evt import FALLBACK_PVALUE, fit_endpoint
+from pytest_clever.evt import FALLBACK_PVALUE, WEAK_PVALUE, fit_endpoint
+from pytest_clever.results import TargetScore
+
+
+def scored(fit) -> TargetScore:
+    """A first-order TargetScore carrying ``fit`` (the weak rule lives on TargetScore)."""
+    return TargetScore(target=1, score=1.0, margin=1.0, lipschitz=fit.endpoint, lipschitz_lower_bound=0.0,
+                       **fit.result_fields())
 
 
 @pytest.mark.parametrize("shape", [2.0, 3.0, 5.0])
@@ -45,7 +52,8 @@ def test_degenerate_maxima_fall_back_to_the_maximum():
     assert fit.endpoint == 2.5
     assert math.isnan(fit.shape) and math.isnan(fit.ks_pvalue)
     assert "equal" in fit.reason
-    assert fit.weak
+    # The sample maximum of constant maxima is exact: a fallback, but not a weak estimate.
+    assert not scored(fit).weak
 
 
 def test_nearly_equal_maxima_from_float32_rounding_fall_back_too():
@@ -60,6 +68,14 @@ def test_maxima_unlike_any_weibull_fall_back_with_a_reason():
     assert fit.method == "max"
     assert fit.endpoint == pytest.approx(b.max())
     assert fit.reason
+    assert scored(fit).weak
+
+
+def test_weak_is_a_low_ks_pvalue_of_a_weibull_fit():
+    fit = fit_endpoint(4.0 - stats.weibull_min.rvs(3.0, scale=0.8, size=200, random_state=np.random.default_rng(0)))
+    assert fit.method == "weibull" and fit.ks_pvalue >= WEAK_PVALUE and not scored(fit).weak
+    low = TargetScore(**{**scored(fit).__dict__, "ks_pvalue": WEAK_PVALUE / 2})
+    assert low.weak
 
 
 def test_endpoint_never_runs_off_far_above_the_observed_maxima():

@@ -1,0 +1,99 @@
+"""First-order CLEVER: batch maxima of margin gradient norms, reverse Weibull end point, ``g / L``.
+
+The same two steps as :mod:`pytest_clever.second_order`: :func:`sample_targets`
+runs the shared sampling loop (``maxima.py``) with this order's per-chunk
+statistic, the dual norm of every margin gradient (``gradients.py``);
+:func:`score_targets` fits the end point ``L_j`` per target and scores
+``min(g_j(x0) / L_j, R)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .evt import fit_endpoint
+from .gradients import margin_gradients
+from .maxima import ChunkValues, SampleMaxima, default_chunk_size, sample_maxima
+from .norms import dual_norm
+from .results import TargetScore
+from .validation import Settings
+
+#: Working copies per point, target and input element: the gradients and their autograd buffers.
+GRADIENT_COPIES = 2
+
+
+@dataclass
+class GradientSamples:
+    """The loop's batch maxima of dual-norm margin gradients (``sampled.maxima[i, t]``) and sanity statistics."""
+
+    sampled: SampleMaxima
+
+
+def chunk_size_for(n_targets: int, x0: torch.Tensor) -> int:
+    """Default points per chunk for the first-order pass on ``x0``'s device."""
+    bytes_per_point = GRADIENT_COPIES * n_targets * x0.numel() * x0.element_size()
+    return default_chunk_size(bytes_per_point, 1, x0.device)
+
+
+def sample_targets(
+    model: Callable,
+    x0: torch.Tensor,
+    margins0: torch.Tensor,
+    settings: Settings,
+    *,
+    predicted: int,
+    targets: Sequence[int],
+    generator: torch.Generator,
+    chunk_size: int | None,
+) -> GradientSamples:
+    """Batch maxima of ``||grad g_j||_q`` over ``n_batches * batch_size`` sampled points, every target at once."""
+    dual = dual_norm(settings.norm)
+    target_index = torch.as_tensor(list(targets), device=x0.device)
+
+    def gradient_norms(points: torch.Tensor) -> ChunkValues:
+        logits, grads = margin_gradients(model, points, predicted, targets)
+        norms = torch.linalg.vector_norm(grads.flatten(2), ord=dual, dim=2)  # (n, T)
+        own, other = logits[:, predicted : predicted + 1], logits[:, target_index]
+        return ChunkValues(values=norms, gradient_norms=norms, margins=own - other, logit_scale=own.abs() + other.abs())
+
+    sampled = sample_maxima(
+        gradient_norms,
+        x0,
+        margins0,
+        norm=settings.norm,
+        radius=settings.radius,
+        bounds=settings.bounds,
+        n_batches=settings.n_batches,
+        batch_size=settings.batch_size,
+        generator=generator,
+        chunk_size=chunk_size or chunk_size_for(len(targets), x0),
+    )
+    return GradientSamples(sampled)
+
+
+def score_targets(
+    samples: GradientSamples, targets: Sequence[int], margins: Sequence[float], settings: Settings
+) -> dict[int, TargetScore]:
+    """Fit the Lipschitz end point and score ``min(margin / L, R)`` per target."""
+    maxima = samples.sampled.maxima.double().cpu().numpy()
+    lower = samples.sampled.slopes.double().cpu().tolist()
+    per_target: dict[int, TargetScore] = {}
+    for t, j in enumerate(targets):
+        fit = fit_endpoint(maxima[:, t])
+        lipschitz = fit.endpoint
+        score = min(margins[t] / lipschitz, settings.radius) if lipschitz > 0 else settings.radius
+        per_target[j] = TargetScore(
+            target=j,
+            score=float(score),
+            margin=margins[t],
+            lipschitz=float(lipschitz),
+            lipschitz_lower_bound=lower[t],
+            **fit.result_fields(),
+        )
+    return per_target
+
+
+__all__ = ["GRADIENT_COPIES", "GradientSamples", "chunk_size_for", "sample_targets", "score_targets"]
