@@ -9,7 +9,7 @@ reports its peak resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss`
 after importing everything and building the model (``base``) and after
 scoring (``peak``). Growing ``n_batches * batch_size`` 10x should leave the
 peak flat: points are sampled, differentiated and reduced to batch maxima
-chunk by chunk (see ``pytest_clever.gradients.default_chunk_size``).
+chunk by chunk (see ``pytest_clever.maxima.default_chunk_size``).
 
 Each configuration runs twice: with glibc's default allocator, and with
 ``MALLOC_MMAP_THRESHOLD_=1048576``, which serves every large tensor by its own

@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from pytest_clever import clever_score
-from pytest_clever.gradients import default_chunk_size
+from pytest_clever.first_order import chunk_size_for
 from pytest_clever.toy import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
 
@@ -120,7 +120,7 @@ def art_classifier(model: nn.Module, shape: tuple[int, ...], bounds: tuple[float
 def bench_model(name, model, xs, bounds, radius, n_batches, batch_size, args, device, art_fraction) -> dict:
     model = model.to(device).eval()
     n_points = n_batches * batch_size
-    chunk = default_chunk_size(9, xs[0].numel(), 4, device)
+    chunk = chunk_size_for(9, xs[0].to(device))
     art_batch = max(1, round(batch_size * (args.art_fraction or art_fraction)))
     art_points = n_batches * art_batch  # pool_factor * batch_size, with pool_factor = n_batches
     kw = dict(radius=radius, bounds=bounds, n_batches=n_batches, batch_size=batch_size, device=device)
