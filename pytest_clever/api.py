@@ -20,6 +20,7 @@ from . import first_order, second_order
 from .diagnostics import check_masking, score_notes
 from .errors import CleverError, InvalidInputError, WeakFitWarning
 from .inputs import as_input_tensor, check_in_bounds, check_prediction, resolve_single_input, warn_if_probabilities
+from .maxima import Problem
 from .model_state import borrowed_model, model_device_and_dtype
 from .results import CleverReport, CleverResult
 from .seeds import derive_seed, resolve_seed
@@ -69,13 +70,11 @@ def _score_one(
     margins0 = logits0[predicted] - logits0[targets]
 
     generator = torch.Generator(device=device).manual_seed(seed)
-    common = dict(predicted=predicted, targets=targets, generator=generator, chunk_size=chunk_size)
+    problem = Problem(model, x0, margins0, predicted, targets, generator, chunk_size)
     if settings.order == 2:
-        order, samples = second_order, second_order.sample_targets(
-            model, x0, margins0, settings, curvature=curvature, **common
-        )
+        order, samples = second_order, second_order.sample_targets(problem, settings, curvature=curvature)
     else:
-        order, samples = first_order, first_order.sample_targets(model, x0, margins0, settings, **common)
+        order, samples = first_order, first_order.sample_targets(problem, settings)
     check_masking(samples.sampled, model, x0)
     per_target = order.score_targets(samples, targets, margins0.double().cpu().tolist(), settings)
 

@@ -10,13 +10,13 @@ statistic, the dual norm of every margin gradient (``gradients.py``);
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
 from .evt import fit_endpoint
 from .gradients import margin_gradients
-from .maxima import ChunkValues, SampleMaxima, default_chunk_size, sample_maxima
+from .maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, sample_maxima
 from .norms import dual_norm
 from .results import TargetScore
 from .validation import Settings
@@ -38,18 +38,9 @@ def chunk_size_for(n_targets: int, x0: torch.Tensor) -> int:
     return default_chunk_size(bytes_per_point, 1, x0.device)
 
 
-def sample_targets(
-    model: Callable,
-    x0: torch.Tensor,
-    margins0: torch.Tensor,
-    settings: Settings,
-    *,
-    predicted: int,
-    targets: Sequence[int],
-    generator: torch.Generator,
-    chunk_size: int | None,
-) -> GradientSamples:
+def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
     """Batch maxima of ``||grad g_j||_q`` over ``n_batches * batch_size`` sampled points, every target at once."""
+    model, x0, predicted, targets = problem.model, problem.x0, problem.predicted, problem.targets
     dual = dual_norm(settings.norm)
     target_index = torch.as_tensor(list(targets), device=x0.device)
 
@@ -59,18 +50,8 @@ def sample_targets(
         own, other = logits[:, predicted : predicted + 1], logits[:, target_index]
         return ChunkValues(values=norms, gradient_norms=norms, margins=own - other, logit_scale=own.abs() + other.abs())
 
-    sampled = sample_maxima(
-        gradient_norms,
-        x0,
-        margins0,
-        norm=settings.norm,
-        radius=settings.radius,
-        bounds=settings.bounds,
-        n_batches=settings.n_batches,
-        batch_size=settings.batch_size,
-        generator=generator,
-        chunk_size=chunk_size or chunk_size_for(len(targets), x0),
-    )
+    chunk_size = problem.chunk_size or chunk_size_for(len(targets), x0)
+    sampled = sample_maxima(gradient_norms, x0, problem.margins0, settings, generator=problem.generator, chunk_size=chunk_size)
     return GradientSamples(sampled)
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from .sampling import sample_ball
+from .validation import Settings
 
 #: Points per chunk on CPU (fastest measured for small nets).
 CPU_CHUNK = 1024
@@ -73,6 +74,23 @@ class ChunkValues:
 ChunkStatistic = Callable[[torch.Tensor], ChunkValues]
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One input to score, as both orders' ``sample_targets`` take it.
+
+    ``margins0[t]`` is ``f_predicted(x0) - f_targets[t](x0)``; ``chunk_size``
+    None lets the order choose (:func:`default_chunk_size`).
+    """
+
+    model: Callable[[torch.Tensor], torch.Tensor]
+    x0: torch.Tensor
+    margins0: torch.Tensor
+    predicted: int
+    targets: Sequence[int]
+    generator: torch.Generator
+    chunk_size: int | None = None
+
+
 @dataclass
 class SampleMaxima:
     """What the loop keeps per target (index ``t`` of the targets).
@@ -104,12 +122,8 @@ def sample_maxima(
     statistic: ChunkStatistic,
     x0: torch.Tensor,
     margins0: torch.Tensor,
+    settings: Settings,
     *,
-    norm: float,
-    radius: float,
-    bounds: tuple[float, float] | None,
-    n_batches: int,
-    batch_size: int,
     generator: torch.Generator,
     chunk_size: int,
 ) -> SampleMaxima:
@@ -118,6 +132,7 @@ def sample_maxima(
     ``statistic`` is called on each chunk of points right after they are
     drawn (it may draw from ``generator`` too, e.g. solver start vectors).
     """
+    norm, n_batches, batch_size = settings.norm, settings.n_batches, settings.batch_size
     device, dtype = x0.device, x0.dtype
     n_targets = margins0.shape[0]
     total = n_batches * batch_size
@@ -129,7 +144,7 @@ def sample_maxima(
 
     for start in range(0, total, chunk_size):
         n = min(chunk_size, total - start)
-        points = sample_ball(x0, n, norm, radius, generator, bounds)
+        points = sample_ball(x0, n, norm, settings.radius, generator, settings.bounds)
         chunk = statistic(points)
 
         nonfinite_count += (~torch.isfinite(chunk.gradient_norms)).any(dim=1).sum()
@@ -157,6 +172,7 @@ def sample_maxima(
 __all__ = [
     "ChunkStatistic",
     "ChunkValues",
+    "Problem",
     "SampleMaxima",
     "default_chunk_size",
     "masked_max",

@@ -23,7 +23,7 @@ from .curvature import margin_curvatures
 from .diagnostics import check_twice_differentiable
 from .evt import fit_endpoint
 from .gradients import margin_gradients
-from .maxima import ChunkValues, SampleMaxima, default_chunk_size, masked_max, rounding, sample_maxima
+from .maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, masked_max, rounding, sample_maxima
 from .norms import dual_norm
 from .results import TargetScore
 from .validation import Settings
@@ -130,34 +130,15 @@ class _CurvatureChunks:
         )
 
 
-def sample_targets(
-    model: Callable,
-    x0: torch.Tensor,
-    margins0: torch.Tensor,
-    settings: Settings,
-    *,
-    predicted: int,
-    targets: Sequence[int],
-    generator: torch.Generator,
-    chunk_size: int | None,
-    curvature: str = "spectral",
-) -> CurvatureSamples:
+def sample_targets(problem: Problem, settings: Settings, *, curvature: str = "spectral") -> CurvatureSamples:
     """Batch maxima of the margins' curvature over ``n_batches * batch_size`` sampled points, every target at once."""
-    chunks = _CurvatureChunks(model, x0, margins0, predicted, targets, curvature, generator)
-    n_targets = len(targets)
-    default = default_chunk_size(HESSIAN_COPIES * n_targets * x0.numel() * x0.element_size(), n_targets, x0.device)
-    sampled = sample_maxima(
-        chunks,
-        x0,
-        margins0,
-        norm=settings.norm,
-        radius=settings.radius,
-        bounds=settings.bounds,
-        n_batches=settings.n_batches,
-        batch_size=settings.batch_size,
-        generator=generator,
-        chunk_size=chunk_size or default,
+    x0, n_targets = problem.x0, len(problem.targets)
+    chunks = _CurvatureChunks(
+        problem.model, x0, problem.margins0, problem.predicted, problem.targets, curvature, problem.generator
     )
+    bytes_per_point = HESSIAN_COPIES * n_targets * x0.numel() * x0.element_size()
+    chunk_size = problem.chunk_size or default_chunk_size(bytes_per_point, n_targets, x0.device)
+    sampled = sample_maxima(chunks, x0, problem.margins0, settings, generator=problem.generator, chunk_size=chunk_size)
     total = settings.n_batches * settings.batch_size
     return CurvatureSamples(
         method=curvature,

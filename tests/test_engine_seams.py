@@ -43,10 +43,9 @@ def _run(order_module, monkeypatch, chunk_size, **extra):
         logits0 = model(x0.unsqueeze(0))[0]
     predicted = int(logits0.argmax())
     targets = [j for j in range(3) if j != predicted]
-    samples = order_module.sample_targets(
-        model, x0, logits0[predicted] - logits0[targets], settings, predicted=predicted, targets=targets,
-        generator=torch.Generator().manual_seed(0), chunk_size=chunk_size, **extra,
-    )
+    problem = maxima.Problem(model, x0, logits0[predicted] - logits0[targets], predicted, targets,
+                             torch.Generator().manual_seed(0), chunk_size)
+    samples = order_module.sample_targets(problem, settings, **extra)
     assert sum(drawn) == 60 and len(drawn) == math.ceil(60 / chunk_size)
     return samples
 
