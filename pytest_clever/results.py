@@ -11,6 +11,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from .evt import CONSTANT_MAXIMA, WEAK_PVALUE
 from .norms import norm_label, norm_to_json, parse_norm
 
 
@@ -80,6 +81,12 @@ class TargetScore:
     curvature_method: str = ""
     power_iterations: int = 0
     power_converged: float = math.nan
+
+    @property
+    def weak(self) -> bool:
+        """True when the fit behind the estimate is poor: a sample-maximum fallback that is not
+        exact (the maxima were not constant), or a KS p-value below ``WEAK_PVALUE``."""
+        return (self.fit_method == "max" and self.fit_reason != CONSTANT_MAXIMA) or self.ks_pvalue < WEAK_PVALUE
 
     @property
     def consistent(self) -> bool:
