@@ -121,10 +121,11 @@ class RecordSettings:
     def from_dict(cls, data: Any, where: str) -> "RecordSettings":
         data = _object(data, "settings", where)
         where = f"{where}, settings"
+        raw_norm = _get(data, "norm", where)
         try:
-            norm = parse_norm(_get(data, "norm", where))
+            norm = parse_norm(raw_norm)
         except CleverError:
-            raise RecordError(f"{where}: field 'norm' must be 1, 2 or 'inf', got {data['norm']!r}") from None
+            raise RecordError(f"{where}: field 'norm' must be 1, 2 or 'inf', got {raw_norm!r}") from None
         bounds = data.get("bounds")
         if bounds is not None:
             pair = _list(bounds, "bounds", where)
