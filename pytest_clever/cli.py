@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from .compare import DropRule, compare_records, comparison_table
 from .errors import CleverError
-from .report import format_table, record_label
+from .record import RunRecord
+from .report import format_table
 from .storage import DEFAULT_STORAGE, SavedRun, Storage, StorageError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
@@ -25,36 +26,53 @@ def _commit(run: SavedRun) -> str:
     return commit + ("*" if run.git.get("dirty") else "")
 
 
-def _matching(run: SavedRun, test: str, name: str | None) -> list[dict[str, Any]]:
-    return [
-        r for r in run.records if test in r["nodeid"] and (name is None or r.get("name") == name)
-    ]
+def _matching(run: SavedRun, test: str, name: str | None) -> list[RunRecord]:
+    return [r for r in run.records if test in r.nodeid and (name is None or r.name == name)]
+
+
+def _say_skipped(problems: Sequence[str]) -> None:
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+
+
+def _runs(storage: Storage) -> list[SavedRun]:
+    """Every readable run; unreadable files and malformed records are named on stderr."""
+    runs, problems = storage.runs()
+    _say_skipped(problems)
+    for run in runs:
+        _say_skipped(run.problems)
+    return runs
+
+
+def _find(storage: Storage, ref: str) -> SavedRun:
+    run = storage.find(ref)
+    _say_skipped(run.problems)
+    return run
 
 
 def cmd_list(storage: Storage, args: argparse.Namespace) -> int:
-    runs, problems = storage.runs()
-    for problem in problems:
-        print(f"skipped: {problem}", file=sys.stderr)
+    runs = _runs(storage)
     if not runs:
         print(f"no saved runs in {storage.root}")
         return EXIT_OK
     rows = [("id", "name", "created", "commit", "records", "failed")]
     for run in runs:
-        failed = sum(1 for r in run.records if r.get("status") == "failed")
+        failed = sum(1 for r in run.records if r.status == "failed")
         rows.append((run.id, run.name, run.created, _commit(run), str(len(run.records)), str(failed)))
     print("\n".join(format_table(rows)))
     return EXIT_OK
 
 
 def cmd_compare(storage: Storage, args: argparse.Namespace) -> int:
-    before, now = storage.find(args.baseline), storage.find(args.current)
+    before, now = _find(storage, args.baseline), _find(storage, args.current)
     rules = [DropRule.parse(text) for text in args.fail]
     comparisons = compare_records(now.records, before.records, rules)
     print(f"baseline {before.name} ({before.id}, {_commit(before)}) -> {now.name} ({now.id}, {_commit(now)})")
     print("\n".join(comparison_table(comparisons)))
-    gone = {record_label(r) for r in before.records} - {c.label for c in comparisons}
-    for label in sorted(gone):
-        print(f"  {label}: in the baseline only")
+    keys = {r.key for r in now.records}
+    for record in before.records:  # saved sorted, so this list is sorted too
+        if record.key not in keys:
+            print(f"  {record.label}: in the baseline only")
     regressed = [c for c in comparisons if c.status == "regressed"]
     if regressed:
         print(f"{len(regressed)} regression(s) past {', '.join(map(str, rules))}")
@@ -63,14 +81,12 @@ def cmd_compare(storage: Storage, args: argparse.Namespace) -> int:
 
 
 def cmd_history(storage: Storage, args: argparse.Namespace) -> int:
-    runs, problems = storage.runs()
-    for problem in problems:
-        print(f"skipped: {problem}", file=sys.stderr)
+    runs = _runs(storage)
     rows = [("run", "name", "commit", "test", "n", "min", "mean", "median")]
     for run in runs:
         for r in _matching(run, args.test, args.name):
-            rows.append((run.id, run.name, _commit(run), record_label(r), str(r["n"]),
-                         f"{r['min']:.4g}", f"{r['mean']:.4g}", f"{r['median']:.4g}"))
+            rows.append((run.id, run.name, _commit(run), r.label, str(r.n),
+                         f"{r.min:.4g}", f"{r.mean:.4g}", f"{r.median:.4g}"))
     if len(rows) == 1:
         print(f"no saved results for tests matching {args.test!r} in {storage.root}")
         return EXIT_ERROR
@@ -98,11 +114,11 @@ def _save(plt, fig, path: str) -> int:
 
 
 def cmd_plot_trend(storage: Storage, args: argparse.Namespace) -> int:
-    runs, _ = storage.runs()
+    runs = _runs(storage)
     series: dict[str, list[tuple[int, float]]] = {}
     for i, run in enumerate(runs):
         for r in _matching(run, args.test or "", args.name):
-            series.setdefault(record_label(r), []).append((i, r[args.statistic]))
+            series.setdefault(r.label, []).append((i, r.statistic(args.statistic)))
     if not series:
         print(f"nothing to plot in {storage.root}", file=sys.stderr)
         return EXIT_ERROR
@@ -119,11 +135,11 @@ def cmd_plot_trend(storage: Storage, args: argparse.Namespace) -> int:
 
 def cmd_plot_fit(storage: Storage, args: argparse.Namespace) -> int:
     """The reverse Weibull fit against the histogram of the batch maxima it was fitted to."""
-    run = storage.find(args.run)
+    run = _find(storage, args.run)
     records = _matching(run, args.test, args.name)
     if not records:
         raise StorageError(f"no result for tests matching {args.test!r} in run {run.id}")
-    results = records[0]["results"]
+    results = records[0].results
     if not 0 <= args.input < len(results):
         raise StorageError(f"input {args.input} out of range: the record has {len(results)} result(s)")
     result = results[args.input]
@@ -145,7 +161,7 @@ def cmd_plot_fit(storage: Storage, args: argparse.Namespace) -> int:
     ax.axvline(fit["lipschitz"], color="k", ls="--", label=f"estimate {fit['lipschitz']:.4g} ({fit['fit_method']})")
     ax.axvline(max(maxima), color="g", ls=":", label=f"sample max {max(maxima):.4g}")
     ax.set_xlabel("largest gradient norm in a batch")
-    ax.set_title(f"{record_label(records[0])}, input {args.input}, target {result['target']}", fontsize=9)
+    ax.set_title(f"{records[0].label}, input {args.input}, target {result['target']}", fontsize=9)
     ax.legend(fontsize=8)
     return _save(plt, fig, args.output)
 

@@ -1,22 +1,20 @@
 """Regression checks between recorded results and a saved baseline (pure Python).
 
 A rule such as ``mean:10%`` (relative) or ``min:0.05`` (absolute) fails a
-record whose statistic dropped by more than that. Records match by test id
-and model name; a baseline recorded with different settings (norm, radius,
-order, samples, bounds, target) is "not comparable", never silently compared.
+record whose statistic dropped by more than that. Records match by their
+key (test id, model name, call index; see ``record``), and a key that occurs
+twice on either side is an error; a baseline recorded with different settings
+(``record.COMPARABLE_SETTINGS``) is "not comparable", never silently compared.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Sequence
 
-from .report import format_table, record_label
+from .record import RunRecord, index_records
+from .report import format_table
 from .settings import STATISTICS, parse_statistic
-from .storage import record_key
-
-#: Settings that must agree for two records to be compared.
-COMPARABLE_SETTINGS = ("norm", "radius", "order", "n_batches", "batch_size", "bounds", "target")
 
 
 @dataclass(frozen=True)
@@ -65,39 +63,41 @@ class Comparison:
 
     label: str
     status: str
-    now: dict[str, Any]
-    before: dict[str, Any] | None
+    now: RunRecord
+    before: RunRecord | None
     reasons: tuple[str, ...] = ()
 
     def delta(self, statistic: str) -> float | None:
         if self.before is None or self.status == "not comparable":
             return None
-        return self.now[statistic] - self.before[statistic]
-
-
-def _settings_difference(now: dict[str, Any], before: dict[str, Any]) -> list[str]:
-    a, b = now["settings"], before["settings"]
-    return [f"{k} {b.get(k)!r} -> {a.get(k)!r}" for k in COMPARABLE_SETTINGS if a.get(k) != b.get(k)]
+        return self.now.statistic(statistic) - self.before.statistic(statistic)
 
 
 def compare_records(
-    current: list[dict[str, Any]], baseline: list[dict[str, Any]], rules: list[DropRule]
+    current: Sequence[RunRecord], baseline: Sequence[RunRecord], rules: Sequence[DropRule]
 ) -> list[Comparison]:
-    """Compare each current record with the baseline record of the same test and name."""
-    by_key = {record_key(r): r for r in baseline}
+    """Compare each current record with the baseline record of the same key, in the current order.
+
+    Raises :class:`~pytest_clever.record.RecordError` when a key occurs twice in either list.
+    """
+    index_records(current, "this run")
+    by_key = index_records(baseline, "the baseline")
     out = []
     for record in current:
-        before = by_key.get(record_key(record))
-        label = record_label(record)
+        before = by_key.get(record.key)
         if before is None:
-            out.append(Comparison(label, "missing baseline", record, None))
+            out.append(Comparison(record.label, "missing baseline", record, None))
             continue
-        differences = _settings_difference(record, before)
+        differences = record.settings_differences(before)
         if differences:
-            out.append(Comparison(label, "not comparable", record, before, tuple(differences)))
+            out.append(Comparison(record.label, "not comparable", record, before, tuple(differences)))
             continue
-        reasons = tuple(r for r in (rule.fails(before[rule.statistic], record[rule.statistic]) for rule in rules) if r)
-        out.append(Comparison(label, "regressed" if reasons else "ok", record, before, reasons))
+        reasons = tuple(
+            reason
+            for rule in rules
+            if (reason := rule.fails(before.statistic(rule.statistic), record.statistic(rule.statistic)))
+        )
+        out.append(Comparison(record.label, "regressed" if reasons else "ok", record, before, reasons))
     return out
 
 
@@ -112,15 +112,15 @@ def comparison_table(comparisons: list[Comparison], regression_reasons: bool = T
         def cell(value: float | None, signed: bool = False) -> str:
             return "-" if value is None else (f"{value:+.4g}" if signed else f"{value:.4g}")
 
-        before = c.before if c.before is not None else {}
+        before = c.before
         rows.append(
             (
                 c.label,
-                cell(before.get("mean")),
-                cell(c.now["mean"]),
+                cell(before.mean if before else None),
+                cell(c.now.mean),
                 cell(c.delta("mean"), signed=True),
-                cell(before.get("min")),
-                cell(c.now["min"]),
+                cell(before.min if before else None),
+                cell(c.now.min),
                 cell(c.delta("min"), signed=True),
                 c.status.upper(),
             )

@@ -10,67 +10,9 @@ from typing import Any, Callable, Sequence
 
 import pytest
 
+from .record import RunRecord
 from .report import failure_message
 from .settings import ENGINE_SETTINGS, OPTIONS, derive_seed, parse_statistic
-
-
-def make_record(
-    nodeid: str,
-    name: str | None,
-    report: Any,
-    settings: dict[str, Any],
-    min_score: float | None,
-    statistic: str,
-    checks: Sequence[Any] | None = None,
-) -> dict[str, Any]:
-    """A JSON-safe record of one scored model in one test (what summaries, JSON and baselines use).
-
-    ``checks`` are the :class:`~pytest_clever.attack.AttackCheck` objects of an
-    attack cross-check, one per input; any contradiction fails the record.
-    """
-    value = report.statistic(statistic)
-    threshold = None if min_score is None else {"statistic": statistic, "min_score": min_score}
-    status = "recorded" if threshold is None else ("passed" if value >= min_score else "failed")
-    attack = None
-    if checks is not None:
-        contradicted = [i for i, c in enumerate(checks) if c.contradicts]
-        attack = {
-            "checked": len(checks),
-            "found": sum(1 for c in checks if c.found),
-            "contradicted": contradicted,
-            "checks": [c.to_dict() for c in checks],
-        }
-        if contradicted:
-            status = "failed"
-        elif status == "recorded":
-            status = "passed"  # the attack check is a gate of its own, and it held
-    first = report.results[0]
-    return {
-        "nodeid": nodeid,
-        "name": name,
-        "n": len(report),
-        "min": report.min,
-        "mean": report.mean,
-        "median": report.median,
-        "max": report.max,
-        "value": value,
-        "threshold": threshold,
-        "status": status,
-        "elapsed": report.elapsed,
-        "settings": {
-            "norm": first.to_dict()["norm"],
-            "radius": first.radius,
-            "order": first.order,
-            "n_batches": first.n_batches,
-            "batch_size": first.batch_size,
-            "seed": report.seed,
-            "bounds": list(first.bounds) if first.bounds else None,
-            "target": settings.get("target"),
-            "device": first.device,
-        },
-        "results": [r.to_dict() for r in report.results],
-        "attack": attack,
-    }
 
 
 class CleverFixture:
@@ -78,16 +20,24 @@ class CleverFixture:
 
     Settings come from ``@pytest.mark.clever(...)``, the command line and the
     ini file (in that order of precedence); keyword arguments of each call
-    override them. Every call is recorded against the test (and ``name``),
-    shows up in the end-of-run summary, ``--clever-json`` and junit XML.
+    override them. Every call is recorded against the test, its ``name`` and
+    its call index (the calls with that name in this test so far, from 0),
+    and shows up in the end-of-run summary, ``--clever-json`` and junit XML.
+
+    Every ``seed`` setting, including ``seed=`` given to a call, is a base
+    seed: the call is scored with ``derive_seed(seed, nodeid, name, call)``,
+    which its record keeps, so ``clever_scores(..., seed=record seed)``
+    reproduces it.
     """
 
-    def __init__(self, nodeid: str, defaults: dict[str, Any], user_properties: list, records: list) -> None:
+    def __init__(
+        self, nodeid: str, defaults: dict[str, Any], user_properties: list, records: list[RunRecord]
+    ) -> None:
         self.nodeid = nodeid
         self.defaults = defaults
         self.records = records
         self._user_properties = user_properties
-        self._calls = 0
+        self._calls: dict[str | None, int] = {}
 
     # -- public methods -----------------------------------------------------------------
 
@@ -139,7 +89,7 @@ class CleverFixture:
             overrides["statistic"] = parse_statistic(statistic)
         report = self._compute(model, xs, labels, name, kw, overrides)
         record = self.records[-1]
-        if record["status"] == "failed":
+        if record.status == "failed":
             pytest.fail(failure_message(record), pytrace=False)
         return report
 
@@ -168,10 +118,11 @@ class CleverFixture:
                 "or set clever_radius in the ini file",
                 pytrace=False,
             )
-        seed = kw.get("seed")
-        if seed is None:
-            seed = derive_seed(settings["seed"], self.nodeid, name or "", self._calls)
-        self._calls += 1
+        if name is not None and (not isinstance(name, str) or not name):
+            pytest.fail(f"clever fixture: name must be a non-empty string, got {name!r}", pytrace=False)
+        call = self._calls.get(name, 0)
+        self._calls[name] = call + 1
+        seed = derive_seed(settings["seed"], self.nodeid, name or "", call)
         engine = {k: settings[k] for k in ENGINE_SETTINGS if settings[k] is not None}
         if not hasattr(xs, "unbind") and not isinstance(xs, (list, tuple)):
             raise TypeError("xs must be a tensor batch (N, ...) or a list of inputs")
@@ -186,13 +137,14 @@ class CleverFixture:
             problem = f"{type(exc).__name__}: {exc}"
         if problem is not None:
             pytest.fail(problem, pytrace=False)  # outside the except: no chained traceback
-        record = make_record(
-            self.nodeid, name, report, settings, settings["min_score"], settings["statistic"], checks
+        record = RunRecord.from_report(
+            self.nodeid, name, call, report, statistic=settings["statistic"], min_score=settings["min_score"],
+            target=settings.get("target"), checks=checks,
         )
         self.records.append(record)
-        prefix = "clever" + (f"[{name}]" if name else "")
+        prefix = "clever" + (f"[{name}]" if name else "") + (f"#{call}" if call else "")
         for stat in ("min", "mean", "median"):
-            self._user_properties.append((f"{prefix}.{stat}", round(record[stat], 6)))
-        if record["attack"] is not None:
-            self._user_properties.append((f"{prefix}.attack_contradicted", len(record["attack"]["contradicted"])))
+            self._user_properties.append((f"{prefix}.{stat}", round(record.statistic(stat), 6)))
+        if record.attack is not None:
+            self._user_properties.append((f"{prefix}.attack_contradicted", len(record.contradicted)))
         return report

@@ -7,7 +7,8 @@ here imports torch; the ``clever`` fixture imports it on first use.
 Results travel as JSON strings attached to each test's teardown report, so
 under pytest-xdist they reach the controller with the report, and results of
 finished tests survive a worker crash. Only the controller prints the
-summary and writes files.
+summary and writes files, with records sorted by test id, name and call
+index, so the output is the same serially and under xdist.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from .settings import MARKER, OPTIONS, argparse_type, marker_settings, resolve
+from .storage import DEFAULT_STORAGE  # pure Python, like everything this module imports
 
 GROUP = "clever"
 JSON_OPTION = "--clever-json"
@@ -29,7 +31,6 @@ COMPARE_OPTION = "--clever-compare"
 COMPARE_FAIL_OPTION = "--clever-compare-fail"
 MISSING_OPTION = "--clever-baseline-missing"
 STORAGE_OPTION = "--clever-storage"
-DEFAULT_STORAGE = ".clever"
 _RECORDS = pytest.StashKey[list]()
 _REPORT_ATTR = "clever_records"
 
@@ -137,12 +138,13 @@ class CleverSession:
         self.config = config
         self.ini = _ini_settings(config)
         self.cli = _cli_settings(config)
-        self.records: list[dict[str, Any]] = []
+        self.records: list = []  # RunRecord objects, in arrival order until the loop ends
         self.is_worker = hasattr(config, "workerinput")
         self.comparisons: list = []
         self.baseline = None
         self.baseline_problem: str | None = None
         self.regressions: list[str] = []
+        self.errors: list[str] = []  # records that cannot be trusted (e.g. a key recorded twice)
         self.saved_path: Path | None = None
         name = config.getoption("clever_save")
         if name:
@@ -180,7 +182,7 @@ class CleverSession:
         result = yield
         from .report import failure_message
 
-        failed = [r for r in item.stash.get(_RECORDS, []) if r["status"] == "failed"]
+        failed = [r for r in item.stash.get(_RECORDS, []) if r.status == "failed"]
         if failed:
             pytest.fail("\n\n".join(failure_message(r) for r in failed), pytrace=False)
         return result
@@ -190,13 +192,15 @@ class CleverSession:
         report = yield
         records = item.stash.get(_RECORDS, None)
         if report.when == "teardown" and records:
-            setattr(report, _REPORT_ATTR, json.dumps(records))
+            setattr(report, _REPORT_ATTR, json.dumps([r.to_dict() for r in records]))
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, _REPORT_ATTR, None)
         if payload and not self.is_worker:
-            self.records.extend(json.loads(payload))
+            from .record import RunRecord
+
+            self.records.extend(RunRecord.from_dict(r, f"record from {report.nodeid}") for r in json.loads(payload))
 
     # -- end of run -------------------------------------------------------------------
 
@@ -205,16 +209,30 @@ class CleverSession:
         # After the loop every xdist worker is down and every record has arrived: compare
         # now, and fail the run through testsfailed (a clean exit code, no traceback).
         result = yield
+        if self.is_worker:
+            return result
+        self._order_records()
         ref = self.config.getoption("clever_compare")
-        if ref and not self.is_worker:
+        if ref and not self.errors:
             self._compare(ref)
-            failing = len(self.regressions)
-            if failing:
-                session.testsfailed += failing
+        failing = len(self.regressions) + len(self.errors)
+        if failing:
+            session.testsfailed += failing
         return result
+
+    def _order_records(self) -> None:
+        """Sort the records (serial and xdist runs agree); a key recorded twice is an error."""
+        from .record import RecordError, index_records, sorted_records
+
+        self.records = sorted_records(self.records)
+        try:
+            index_records(self.records, "this run")
+        except RecordError as exc:
+            self.errors.append(str(exc))
 
     def _compare(self, ref: str) -> None:
         from .compare import compare_records
+        from .record import RecordError
         from .storage import StorageError
 
         try:
@@ -225,7 +243,11 @@ class CleverSession:
                 self.regressions.append(f"baseline: {exc}")
             return
         rules = self.config.getoption("clever_compare_fail")
-        self.comparisons = compare_records(self.records, self.baseline.records, rules)
+        try:
+            self.comparisons = compare_records(self.records, self.baseline.records, rules)
+        except RecordError as exc:
+            self.errors.append(str(exc))
+            return
         strict = self.config.getoption("clever_baseline_missing") == "fail"
         for c in self.comparisons:
             if c.status == "regressed":
@@ -247,6 +269,10 @@ class CleverSession:
         if self.saved_path is not None:
             terminalreporter.write_line(f"CLEVER baseline saved to {self.saved_path}")
         self._summarise_comparison(terminalreporter)
+        if self.errors:
+            terminalreporter.write_line(f"CLEVER record errors ({len(self.errors)}):", red=True, bold=True)
+            for error in self.errors:
+                terminalreporter.write_line(f"  {error}", red=True)
 
     def _summarise_comparison(self, terminalreporter) -> None:
         if not self.config.getoption("clever_compare"):
@@ -260,6 +286,8 @@ class CleverSession:
             commit = (self.baseline.git.get("commit") or "")[:10]
             title = f"CLEVER compared with baseline '{self.baseline.name}' ({self.baseline.id}{', ' + commit if commit else ''})"
             terminalreporter.write_sep("=", title, red=bool(self.regressions))
+            for problem in self.baseline.problems:
+                terminalreporter.write_line(f"baseline {problem}", yellow=True)
             for line in comparison_table(self.comparisons, regression_reasons=False):
                 terminalreporter.write_line(line)
         if self.regressions:
@@ -271,13 +299,14 @@ class CleverSession:
         if self.is_worker:
             return
         name = self.config.getoption("clever_save")
-        if name and self.records:
+        if name and self.records and not self.errors:  # never save a run whose records collide
             self.saved_path = self.storage().save(self.records, name)
         path = self.config.getoption("clever_json")
         if path:
-            from .report import json_document, write_json
+            from .files import write_json
+            from .report import json_document
 
-            write_json(path, json_document(self.records, self.regressions))
+            write_json(path, json_document(self.records, self.regressions, self.errors))
 
 
 _SESSION = pytest.StashKey[CleverSession]()

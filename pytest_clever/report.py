@@ -1,83 +1,80 @@
-"""Text and JSON views of recorded results: failure messages, the summary table, the JSON document.
+"""Text views of recorded results: failure messages, the summary table, the JSON document's body.
 
-Works on plain record dicts (as produced by ``fixture.make_record``), so the
-pytest controller can report results from xdist workers without torch.
+Works on :class:`~pytest_clever.record.RunRecord` objects, so the pytest
+controller can report results from xdist workers without torch. Only the
+failure message parses the per-input results (numpy/scipy), and it is built
+where the scores were computed anyway. Files are written by ``files``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import sys
-import tempfile
 from datetime import datetime, timezone
-from importlib import metadata
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
-#: Version of the JSON document layout written by --clever-json.
-JSON_SCHEMA = 1
+from .files import environment
+from .norms import norm_label, parse_norm
+from .record import RunRecord, sorted_records
 
-
-def _norm_text(norm: Any) -> str:
-    return {"1": "L1", "2": "L2", "inf": "Linf"}.get(str(norm), str(norm))
-
-
-def record_label(record: dict[str, Any]) -> str:
-    """``nodeid`` plus ``[name]`` when the test named its model."""
-    name = record.get("name")
-    return f"{record['nodeid']} [{name}]" if name else record["nodeid"]
+#: Version of the JSON document layout written by --clever-json (2: records carry ``call``).
+JSON_SCHEMA = 2
 
 
-def settings_text(record: dict[str, Any]) -> str:
-    s = record["settings"]
+def settings_text(record: RunRecord) -> str:
+    s = record.settings
     parts = [
-        _norm_text(s["norm"]),
-        f"radius {s['radius']:g}",
-        f"order {s['order']}",
-        f"{s['n_batches']}x{s['batch_size']} samples",
-        f"seed {s['seed']}",
+        norm_label(s.norm),
+        f"radius {s.radius:g}",
+        f"order {s.order}",
+        f"{s.n_batches}x{s.batch_size} samples",
+        f"seed {s.seed}",
     ]
-    if s.get("target") is not None:
-        parts.append(f"target {s['target']}")
+    if s.target is not None:
+        parts.append(f"target {s.target}")
     return ", ".join(parts)
 
 
-def fit_quality_text(results: list[dict[str, Any]]) -> str:
-    """How many deciding fits were good, weak, or fell back to the sample maximum."""
-    from .evt import CONSTANT_MAXIMA  # numpy/scipy: only where results were computed anyway
-    from .results import CONSISTENCY_SLACK
+def fit_quality_text(results: Sequence[Any]) -> str:
+    """How many deciding fits were good, weak, or fell back to the sample maximum; how many
+    target estimates (Lipschitz or curvature) the samples prove too low.
 
-    deciding = [r["per_target"][str(r["target"])] for r in results]
-    good = sum(1 for t in deciding if t["fit_method"] == "weibull" and (t["ks_pvalue"] or 0) >= 0.05)
-    exact = sum(1 for t in deciding if t["fit_method"] == "max" and t.get("fit_reason") == CONSTANT_MAXIMA)
-    fallback = sum(1 for t in deciding if t["fit_method"] == "max") - exact
-    text = f"{good}/{len(results)} deciding fits with KS p >= 0.05"
+    ``results`` are :class:`~pytest_clever.results.CleverResult` objects: the
+    rules (``TargetScore.weak`` and ``.consistent``) are the engine's.
+    """
+    from .evt import CONSTANT_MAXIMA, WEAK_PVALUE  # numpy/scipy: only where results were computed anyway
+
+    deciding = [r.per_target[r.target] for r in results]
+    good = sum(1 for t in deciding if t.fit_method == "weibull" and not t.weak)
+    exact = sum(1 for t in deciding if t.fit_method == "max" and t.fit_reason == CONSTANT_MAXIMA)
+    fallback = sum(1 for t in deciding if t.fit_method == "max") - exact
+    text = f"{good}/{len(results)} deciding fits with KS p >= {WEAK_PVALUE:g}"
     if exact:
         text += f", {exact} with a constant gradient norm (maximum exact)"
     if fallback:
         text += f", {fallback} fell back to the sample maximum"
-    inconsistent = sum(
-        1
-        for r in results
-        for t in r["per_target"].values()
-        if (t["lipschitz_lower_bound"] or 0) > (t["lipschitz"] or 0) * (1 + CONSISTENCY_SLACK)
-    )
+    inconsistent = sum(1 for r in results for t in r.per_target.values() if not t.consistent)
     if inconsistent:
         text += f", {inconsistent} target estimate(s) provably too low"
     return text
 
 
-def worst_lines(results: list[dict[str, Any]], k: int = 3) -> list[str]:
-    order = sorted(range(len(results)), key=lambda i: (results[i]["score"], i))[:k]
+def _estimate_text(result: Any) -> str:
+    """The deciding target's estimate: L (first order), or the curvature M and gradient norm (second)."""
+    t = result.per_target[result.target]
+    fit = t.fit_method + (f", KS p={t.ks_pvalue:.2g}" if t.fit_method == "weibull" else "")
+    if result.order == 2:
+        estimate = f"M={t.curvature:.4g}, |grad|={t.gradient_norm:.4g}"
+    else:
+        estimate = f"L={t.lipschitz:.4g}"
+    return f"({estimate}, margin={t.margin:.4g}, fit {fit})"
+
+
+def worst_lines(report: Any, k: int = 3) -> list[str]:
+    """The ``k`` lowest-scoring inputs of a :class:`~pytest_clever.results.CleverReport`."""
     lines = []
-    for i in order:
-        r = results[i]
-        t = r["per_target"][str(r["target"])]
-        fit = t["fit_method"] + (f", KS p={t['ks_pvalue']:.2g}" if t["fit_method"] == "weibull" else "")
+    for i in report.worst(k):
+        r = report[i]
         lines.append(
-            f"  input {i:<4d} score {r['score']:.4g}  predicted {r['predicted']} -> target {r['target']}  "
-            f"(L={t['lipschitz']:.4g}, margin={t['margin']:.4g}, fit {fit})"
+            f"  input {i:<4d} score {r.score:.4g}  predicted {r.predicted} -> target {r.target}  {_estimate_text(r)}"
         )
     return lines
 
@@ -86,16 +83,16 @@ def _distortion_text(value: Any) -> str:
     return "none found" if value is None else f"{value:.4g}"
 
 
-def attack_lines(record: dict[str, Any], k: int = 3) -> list[str]:
+def attack_lines(record: RunRecord, k: int = 3) -> list[str]:
     """Why an attack cross-check failed: each contradicted input with both numbers."""
-    attack = record["attack"]
+    attack = record.attack
     checks = attack["checks"]
-    contradicted = attack["contradicted"]
+    contradicted = record.contradicted
     first = checks[0]
     lines = [
-        f"CLEVER score contradicted by an adversarial example for {record_label(record)}:",
+        f"CLEVER score contradicted by an adversarial example for {record.label}:",
         f"  {len(contradicted)} of {attack['checked']} input{'s' if attack['checked'] != 1 else ''}: "
-        f"PGD found a {_norm_text(first['norm'])} distortion below the CLEVER score, which therefore "
+        f"PGD found a {norm_label(parse_norm(first['norm']))} distortion below the CLEVER score, which therefore "
         "overestimates the minimal adversarial distortion",
     ]
     for i in contradicted[:k]:
@@ -113,25 +110,25 @@ def attack_lines(record: dict[str, Any], k: int = 3) -> list[str]:
     return lines
 
 
-def failure_message(record: dict[str, Any]) -> str:
+def failure_message(record: RunRecord) -> str:
     """What a failing robustness test prints: statistic vs threshold, worst inputs, settings, fit
     quality; and, when an attack cross-check contradicted scores, the distortions found vs the scores."""
-    threshold = record["threshold"]
-    attack = record.get("attack")
+    threshold = record.threshold
     lines = []
-    if threshold is not None and record["value"] < threshold["min_score"]:
+    if threshold is not None and record.value < threshold.min_score:
         lines += [
-            f"CLEVER robustness below threshold for {record_label(record)}:",
-            f"  {threshold['statistic']} score {record['value']:.4g} < min_score {threshold['min_score']:g}"
-            f"  (over {record['n']} input{'s' if record['n'] != 1 else ''})",
+            f"CLEVER robustness below threshold for {record.label}:",
+            f"  {threshold.statistic} score {record.value:.4g} < min_score {threshold.min_score:g}"
+            f"  (over {record.n} input{'s' if record.n != 1 else ''})",
         ]
-    if attack and attack["contradicted"]:
+    if record.contradicted:
         lines += attack_lines(record)
+    report = record.report()
     lines += [
         f"  settings: {settings_text(record)}",
         "  worst inputs:",
-        *["  " + line for line in worst_lines(record["results"])],
-        f"  EVT fit: {fit_quality_text(record['results'])}",
+        *["  " + line for line in worst_lines(report)],
+        f"  EVT fit: {fit_quality_text(report.results)}",
     ]
     return "\n".join(lines)
 
@@ -142,81 +139,38 @@ def format_table(rows: list[tuple[str, ...]]) -> list[str]:
     return ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
-def summary_table(records: Iterable[dict[str, Any]]) -> list[str]:
-    """Rows of the end-of-run table, one per recorded test/model."""
+def summary_table(records: Iterable[RunRecord]) -> list[str]:
+    """Rows of the end-of-run table, one per recorded call, sorted by test id, name and call index."""
     header = ("test", "norm", "order", "n", "min", "mean", "median", "threshold", "status")
     rows = [header]
-    for r in records:
-        threshold = r.get("threshold")
+    for r in sorted_records(records):
         rows.append(
             (
-                record_label(r),
-                _norm_text(r["settings"]["norm"]),
-                str(r["settings"]["order"]),
-                str(r["n"]),
-                f"{r['min']:.4g}",
-                f"{r['mean']:.4g}",
-                f"{r['median']:.4g}",
-                f"{threshold['statistic']}>={threshold['min_score']:g}" if threshold else "-",
-                r["status"].upper() + (" (attack)" if (r.get("attack") or {}).get("contradicted") else ""),
+                r.label,
+                norm_label(r.settings.norm),
+                str(r.settings.order),
+                str(r.n),
+                f"{r.min:.4g}",
+                f"{r.mean:.4g}",
+                f"{r.median:.4g}",
+                str(r.threshold) if r.threshold else "-",
+                r.status.upper() + (" (attack)" if r.contradicted else ""),
             )
         )
     return format_table(rows)
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def environment() -> dict[str, Any]:
-    """Versions and machine facts worth keeping next to scores (no torch import)."""
-    return {
-        "pytest_clever": _version("pytest-clever"),
-        "torch": _version("torch"),
-        "numpy": _version("numpy"),
-        "scipy": _version("scipy"),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-    }
-
-
-def json_document(records: list[dict[str, Any]], failures: list[str] | None = None) -> dict[str, Any]:
+def json_document(
+    records: Iterable[RunRecord], failures: list[str] | None = None, errors: list[str] | None = None
+) -> dict[str, Any]:
+    """The ``--clever-json`` document: records sorted by test id, name and call index."""
+    records = sorted_records(records)
     return {
         "schema": JSON_SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
-        "records": records,
-        "failed": [record_label(r) for r in records if r["status"] == "failed"],
+        "records": [r.to_dict() for r in records],
+        "failed": [r.label for r in records if r.status == "failed"],
         "regressions": failures or [],
+        "errors": errors or [],
     }
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a unique temp file in the same folder, then rename.
-
-    Readers see the old file or the new one, never a half-written one.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".clever-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def write_json(path: str | os.PathLike, document: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(document, indent=2, sort_keys=False) + "\n")

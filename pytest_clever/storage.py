@@ -18,17 +18,19 @@ import json
 import os
 import re
 import secrets
-import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from . import files
 from .errors import CleverError
-from .report import atomic_write_text, environment
+from .record import RecordError, RunRecord, index_records, sorted_records, upgrade_schema_1
 
-#: Version of the saved-run layout.
-SCHEMA = 1
+#: Version of the saved-run layout (2: records carry their ``call`` index).
+SCHEMA = 2
+#: Older layouts that still load (upgraded on reading).
+READABLE_SCHEMAS = (1, 2)
 KIND = "pytest-clever-run"
 DEFAULT_STORAGE = ".clever"
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -48,18 +50,10 @@ class SavedRun:
     created: str
     git: dict[str, Any]
     environment: dict[str, Any]
-    records: list[dict[str, Any]]
-
-    def record_for(self, key: tuple[str, str | None]) -> dict[str, Any] | None:
-        for record in self.records:
-            if record_key(record) == key:
-                return record
-        return None
-
-
-def record_key(record: dict[str, Any]) -> tuple[str, str | None]:
-    """Records match across runs by test id and model name."""
-    return record["nodeid"], record.get("name")
+    records: tuple[RunRecord, ...]
+    #: One message per malformed record that was skipped.
+    problems: tuple[str, ...] = ()
+    schema: int = SCHEMA
 
 
 def check_name(name: str) -> str:
@@ -70,34 +64,20 @@ def check_name(name: str) -> str:
     return name
 
 
-def git_info(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Commit, branch and dirty flag of the git checkout at ``cwd``, when there is one."""
-
-    def run(*args: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip()
-
-    commit = run("rev-parse", "HEAD")
-    if commit is None:
-        return {}
-    status = run("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "branch": run("rev-parse", "--abbrev-ref", "HEAD"), "dirty": bool(status)}
-
-
 class Storage:
     """The folder of saved runs (default ``.clever/``)."""
 
     def __init__(self, root: str | os.PathLike = DEFAULT_STORAGE) -> None:
         self.root = Path(root)
 
-    def save(self, records: list[dict[str, Any]], name: str = "run", *, git: dict[str, Any] | None = None) -> Path:
-        """Write a new run file atomically and return its path."""
+    def save(self, records: Sequence[RunRecord], name: str = "run", *, git: dict[str, Any] | None = None) -> Path:
+        """Write a new run file atomically and return its path.
+
+        ``git`` is the commit metadata to keep; by default that of the current directory.
+        Records are saved in :func:`~pytest_clever.record.sorted_records` order.
+        """
         check_name(name)
+        index_records(records, f"run {name!r}")  # a duplicate key is an error, not a lost record
         now = datetime.now(timezone.utc)
         run_id = f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
         document = {
@@ -106,12 +86,12 @@ class Storage:
             "id": run_id,
             "name": name,
             "created": now.isoformat(timespec="seconds"),
-            "git": git_info() if git is None else git,
-            "environment": environment(),
-            "records": records,
+            "git": files.git_info() if git is None else git,
+            "environment": files.environment(),
+            "records": [r.to_dict() for r in sorted_records(records)],
         }
         path = self.root / f"{run_id}_{name}.json"
-        atomic_write_text(path, json.dumps(document, indent=1) + "\n")
+        files.write_json(path, document, indent=1)
         return path
 
     def read(self, path: str | os.PathLike) -> SavedRun:
@@ -125,9 +105,25 @@ class Storage:
             raise StorageError(f"{path}: not a readable JSON file ({exc})") from None
         if not isinstance(data, dict) or data.get("kind") != KIND:
             raise StorageError(f"{path}: not a pytest-clever run file")
-        if data.get("schema") != SCHEMA:
-            raise StorageError(f"{path}: schema {data.get('schema')!r} is not supported (expected {SCHEMA})")
+        schema = data.get("schema")
+        if schema not in READABLE_SCHEMAS:
+            raise StorageError(
+                f"{path}: schema {schema!r} is not supported (this version reads "
+                f"{', '.join(map(str, READABLE_SCHEMAS))})"
+            )
         try:
+            raw = data["records"]
+            if not isinstance(raw, list):
+                raise TypeError("'records' must be a list")
+            if schema == 1:
+                raw = upgrade_schema_1(raw)
+            records, problems = [], []
+            for i, item in enumerate(raw):
+                try:
+                    records.append(RunRecord.from_dict(item, f"{path}: record {i}"))
+                except RecordError as exc:  # name it and keep the others
+                    problems.append(f"skipped {exc}")
+            index_records(records, str(path))
             return SavedRun(
                 path=path,
                 id=str(data["id"]),
@@ -135,8 +131,12 @@ class Storage:
                 created=str(data["created"]),
                 git=dict(data.get("git") or {}),
                 environment=dict(data.get("environment") or {}),
-                records=[dict(r) for r in data["records"]],
+                records=tuple(records),
+                problems=tuple(problems),
+                schema=schema,
             )
+        except RecordError as exc:
+            raise StorageError(str(exc)) from None
         except (KeyError, TypeError, ValueError) as exc:
             raise StorageError(f"{path}: malformed run file ({exc})") from None
 

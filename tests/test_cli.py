@@ -8,7 +8,7 @@ import pytest
 from pytest_clever.cli import main
 from pytest_clever.storage import Storage
 
-from .test_storage import _record
+from .test_storage import _record, no_git  # noqa: F401 (autouse: no git needed)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -24,11 +24,9 @@ def _result(score=0.4):
 @pytest.fixture
 def store(tmp_path):
     store = Storage(tmp_path)
-    good = _record("t.py::test_gate", mean=0.5)
-    good["results"] = [_result()]
+    good = _record("t.py::test_gate", mean=0.5, results=[_result()])
     store.save([good], "main", git={"commit": "1234567890abcdef", "dirty": False})
-    worse = _record("t.py::test_gate", mean=0.3)
-    worse["results"] = [_result(0.3)]
+    worse = _record("t.py::test_gate", mean=0.3, results=[_result(0.3)])
     store.save([worse], "feature", git={"commit": "fedcba0987654321", "dirty": True})
     return store
 

@@ -6,15 +6,28 @@ import os
 
 import pytest
 
-from pytest_clever import report
+from pytest_clever import files
+from pytest_clever.record import RunRecord
 from pytest_clever.storage import Storage, StorageError, check_name
 
+GIT = {"commit": "0123456789abcdef", "branch": "main", "dirty": False}
 
-def _record(nodeid="t.py::test_a", name=None, mean=0.5, **settings):
+
+@pytest.fixture(autouse=True)
+def no_git(monkeypatch):
+    """Storage tests must not depend on running inside a git checkout."""
+    monkeypatch.setattr(files, "git_info", lambda cwd=None: dict(GIT))
+
+
+def _record_dict(nodeid="t.py::test_a", name=None, mean=0.5, call=0, results=(), **settings):
     base = {"norm": 2, "radius": 1.0, "order": 1, "n_batches": 10, "batch_size": 16, "bounds": None, "target": None}
     base.update(settings)
-    return {"nodeid": nodeid, "name": name, "n": 3, "min": mean / 2, "mean": mean, "median": mean,
-            "max": mean * 2, "status": "recorded", "settings": base, "results": []}
+    return {"nodeid": nodeid, "name": name, "call": call, "n": 3, "min": mean / 2, "mean": mean, "median": mean,
+            "max": mean * 2, "status": "recorded", "settings": base, "results": list(results)}
+
+
+def _record(*args, **kwargs) -> RunRecord:
+    return RunRecord.from_dict(_record_dict(*args, **kwargs))
 
 
 def test_save_then_find_by_latest_name_id_and_path(tmp_path):
@@ -23,7 +36,7 @@ def test_save_then_find_by_latest_name_id_and_path(tmp_path):
     second = store.save([_record(mean=0.4)], "feature", git={})
     assert first != second and first.exists() and second.exists()
     assert store.find("latest").path == second
-    assert store.find("main").records[0]["mean"] == 0.5
+    assert store.find("main").records[0].mean == 0.5
     run = store.read(first)
     assert run.git == {"commit": "abc", "dirty": False}
     assert run.environment["python"] and run.created
@@ -36,8 +49,9 @@ def test_save_then_find_by_latest_name_id_and_path(tmp_path):
 def test_saved_file_has_schema_and_metadata(tmp_path):
     path = Storage(tmp_path).save([_record()], "main")
     data = json.loads(path.read_text())
-    assert data["schema"] == 1 and data["kind"] == "pytest-clever-run" and data["name"] == "main"
-    assert {"commit", "dirty"} <= set(data["git"])  # this repository is a git checkout
+    assert data["schema"] == 2 and data["kind"] == "pytest-clever-run" and data["name"] == "main"
+    assert {"commit", "dirty"} <= set(data["git"])  # from files.git_info (stubbed: no git needed)
+    assert data["git"] == GIT
     assert {"torch", "python", "pytest_clever"} <= set(data["environment"])
 
 
@@ -73,13 +87,13 @@ def test_a_failed_write_leaves_the_previous_baseline_intact(tmp_path, monkeypatc
     def crash(*args, **kwargs):
         raise OSError("disk full (injected)")
 
-    monkeypatch.setattr(report.os, "replace", crash)
+    monkeypatch.setattr(files.os, "replace", crash)
     with pytest.raises(OSError, match="injected"):
         store.save([_record(mean=0.1)], "main")
     monkeypatch.undo()
     assert good.read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [good.name]  # no temp file left behind
-    assert store.find("main").records[0]["mean"] == 0.5
+    assert store.find("main").records[0].mean == 0.5
 
 
 def test_a_writer_killed_mid_write_leaves_no_partial_run(tmp_path):
@@ -107,7 +121,7 @@ def test_concurrent_saves_never_lose_or_corrupt_an_entry(tmp_path):
         assert p.exitcode == 0
     runs, problems = Storage(tmp_path).runs()
     assert problems == [] and len(runs) == 20
-    assert len({r.records[0]["nodeid"] for r in runs}) == 20
+    assert len({r.records[0].nodeid for r in runs}) == 20
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
