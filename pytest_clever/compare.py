@@ -14,7 +14,7 @@ from typing import Sequence
 
 from .record import RunRecord, index_records
 from .report import format_table
-from .settings import STATISTICS, parse_statistic
+from .validation import STATISTICS, parse_statistic
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ import pytest
 
 from .record import RunRecord
 from .report import failure_message
-from .settings import ENGINE_SETTINGS, OPTIONS, derive_seed, parse_statistic
+from .seeds import derive_seed
+from .settings import ENGINE_SETTINGS, OPTIONS
+from .validation import parse_statistic
 
 
 class CleverFixture:

@@ -90,12 +90,6 @@ class TargetScore:
     solver_converged: float = math.nan
 
     @property
-    def weak(self) -> bool:
-        """True when the fit behind the estimate is poor: a sample-maximum fallback that is not
-        exact (the maxima were not constant), or a KS p-value below ``WEAK_PVALUE``."""
-        return (self.fit_method == "max" and self.fit_reason != CONSTANT_MAXIMA) or self.ks_pvalue < WEAK_PVALUE
-
-    @property
     def consistent(self) -> bool:
         """False when the samples prove the Lipschitz (or curvature) estimate too low (score too high)."""
         if self.lipschitz_lower_bound > self.lipschitz * (1 + CONSISTENCY_SLACK):

@@ -11,12 +11,10 @@ from typing import Any, Callable
 
 from .errors import InvalidInputError
 from .norms import parse_norm
-from .seeds import derive_seed
 from .validation import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_N_BATCHES,
     MIN_BATCHES,
-    STATISTICS,
     check_bounds,
     check_int,
     check_number,
@@ -195,6 +193,4 @@ def argparse_type(option: Option) -> Callable[[str], Any]:
     return parse
 
 
-# Re-exported until their users import them from their homes (validation.py, seeds.py).
-__all__ = ["MARKER", "OPTIONS", "ENGINE_SETTINGS", "STATISTICS", "Option", "argparse_type", "derive_seed",
-           "marker_settings", "parse_statistic", "resolve"]
+__all__ = ["MARKER", "OPTIONS", "ENGINE_SETTINGS", "Option", "argparse_type", "marker_settings", "resolve"]
