@@ -27,6 +27,7 @@ from .model_state import borrowed_model, model_device_and_dtype
 from .norms import dual_norm
 from .results import CleverReport, CleverResult, TargetScore
 from .second_order import second_order_notes, second_order_targets
+from .targets import TargetSpec, combine_target_and_targets, resolve_targets
 from .validation import (
     Settings,
     as_input_tensor,
@@ -213,6 +214,7 @@ def _score_one(
     settings: Settings,
     *,
     target: int | None,
+    targets: TargetSpec,
     label: int | None,
     seed: int,
     device: torch.device,
@@ -226,8 +228,8 @@ def _score_one(
     warn_if_probabilities(logits0)
     check_in_bounds(x0, settings.bounds)
     predicted = check_prediction(logits0, label, target)
-    k = logits0.shape[0]
-    targets = [int(target)] if target is not None else [j for j in range(k) if j != predicted]
+    spec = targets
+    targets = resolve_targets(spec, logits0, predicted, seed)
     margins0 = logits0[predicted] - logits0[targets]
 
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -258,7 +260,9 @@ def _score_one(
         batch_size=settings.batch_size,
         seed=seed,
         elapsed=time.perf_counter() - started,
-        targeted=target is not None,
+        targeted=spec.targeted,
+        targets=str(spec),
+        target_classes=tuple(targets),
         label=None if label is None else int(label),
         bounds=settings.bounds,
         device=str(device),
@@ -339,6 +343,7 @@ def clever_score(
     norm: int | float | str = 2,
     radius: float,
     target: int | None = None,
+    targets: str | Sequence[int] | None = None,
     n_batches: int = DEFAULT_N_BATCHES,
     batch_size: int = DEFAULT_BATCH_SIZE,
     bounds: tuple[float, float] | None = None,
@@ -365,7 +370,13 @@ def clever_score(
         Radius R of the sampling ball; scores are capped at R.
     target:
         Score against this class only; by default the minimum over all
-        classes other than the predicted one (untargeted).
+        classes other than the predicted one (untargeted). The same as
+        ``targets=[target]``; pass one or the other.
+    targets:
+        The classes the score is the minimum over: "all" (the default, also
+        when None), "top-k" (the k most likely other classes at ``x``),
+        "random-k" (k classes drawn with the input's seed), "least-likely",
+        or a list of class indices (see ``pytest_clever.targets``).
     n_batches, batch_size:
         Number of batch maxima for the extreme-value fit and fresh points per
         batch. The paper's high-fidelity setting is 500 x 1024.
@@ -406,12 +417,13 @@ def clever_score(
         if chunk_size < 1:
             raise InvalidInputError(f"chunk_size must be >= 1, got {chunk_size}")
     _check_curvature(curvature)
+    spec = combine_target_and_targets(target, targets)
     x = as_input_tensor(x)
     seed = secrets.randbits(63) if seed is None else int(seed)
     dev, dtype = _resolve_device(model, x, device)
     with borrowed_model(model, dev) as prepared:
         result = _score_one(
-            prepared, x, settings, target=target, label=label, seed=seed,
+            prepared, x, settings, target=target, targets=spec, label=label, seed=seed,
             device=dev, dtype=dtype, chunk_size=chunk_size, curvature=curvature,
         )
     _warn(result)
@@ -426,6 +438,7 @@ def clever_scores(
     norm: int | float | str = 2,
     radius: float,
     target: int | None = None,
+    targets: str | Sequence[int] | None = None,
     n_batches: int = DEFAULT_N_BATCHES,
     batch_size: int = DEFAULT_BATCH_SIZE,
     bounds: tuple[float, float] | None = None,
@@ -446,6 +459,7 @@ def clever_scores(
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order
     )
     _check_curvature(curvature)
+    spec = combine_target_and_targets(target, targets)
     inputs = []
     for i, x in enumerate(xs.unbind(0) if isinstance(xs, torch.Tensor) else xs):
         try:
@@ -466,7 +480,7 @@ def clever_scores(
         for i, x in enumerate(inputs):
             try:
                 result = _score_one(
-                    prepared, x, settings, target=target,
+                    prepared, x, settings, target=target, targets=spec,
                     label=None if labels is None else labels[i],
                     seed=_derive_seed(run_seed, i), device=dev, dtype=dtype, chunk_size=chunk_size,
                     curvature=curvature,
