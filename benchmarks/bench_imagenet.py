@@ -28,6 +28,7 @@ import math
 import os
 import platform
 import resource
+import signal
 import sys
 import time
 import warnings
@@ -139,6 +140,14 @@ def calibrate(model, x0, predicted, target, n_points, device) -> tuple[float, fl
     return times[0], times[1]
 
 
+class OutOfTime(Exception):
+    """The time budget ran out in the middle of a configuration."""
+
+
+def _out_of_time(signum, frame):
+    raise OutOfTime
+
+
 def run_configuration(model, xs, device, n_batches, batch_size, targets, radius, remaining) -> dict:
     n_points = n_batches * batch_size
     x0 = xs[0].to(device)
@@ -160,6 +169,20 @@ def run_configuration(model, xs, device, n_batches, batch_size, targets, radius,
         config.update(status="skipped", reason=f"estimated {estimate:.0f} s > {remaining:.0f} s left")
         return config
 
+    # A hard stop too: the estimate assumes ours costs ESTIMATED_RATIO x the floor, which may not hold.
+    signal.signal(signal.SIGALRM, _out_of_time)
+    signal.setitimer(signal.ITIMER_REAL, max(remaining, 0.01))
+    try:
+        config.update(_measure(model, xs, device, n_batches, batch_size, targets, radius, x0, predicted, classes, chunk))
+    except OutOfTime:
+        config.update(status="stopped", reason=f"ran past the {remaining:.0f} s left (estimated {estimate:.0f} s)")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return config
+
+
+def _measure(model, xs, device, n_batches, batch_size, targets, radius, x0, predicted, classes, chunk) -> dict:
+    n_points = n_batches * batch_size
     reset_peak(device)
     floor = floor_seconds(model, x0, predicted, classes, n_points, chunk, device)
     floor_peak = peak_mib(device)
@@ -179,7 +202,7 @@ def run_configuration(model, xs, device, n_batches, batch_size, targets, radius,
         scores.append(result.score)
         notes += len(result.notes)
     mean = sum(times) / len(times)
-    config.update(
+    return dict(
         status="ran",
         per_input_s=[round(t, 3) for t in times],
         mean_per_input_s=round(mean, 3),
@@ -190,7 +213,6 @@ def run_configuration(model, xs, device, n_batches, batch_size, targets, radius,
         scores=scores,
         notes=notes,
     )
-    return config
 
 
 def main(argv: list[str] | None = None) -> dict:
