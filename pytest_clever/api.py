@@ -24,6 +24,7 @@ from .maxima import Problem
 from .model_state import borrowed_model, model_device_and_dtype
 from .results import CleverReport, CleverResult
 from .seeds import derive_seed, resolve_seed
+from .targets import TargetSpec, combine_target_and_targets, resolve_targets
 from .validation import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_N_BATCHES,
@@ -52,6 +53,7 @@ def _score_one(
     settings: Settings,
     *,
     target: int | None,
+    targets: TargetSpec,
     label: int | None,
     seed: int,
     device: torch.device,
@@ -65,8 +67,7 @@ def _score_one(
     warn_if_probabilities(logits0)
     check_in_bounds(x0, settings.bounds)
     predicted = check_prediction(logits0, label, target)
-    k = logits0.shape[0]
-    targets = [int(target)] if target is not None else [j for j in range(k) if j != predicted]
+    spec, targets = targets, resolve_targets(targets, logits0, predicted, seed)
     margins0 = logits0[predicted] - logits0[targets]
 
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -92,7 +93,9 @@ def _score_one(
         batch_size=settings.batch_size,
         seed=seed,
         elapsed=time.perf_counter() - started,
-        targeted=target is not None,
+        targeted=spec.targeted,
+        targets=str(spec),
+        target_classes=tuple(targets),
         label=None if label is None else int(label),
         bounds=settings.bounds,
         device=str(device),
@@ -114,6 +117,7 @@ def _score_inputs(
     seed: Any,
     *,
     target: int | None,
+    targets: Any,
     device: Any,
     chunk_size: Any,
     curvature: Any,
@@ -131,6 +135,7 @@ def _score_inputs(
     chunk_size = check_chunk_size(chunk_size)
     curvature = check_curvature(curvature)
     run_seed = resolve_seed(seed)
+    spec = combine_target_and_targets(target, targets)
 
     tensors = []
     for i, x in enumerate(inputs):
@@ -150,7 +155,7 @@ def _score_inputs(
         for i, x in enumerate(tensors):
             try:
                 results.append(_score_one(
-                    prepared, x, checked, target=target, label=None if labels is None else labels[i],
+                    prepared, x, checked, target=target, targets=spec, label=None if labels is None else labels[i],
                     seed=derive_seed(run_seed, i) if indexed else run_seed,
                     device=dev, dtype=dtype, chunk_size=chunk_size, curvature=curvature,
                 ))
@@ -170,6 +175,7 @@ def clever_score(
     norm: int | float | str = 2,
     radius: float,
     target: int | None = None,
+    targets: str | Sequence[int] | None = None,
     n_batches: int = DEFAULT_N_BATCHES,
     batch_size: int = DEFAULT_BATCH_SIZE,
     bounds: tuple[float, float] | None = None,
@@ -196,7 +202,13 @@ def clever_score(
         Radius R of the sampling ball; scores are capped at R.
     target:
         Score against this class only; by default the minimum over all
-        classes other than the predicted one (untargeted).
+        classes other than the predicted one (untargeted). The same as
+        ``targets=[target]``; pass one or the other.
+    targets:
+        The classes the score is the minimum over: "all" (the default, also
+        when None), "top-k" (the k most likely other classes at ``x``),
+        "random-k" (k classes drawn with the input's seed), "least-likely",
+        or a list of class indices (see :mod:`pytest_clever.targets`).
     n_batches, batch_size:
         Number of batch maxima for the extreme-value fit and fresh points per
         batch. The paper's high-fidelity setting is 500 x 1024.
@@ -230,7 +242,7 @@ def clever_score(
         ``g / ||grad g(x)||`` when no negative curvature is sampled).
     """
     (result,), _ = _score_inputs(
-        model, [x], None if label is None else [label], seed, target=target, device=device,
+        model, [x], None if label is None else [label], seed, target=target, targets=targets, device=device,
         chunk_size=chunk_size, curvature=curvature, indexed=False,
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order,
     )
@@ -245,6 +257,7 @@ def clever_scores(
     norm: int | float | str = 2,
     radius: float,
     target: int | None = None,
+    targets: str | Sequence[int] | None = None,
     n_batches: int = DEFAULT_N_BATCHES,
     batch_size: int = DEFAULT_BATCH_SIZE,
     bounds: tuple[float, float] | None = None,
@@ -266,7 +279,7 @@ def clever_scores(
     if labels is not None:
         labels = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
     results, run_seed = _score_inputs(
-        model, inputs, labels, seed, target=target, device=device,
+        model, inputs, labels, seed, target=target, targets=targets, device=device,
         chunk_size=chunk_size, curvature=curvature, indexed=True,
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order,
     )

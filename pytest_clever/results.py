@@ -152,6 +152,10 @@ class CleverResult:
     notes: tuple[str, ...] = field(default=())
     #: The deciding target's batch maxima: the data behind its EVT fit (for plots).
     batch_maxima: tuple[float, ...] = field(default=(), repr=False)
+    #: The target specification's canonical text ("all", "top-2", "3,5"; see ``targets.py``)
+    #: and the classes it resolved to for this input, in scoring order.
+    targets: str = "all"
+    target_classes: tuple[int, ...] = ()
 
     @property
     def lipschitz(self) -> float:
@@ -207,6 +211,8 @@ class CleverResult:
             "device": self.device,
             "notes": list(self.notes),
             "batch_maxima": [float(v) for v in self.batch_maxima],
+            "targets": self.targets,
+            "target_classes": list(self.target_classes),
         }
 
     @classmethod
@@ -230,6 +236,9 @@ class CleverResult:
             device=data.get("device", "cpu"),
             notes=tuple(data.get("notes", ())),
             batch_maxima=tuple(float(v) for v in data.get("batch_maxima", ())),
+            # Records from before target selection: targeted meant the one class `target`.
+            targets=str(data.get("targets", data["target"] if data.get("targeted") else "all")),
+            target_classes=tuple(int(j) for j in data.get("target_classes", ())),
         )
 
 

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InvalidInputError
+
 
 def _check_batch(x: torch.Tensor, min_dims: int, what: str) -> None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -168,6 +170,7 @@ class JPEG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_batch(x, 4, "jpeg")
+        _check_jpeg_input(x)
         n, c, h, w = x.shape
         pixels = torch.round(x.double().clamp(0, 1) * 255)
         colour = c == 3
@@ -183,6 +186,22 @@ class JPEG(nn.Module):
             return luma.expand(channels, 8, 8).to(device)
         chroma = quality_table(_CHROMINANCE, self.quality)
         return torch.stack([luma, chroma, chroma]).to(device)
+
+
+def _check_jpeg_input(x: torch.Tensor) -> None:
+    """JPEG codes grey or RGB images of [0, 1] pixels; anything else would be silently mangled."""
+    channels = x.shape[1]
+    if channels not in (1, 3):
+        raise InvalidInputError(
+            f"jpeg needs images with 1 (grey) or 3 (RGB) channels, got {channels} channels in a "
+            f"batch of shape {tuple(x.shape)} (layout (N, C, H, W))"
+        )
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if lo < 0 or hi > 1:
+        raise InvalidInputError(
+            f"jpeg needs pixels in [0, 1], got values in [{lo:.4g}, {hi:.4g}]: scale the images to "
+            "[0, 1] (and score them with bounds=(0, 1), so sampled points stay there)"
+        )
 
 
 def _to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:

@@ -219,3 +219,33 @@ def test_transforms_are_modules_that_compose_with_a_classifier():
         assert nn.Sequential(transform, net)(x).shape == (4, 10)
         assert math.isfinite(float(transform(x).sum()))
     assert "quality=75" in repr(jpeg(75))
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_jpeg_rejects_other_than_1_or_3_channels(channels):
+    from pytest_clever import CleverError
+
+    with pytest.raises(CleverError, match=f"1 \\(grey\\) or 3 \\(RGB\\) channels, got {channels} channels"):
+        jpeg(75)(_images(n=1, c=channels))
+
+
+@pytest.mark.parametrize("low, high", [(-0.25, 1.0), (0.0, 1.5)])
+def test_jpeg_rejects_pixels_outside_0_1(low, high):
+    from pytest_clever import CleverError
+
+    x = _images(n=1, c=3)
+    x[0, 0, 0, 0], x[0, 1, 0, 0] = low, high
+    with pytest.raises(CleverError, match=f"pixels in \\[0, 1\\], got values in \\[{low:g}, {high:g}\\]"):
+        jpeg(75)(x)
+    assert jpeg(75)(x.clamp(0, 1)).shape == x.shape  # the edges 0 and 1 themselves are fine
+
+
+def test_clever_through_jpeg_without_bounds_names_the_problem():
+    from pytest_clever import CleverError, clever_score
+
+    net = nn.Sequential(BPDA(jpeg(75)), nn.Flatten(), nn.Linear(3 * 8 * 8, 3))
+    x = _images(n=1, c=3)[0].clamp(0.3, 0.7)
+    with pytest.raises(CleverError, match="jpeg needs pixels in \\[0, 1\\]"):
+        clever_score(net, x, radius=2.0, n_batches=10, batch_size=8, seed=0)
+    result = clever_score(net, x, radius=2.0, bounds=(0, 1), n_batches=10, batch_size=8, seed=0)
+    assert 0 < result.score <= 2.0
