@@ -120,7 +120,7 @@ def test_examples_spread_through_the_ball(x0, norm):
     fractions.sort()
     assert len(fractions) == 100
     assert fractions[50] >= 0.5  # the median: the points do not bunch at x0
-    assert fractions[10] <= 0.5 and fractions[-1] > 0.99  # nor all on the surface
+    assert fractions[25] < 0.9 and fractions[90] > 0.75  # neither all near the surface nor none
 
 
 @pytest.mark.parametrize("norm", NORMS)
