@@ -88,3 +88,54 @@ def test_hypothesis_finds_a_counterexample_beyond_the_exact_radius():
             settings=settings(max_examples=2000),
         )
     assert SAFE <= distance(flipped, POINT, 2) <= 1.5 * SAFE
+
+
+# Image-sized inputs (above COORDINATE_CHOICES_MAX values): a seeded direction keeps hypothesis's data small.
+IMAGE = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))  # values in [0, 1]
+IMAGE_RADII = {1: 10.0, 2: 0.5, math.inf: 8 / 255}
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data(), norm=st.sampled_from(NORMS))
+def test_image_sized_examples_lie_in_the_ball_and_the_bounds(data, norm):
+    radius = IMAGE_RADII[norm]
+    x = data.draw(points_in_ball(IMAGE, norm, radius, bounds=(0.0, 1.0)))
+    assert x.shape == IMAGE.shape and x.dtype == IMAGE.dtype
+    assert distance(x, IMAGE, norm) <= radius * (1 + 1e-12)
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+
+
+@pytest.mark.parametrize("norm", [2, math.inf])
+@pytest.mark.parametrize("x0", [IMAGE, torch.full((64,), 0.5)], ids=["3x32x32", "64 values"])
+def test_examples_spread_through_the_ball(x0, norm):
+    radius = 0.2  # clipping to [0, 1] may pull a point towards x0, so part of the spread is the strategy's
+    fractions = []
+
+    @settings(max_examples=100, derandomize=True, database=None, deadline=None)
+    @given(points_in_ball(x0, norm, radius, bounds=(0.0, 1.0)))
+    def draw(x):
+        fractions.append(distance(x, x0, norm) / radius)
+
+    draw()
+    fractions.sort()
+    assert len(fractions) == 100
+    assert fractions[50] >= 0.5  # the median: the points do not bunch at x0
+    assert fractions[25] < 0.9 and fractions[90] > 0.75  # neither all near the surface nor none
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_image_sized_failing_examples_shrink_towards_x0(norm):
+    radius = IMAGE_RADII[norm]
+    found = find(
+        points_in_ball(IMAGE, norm, radius),
+        lambda x: distance(x, IMAGE, norm) > 0.3 * radius,
+        settings=settings(max_examples=200, deadline=None),
+    )
+    assert 0.3 * radius < distance(found, IMAGE, norm) <= 0.4 * radius
+    assert torch.equal(find(points_in_ball(IMAGE, norm, radius), lambda x: True), IMAGE)
+
+
+def test_the_corners_of_an_image_sized_linf_ball_are_reachable():
+    x0 = torch.zeros(3, 32, 32)
+    corner = find(points_in_ball(x0, math.inf, 0.5), lambda x: bool((x.abs() == 0.5).all()))
+    assert corner.abs().unique().tolist() == [0.5]
