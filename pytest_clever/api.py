@@ -228,7 +228,7 @@ def clever_score(
         1 for the first-order score (a Lipschitz bound estimated from
         sampled gradients); 2 for the second-order score of a
         twice-differentiable model (exact gradient at ``x``, curvature bound
-        estimated from sampled Hessians; see SPEC.md). A piecewise-linear
+        estimated from sampled Hessians; see docs/maths.md, "Second-order CLEVER"). A piecewise-linear
         model (ReLU, max-pool) raises
         :class:`~pytest_clever.errors.NotTwiceDifferentiableError` with ``order=2``.
     chunk_size:

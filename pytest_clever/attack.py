@@ -1,7 +1,7 @@
 """Cross-check a CLEVER score with a PGD attack inside the sampling ball.
 
 CLEVER estimates the smallest perturbation that changes a prediction; it is
-not a certificate (SPEC.md; Goodfellow, arXiv 1804.07870). An adversarial
+not a certificate (docs/maths.md, "What the score does and does not guarantee"; Goodfellow, arXiv 1804.07870). An adversarial
 example found closer than the score *proves* that the score overestimates
 the true minimal distortion. Finding none proves nothing, but a PGD
 distortion close to the score says the score is not wildly optimistic.

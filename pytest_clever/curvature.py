@@ -10,7 +10,7 @@ those gradients with per-row vectors ``v`` is the per-row Hessian-vector
 product ``H_row v_row``. So one Lanczos step (``lanczos.py``) for the whole
 chunk and all K-1 targets is a single double backward. No Hessian is ever formed.
 
-Two curvature measures (SPEC.md, "Second-order CLEVER"):
+Two curvature measures (docs/maths.md, "Second-order CLEVER"):
 
 - ``"spectral"``: the spectral norm ``||H||_2``;
 - ``"negative"``: ``max(0, -lambda_min(H))``, the only curvature that can pull

@@ -5,7 +5,7 @@ follow a reverse Weibull law whose finite right end point estimates the
 quantity's maximum over the ball. scipy's ``weibull_min`` describes ``-b``;
 its location is minus the end point.
 
-Recipe (after the original CLEVER code, see SPEC.md):
+Recipe (after the original CLEVER code, see docs/maths.md, "The extreme-value fit"):
 
 - rescale the maxima to ``z = (max(b) - b) / range(b)`` so that the optimiser
   works on numbers of order one (``z`` follows ``weibull_min`` too, with

@@ -81,7 +81,7 @@ def resolve_single_input(model: Callable, x: torch.Tensor) -> tuple[torch.Tensor
     """Return ``(x0, logits0)``: the single input without batch dimension and its logits ``(K,)``.
 
     ``x`` is one batch element; an explicit leading batch dimension of 1 is
-    accepted only when the model's output settles it (SPEC.md, API conventions).
+    accepted only when the model's output settles it (README, "API settings").
     """
     first_error: Exception | None = None
     try:

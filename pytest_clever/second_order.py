@@ -1,6 +1,6 @@
 """Second-order CLEVER: exact gradient at x0, EVT bound on the curvature, Taylor radius.
 
-For a twice-differentiable margin ``g`` (SPEC.md, "Second-order CLEVER"),
+For a twice-differentiable margin ``g`` (docs/maths.md, "Second-order CLEVER"),
 ``g(x0 + d) >= g(x0) - a ||d||_p - M k_p^2 ||d||_p^2 / 2`` with
 ``a = ||grad g(x0)||_q`` and ``M`` bounding the curvature over the ball, so the
 prediction cannot flip to ``j`` before the radius where that quadratic
