@@ -69,10 +69,6 @@ def cmd_compare(storage: Storage, args: argparse.Namespace) -> int:
     comparisons = compare_records(now.records, before.records, rules)
     print(f"baseline {before.name} ({before.id}, {_commit(before)}) -> {now.name} ({now.id}, {_commit(now)})")
     print("\n".join(comparison_table(comparisons)))
-    keys = {r.key for r in now.records}
-    for record in before.records:  # saved sorted, so this list is sorted too
-        if record.key not in keys:
-            print(f"  {record.label}: in the baseline only")
     regressed = [c for c in comparisons if c.status == "regressed"]
     if regressed:
         print(f"{len(regressed)} regression(s) past {', '.join(map(str, rules))}")
