@@ -223,11 +223,10 @@ class CleverSession:
                 _check_writable_folder(target.absolute().parent, f"{JSON_OPTION}: {target}")
 
     def storage(self):
-        from .storage import Storage
+        from .storage import Storage, storage_root
 
-        root = self.config.getoption("clever_storage_path") or self.config.getini("clever_storage") or DEFAULT_STORAGE
-        path = Path(root)
-        return Storage(path if path.is_absolute() else self.config.rootpath / path)
+        configured = self.config.getoption("clever_storage_path") or self.config.getini("clever_storage")
+        return Storage(storage_root(self.config.rootpath, configured))
 
     def defaults_for(self, item: pytest.Item) -> dict[str, Any]:
         return resolve(_marker(item), self.cli, self.ini)

@@ -38,6 +38,13 @@ _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _RESERVED = "'latest' and names ending in '.json' are reserved"
 
 
+def storage_root(rootdir: str | os.PathLike, configured: str | os.PathLike | None = None) -> Path:
+    """The folder of saved runs: ``configured`` (option or ini ``clever_storage``; default
+    ``.clever``), relative to pytest's rootdir unless absolute. The plugin and the CLI share it."""
+    path = Path(configured or DEFAULT_STORAGE)
+    return path if path.is_absolute() else Path(rootdir) / path
+
+
 class StorageError(CleverError):
     """A saved run is missing, corrupt or not a pytest-clever file."""
 
@@ -168,7 +175,7 @@ class Storage:
     def runs(self) -> tuple[list[SavedRun], list[str]]:
         """Every readable run (complete or not), oldest first, and one message per file that was skipped."""
         runs, skipped = self._scan()
-        return runs, [message for _, message in skipped]
+        return runs, [f"skipped file {message}" for _, message in skipped]
 
     def _scan(self) -> tuple[list[SavedRun], list[tuple[Path, str]]]:
         if not self.root.is_dir():
