@@ -8,17 +8,74 @@ Commands: ``list``, ``compare A B``, ``history TEST``, ``plot trend``,
 from __future__ import annotations
 
 import argparse
+import configparser
 import math
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .compare import DropRule, compare_records, comparison_table
 from .errors import CleverError
 from .record import RunRecord
 from .report import format_table
-from .storage import DEFAULT_STORAGE, SavedRun, Storage, StorageError
+from .storage import DEFAULT_STORAGE, SavedRun, Storage, StorageError, storage_root
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
+STORAGE_INI = "clever_storage"
+
+
+def _read_ini(path: Path) -> dict[str, str] | None:
+    """The pytest settings in ``path`` when it is a pytest config file, else None (pytest's rules:
+    pytest.ini and .pytest.ini always count, the others only with a pytest section)."""
+    if path.suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10: pytest itself depends on tomli there
+            import tomli as tomllib
+        try:
+            tool = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {})
+        except (OSError, ValueError):
+            return None
+        table = tool.get("pytest", {})
+        table = table.get("ini_options", table) if isinstance(table, dict) else None
+        return {k: str(v) for k, v in table.items()} if isinstance(table, dict) and table else None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (OSError, configparser.Error):
+        return None
+    section = "tool:pytest" if path.name == "setup.cfg" else "pytest"
+    if parser.has_section(section):
+        return dict(parser.items(section))
+    return {} if path.name in ("pytest.ini", ".pytest.ini") else None
+
+
+def find_rootdir(start: str | os.PathLike | None = None) -> tuple[Path, dict[str, str]]:
+    """pytest's rootdir and ini settings seen from ``start`` (default: the current directory).
+
+    Walks up for pytest.ini, .pytest.ini, pyproject.toml, tox.ini, setup.cfg
+    (in that order within a folder), as pytest does; without one, the first
+    folder up with setup.py, else ``start`` itself.
+    """
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        for name in ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg"):
+            candidate = folder / name
+            if candidate.is_file():
+                settings = _read_ini(candidate)
+                if settings is not None:
+                    return folder, settings
+    for folder in (here, *here.parents):
+        if (folder / "setup.py").is_file():
+            return folder, {}
+    return here, {}
+
+
+def default_storage() -> Path:
+    """The storage folder the plugin would use for a pytest run started here."""
+    rootdir, ini = find_rootdir()
+    return storage_root(rootdir, ini.get(STORAGE_INI))
 
 
 def _commit(run: SavedRun) -> str:
@@ -30,9 +87,14 @@ def _matching(run: SavedRun, test: str, name: str | None) -> list[RunRecord]:
     return [r for r in run.records if test in r.nodeid and (name is None or r.name == name)]
 
 
+_said: set[str] = set()  # each skipped file or record is named once per command
+
+
 def _say_skipped(problems: Sequence[str]) -> None:
     for problem in problems:
-        print(f"skipped: {problem}", file=sys.stderr)
+        if problem not in _said:
+            _said.add(problem)
+            print(problem, file=sys.stderr)
 
 
 def _runs(storage: Storage) -> list[SavedRun]:
@@ -55,10 +117,11 @@ def cmd_list(storage: Storage, args: argparse.Namespace) -> int:
     if not runs:
         print(f"no saved runs in {storage.root}")
         return EXIT_OK
-    rows = [("id", "name", "created", "commit", "records", "failed")]
+    rows = [("id", "name", "created", "commit", "records", "failed", "complete")]
     for run in runs:
         failed = sum(1 for r in run.records if r.status == "failed")
-        rows.append((run.id, run.name, run.created, _commit(run), str(len(run.records)), str(failed)))
+        complete = "yes" if run.incomplete is None else f"NO ({run.incomplete})"
+        rows.append((run.id, run.name, run.created, _commit(run), str(len(run.records)), str(failed), complete))
     print("\n".join(format_table(rows)))
     return EXIT_OK
 
@@ -69,10 +132,6 @@ def cmd_compare(storage: Storage, args: argparse.Namespace) -> int:
     comparisons = compare_records(now.records, before.records, rules)
     print(f"baseline {before.name} ({before.id}, {_commit(before)}) -> {now.name} ({now.id}, {_commit(now)})")
     print("\n".join(comparison_table(comparisons)))
-    keys = {r.key for r in now.records}
-    for record in before.records:  # saved sorted, so this list is sorted too
-        if record.key not in keys:
-            print(f"  {record.label}: in the baseline only")
     regressed = [c for c in comparisons if c.status == "regressed"]
     if regressed:
         print(f"{len(regressed)} regression(s) past {', '.join(map(str, rules))}")
@@ -168,7 +227,11 @@ def cmd_plot_fit(storage: Storage, args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pytest-clever", description="Inspect and compare saved CLEVER runs.")
-    parser.add_argument("--storage", default=DEFAULT_STORAGE, help=f"folder of saved runs (default: {DEFAULT_STORAGE})")
+    parser.add_argument(
+        "--storage", default=None,
+        help=f"folder of saved runs (default: ini {STORAGE_INI} or {DEFAULT_STORAGE}, under pytest's rootdir "
+        "found from the current folder, as the plugin uses)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("list", help="list saved runs").set_defaults(func=cmd_list)
@@ -203,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _said.clear()
     try:
-        return args.func(Storage(args.storage), args)
+        return args.func(Storage(args.storage or default_storage()), args)
     except (CleverError, ValueError) as exc:
         print(f"pytest-clever: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

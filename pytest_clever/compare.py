@@ -59,16 +59,20 @@ class DropRule:
 
 @dataclass(frozen=True)
 class Comparison:
-    """One record against its baseline. ``status``: ok, regressed, not comparable, missing baseline."""
+    """One record against its baseline.
+
+    ``status``: ok, regressed, not comparable, missing baseline (``before`` is
+    None), or not run (a baseline entry this run did not record; ``now`` is None).
+    """
 
     label: str
     status: str
-    now: RunRecord
+    now: RunRecord | None
     before: RunRecord | None
     reasons: tuple[str, ...] = ()
 
     def delta(self, statistic: str) -> float | None:
-        if self.before is None or self.status == "not comparable":
+        if self.before is None or self.now is None or self.status == "not comparable":
             return None
         return self.now.statistic(statistic) - self.before.statistic(statistic)
 
@@ -76,11 +80,12 @@ class Comparison:
 def compare_records(
     current: Sequence[RunRecord], baseline: Sequence[RunRecord], rules: Sequence[DropRule]
 ) -> list[Comparison]:
-    """Compare each current record with the baseline record of the same key, in the current order.
+    """Compare each current record with the baseline record of the same key, in the current order;
+    then one "not run" comparison per baseline record this run did not record, in baseline order.
 
     Raises :class:`~pytest_clever.record.RecordError` when a key occurs twice in either list.
     """
-    index_records(current, "this run")
+    now_keys = index_records(current, "this run")
     by_key = index_records(baseline, "the baseline")
     out = []
     for record in current:
@@ -98,6 +103,9 @@ def compare_records(
             if (reason := rule.fails(before.statistic(rule.statistic), record.statistic(rule.statistic)))
         )
         out.append(Comparison(record.label, "regressed" if reasons else "ok", record, before, reasons))
+    out.extend(
+        Comparison(record.label, "not run", None, record) for record in baseline if record.key not in now_keys
+    )
     return out
 
 
@@ -117,10 +125,10 @@ def comparison_table(comparisons: list[Comparison], regression_reasons: bool = T
             (
                 c.label,
                 cell(before.mean if before else None),
-                cell(c.now.mean),
+                cell(c.now.mean if c.now else None),
                 cell(c.delta("mean"), signed=True),
                 cell(before.min if before else None),
-                cell(c.now.min),
+                cell(c.now.min if c.now else None),
                 cell(c.delta("min"), signed=True),
                 c.status.upper(),
             )

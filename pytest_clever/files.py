@@ -12,8 +12,30 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from importlib import metadata
+from pathlib import Path
 from typing import Any
+
+#: Temp files of atomic writes are named ``.clever-*.tmp`` in the target's folder.
+TEMP_PATTERN = ".clever-*.tmp"
+#: A temp file older than this was left by a writer that crashed (a write takes well under a
+#: second); age, not the writer's pid, decides, because a shared folder has writers on other hosts.
+STALE_TEMP_SECONDS = 600.0
+
+
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -26,6 +48,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".clever-", suffix=".tmp", dir=folder)
     try:
+        # mkstemp creates 0600; a saved baseline is shared like any file the user writes.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -37,6 +61,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def remove_stale_temp_files(folder: str | os.PathLike, max_age: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete temp files of atomic writes older than ``max_age`` seconds in ``folder``; return them.
+
+    A writer killed mid-write (kill -9, power loss) leaves its temp file behind;
+    readers never pick it up, and the next save clears it.
+    """
+    removed = []
+    now = time.time()
+    for path in Path(folder).glob(TEMP_PATTERN):
+        try:
+            if now - path.stat().st_mtime > max_age:
+                path.unlink()
+                removed.append(path)
+        except OSError:  # gone already, or not ours to delete: leave it
+            continue
+    return removed
 
 
 def write_json(path: str | os.PathLike, document: dict[str, Any], indent: int = 2) -> None:

@@ -6,6 +6,13 @@ actually score a model.
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import os
+import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pytest
@@ -15,6 +22,74 @@ from .report import failure_message
 from .seeds import derive_seed
 from .settings import ENGINE_SETTINGS, OPTIONS
 from .validation import parse_statistic
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+#: Environment variables through which a user already chose torch's thread count.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_threads: int | None = None  # this process's torch thread count, once the fixture set it up
+
+
+def share_cores(threads: int | None) -> int:
+    """Set torch's intra-op threads once per process and return the count in use.
+
+    ``threads`` (``--clever-threads`` / ``clever_threads``) wins. Otherwise, on
+    an xdist worker, the cores are shared among the workers (at least one
+    each), since every worker running torch on all cores makes ``-n`` slower
+    than serial; unless the user set ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``.
+    """
+    global _threads
+    import torch
+
+    if _threads is None:
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        elif workers > 1 and not any(os.environ.get(v) for v in THREAD_VARIABLES):
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            torch.set_num_threads(max(1, cores // workers))
+        _threads = torch.get_num_threads()
+    return _threads
+
+
+def _user_frame():
+    """The innermost frame outside pytest-clever: the test line that called the fixture."""
+    frame = sys._getframe(1)
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
+        frame = frame.f_back
+    return frame
+
+
+def _reissue(caught: list[warnings.WarningMessage], label: str) -> None:
+    """Warnings raised while scoring, shown at the user's test line; weak-fit notes as one warning per call.
+
+    The notes themselves are in the record's results (summary and JSON).
+    """
+    from .errors import CleverWarning, WeakFitWarning
+
+    frame = _user_frame()
+    where = {}
+    if frame is not None:
+        where = dict(
+            filename=frame.f_code.co_filename, lineno=frame.f_lineno,
+            module=frame.f_globals.get("__name__"), registry=frame.f_globals.setdefault("__warningregistry__", {}),
+        )
+    weak = [w for w in caught if issubclass(w.category, WeakFitWarning)]
+    for w in caught:
+        if w in weak:
+            continue
+        if issubclass(w.category, CleverWarning) and where:
+            warnings.warn_explicit(w.message, w.category, **where)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if weak:
+        text = (
+            f"{label}: {len(weak)} weak-fit note{'s' if len(weak) != 1 else ''}; first: {weak[0].message} "
+            "(all of them: CLEVER summary and --clever-json)"
+        )
+        if where:
+            warnings.warn_explicit(text, WeakFitWarning, **where)
+        else:
+            warnings.warn(text, WeakFitWarning, stacklevel=2)
 
 
 class CleverFixture:
@@ -33,11 +108,17 @@ class CleverFixture:
     """
 
     def __init__(
-        self, nodeid: str, defaults: dict[str, Any], user_properties: list, records: list[RunRecord]
+        self,
+        nodeid: str,
+        defaults: dict[str, Any],
+        user_properties: list,
+        records: list[RunRecord],
+        threads: int | None = None,
     ) -> None:
         self.nodeid = nodeid
         self.defaults = defaults
         self.records = records
+        self.threads = threads
         self._user_properties = user_properties
         self._calls: dict[str | None, int] = {}
 
@@ -107,10 +188,28 @@ class CleverFixture:
                     pytest.fail(str(exc), pytrace=False)
         return settings
 
+    @staticmethod
+    def _check_keywords(kw: dict[str, Any], api: Callable) -> None:
+        """A misspelt keyword fails the test with the allowed ones, not a TypeError from the API."""
+        engine_only = {
+            n for n, p in inspect.signature(api).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in OPTIONS
+        }
+        allowed = sorted(set(OPTIONS) | engine_only | {"name"})
+        unknown = sorted(k for k in kw if k not in allowed)
+        if unknown:
+            hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, allowed, 1)) else k for k in unknown]
+            pytest.fail(
+                f"clever fixture: unknown keyword argument(s) {', '.join(hints)}; allowed: {', '.join(allowed)}",
+                pytrace=False,
+            )
+
     def _compute(self, model, xs, labels, name, kw, overrides=None):
         from .api import clever_scores  # imports torch: only tests that score pay for it
         from .errors import CleverError
 
+        self._check_keywords(kw, clever_scores)
+        threads = share_cores(self.threads)
         passthrough = {k: v for k, v in kw.items() if k not in OPTIONS}
         settings = self._settings({k: v for k, v in kw.items() if k in OPTIONS})
         settings.update(overrides or {})
@@ -129,20 +228,25 @@ class CleverFixture:
         if not hasattr(xs, "unbind") and not isinstance(xs, (list, tuple)):
             raise TypeError("xs must be a tensor batch (N, ...) or a list of inputs")
         problem, checks = None, None
-        try:
-            report = clever_scores(model, xs, labels, seed=seed, **engine, **passthrough)
-            if settings["attack_check"]:
-                from .attack import attack_checks
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                report = clever_scores(model, xs, labels, seed=seed, **engine, **passthrough)
+                if settings["attack_check"]:
+                    from .attack import attack_checks
 
-                checks = attack_checks(model, xs, report, seed=seed)
-        except CleverError as exc:  # a problem with the input or model: say it, without torch internals
-            problem = f"{type(exc).__name__}: {exc}"
+                    checks = attack_checks(model, xs, report, seed=seed)
+            except CleverError as exc:  # a problem with the input or model: say it, without torch internals
+                problem = f"{type(exc).__name__}: {exc}"
         if problem is not None:
+            _reissue(caught, self.nodeid)
             pytest.fail(problem, pytrace=False)  # outside the except: no chained traceback
         record = RunRecord.from_report(
             self.nodeid, name, call, report, statistic=settings["statistic"], min_score=settings["min_score"],
             target=settings.get("target"), checks=checks,
         )
+        record = replace(record, settings=replace(record.settings, threads=threads))
+        _reissue(caught, record.label)
         self.records.append(record)
         prefix = "clever" + (f"[{name}]" if name else "") + (f"#{call}" if call else "")
         for stat in ("min", "mean", "median"):

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .settings import MARKER, OPTIONS, argparse_type, marker_settings, resolve
+from .settings import MARKER, OPTIONS, THREADS, argparse_type, marker_settings, resolve
+from .errors import CleverError
 from .storage import DEFAULT_STORAGE  # pure Python, like everything this module imports
 
 GROUP = "clever"
@@ -31,6 +33,11 @@ COMPARE_OPTION = "--clever-compare"
 COMPARE_FAIL_OPTION = "--clever-compare-fail"
 MISSING_OPTION = "--clever-baseline-missing"
 STORAGE_OPTION = "--clever-storage"
+NOT_COMPARABLE_OPTION = "--clever-not-comparable"
+NOT_COMPARABLE_INI = "clever_not_comparable"
+#: What a "not comparable" baseline entry (settings changed) or a missing baseline can do.
+POLICIES = ("warn", "fail")
+_USAGE_ERRORS_KEY = "clever_usage_errors"  # worker -> controller, in workeroutput
 _RECORDS = pytest.StashKey[list]()
 _REPORT_ATTR = "clever_records"
 
@@ -89,6 +96,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"folder of saved runs (default: ini clever_storage or {DEFAULT_STORAGE}, under the rootdir)",
     )
     parser.addini("clever_storage", help=f"pytest-clever: folder of saved runs (default: {DEFAULT_STORAGE})", default=None)
+    not_comparable_help = (
+        "what a baseline entry recorded with other settings (NOT COMPARABLE) does: warn or fail"
+    )
+    group.addoption(
+        NOT_COMPARABLE_OPTION, dest="clever_not_comparable", choices=POLICIES, default=None,
+        help=f"{not_comparable_help} (default: ini {NOT_COMPARABLE_INI} or warn)",
+    )
+    parser.addini(NOT_COMPARABLE_INI, help=f"pytest-clever: {not_comparable_help} (default: warn)", default=None)
+    group.addoption(
+        THREADS.flag, dest="clever_threads", type=argparse_type(THREADS), default=None, metavar="N",
+        help=f"{THREADS.help} (default: ini {THREADS.ini_key} or {THREADS.default_text})",
+    )
+    parser.addini(THREADS.ini_key, help=f"pytest-clever: {THREADS.help} (default: {THREADS.default_text})", default=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -131,6 +151,32 @@ def _marker(item: pytest.Item) -> dict[str, Any]:
         raise pytest.UsageError(str(exc)) from None
 
 
+def _nonempty(config: pytest.Config, option: str, dest: str) -> str | None:
+    """An option given as ``--opt=`` (say, an unset CI variable) is a usage error, not "off"."""
+    value = config.getoption(dest)
+    if value is not None and not str(value).strip():
+        raise pytest.UsageError(f"{option}= was given an empty value (an unset variable?): pass a value or leave the option out")
+    return value
+
+
+def _check_writable_folder(folder: Path, what: str) -> None:
+    """Raise a usage error now when ``folder`` cannot be created or written to at the end of the run."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise pytest.UsageError(f"{what}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{what}: folder {existing} is not writable")
+
+
+def _option_or_ini(config: pytest.Config, dest: str, ini: str, choices: tuple[str, ...], default: str) -> str:
+    value = config.getoption(dest) or config.getini(ini) or default
+    if value not in choices:
+        raise pytest.UsageError(f"ini option {ini}: must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 class CleverSession:
     """The run's state: settings from ini and CLI, and every record collected from reports."""
 
@@ -146,21 +192,41 @@ class CleverSession:
         self.regressions: list[str] = []
         self.errors: list[str] = []  # records that cannot be trusted (e.g. a key recorded twice)
         self.saved_path: Path | None = None
-        name = config.getoption("clever_save")
-        if name:
+        self.incomplete: str | None = None  # why a saved run is incomplete
+        self.write_errors: list[str] = []  # outputs asked for that could not be written
+        self.usage_errors: list[str] = []  # bad markers found on xdist workers
+        self._ordered = False
+        self.save_name = _nonempty(config, SAVE_OPTION, "clever_save")
+        self.compare_ref = _nonempty(config, COMPARE_OPTION, "clever_compare")
+        self.json_path = _nonempty(config, JSON_OPTION, "clever_json")
+        self.not_comparable = _option_or_ini(config, "clever_not_comparable", NOT_COMPARABLE_INI, POLICIES, "warn")
+        self.threads = config.getoption("clever_threads")
+        if self.threads is None and config.getini(THREADS.ini_key) not in (None, ""):
+            try:
+                self.threads = THREADS.check(config.getini(THREADS.ini_key), f"ini option {THREADS.ini_key}")
+            except ValueError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        if self.save_name:
             from .storage import StorageError, check_name
 
             try:
-                check_name(name)
+                check_name(self.save_name)
             except StorageError as exc:
                 raise pytest.UsageError(f"{SAVE_OPTION}: {exc}") from None
+        if not self.is_worker:  # only the controller writes: find out now, not after an hour of tests
+            if self.save_name:
+                _check_writable_folder(self.storage().root, f"{SAVE_OPTION}: storage {self.storage().root}")
+            if self.json_path:
+                target = Path(self.json_path)
+                if target.is_dir():
+                    raise pytest.UsageError(f"{JSON_OPTION}: {target} is a folder; give a file path")
+                _check_writable_folder(target.absolute().parent, f"{JSON_OPTION}: {target}")
 
     def storage(self):
-        from .storage import Storage
+        from .storage import Storage, storage_root
 
-        root = self.config.getoption("clever_storage_path") or self.config.getini("clever_storage") or DEFAULT_STORAGE
-        path = Path(root)
-        return Storage(path if path.is_absolute() else self.config.rootpath / path)
+        configured = self.config.getoption("clever_storage_path") or self.config.getini("clever_storage")
+        return Storage(storage_root(self.config.rootpath, configured))
 
     def defaults_for(self, item: pytest.Item) -> dict[str, Any]:
         return resolve(_marker(item), self.cli, self.ini)
@@ -170,10 +236,29 @@ class CleverSession:
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         skip = self.config.getoption("clever_skip")
+        errors = []
         for item in items:
-            _marker(item)  # bad marker arguments: a usage error now, not a crash later
+            try:
+                _marker(item)  # bad marker arguments: a usage error now, not a crash later
+            except pytest.UsageError as exc:
+                errors.append(str(exc))
             if skip and "clever" in getattr(item, "fixturenames", ()):
                 item.add_marker(pytest.mark.skip(reason="pytest-clever: --clever-skip"))
+        if not errors:
+            return
+        if not self.is_worker:
+            raise pytest.UsageError("\n".join(errors))
+        # An xdist worker that raises here crashes (INTERNALERROR, message lost): run nothing
+        # and hand the errors to the controller, which raises the same usage error.
+        self.usage_errors = errors
+        self.config.hook.pytest_deselected(items=list(items))
+        items[:] = []
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        payload = getattr(node, "workeroutput", {}).get(_USAGE_ERRORS_KEY)
+        if payload:
+            self.usage_errors.extend(e for e in json.loads(payload) if e not in self.usage_errors)
 
     # -- running ----------------------------------------------------------------------
 
@@ -211,10 +296,11 @@ class CleverSession:
         result = yield
         if self.is_worker:
             return result
+        if self.usage_errors:
+            raise pytest.UsageError("\n".join(self.usage_errors))
         self._order_records()
-        ref = self.config.getoption("clever_compare")
-        if ref and not self.errors:
-            self._compare(ref)
+        if self.compare_ref and not self.errors:
+            self._compare(self.compare_ref)
         failing = len(self.regressions) + len(self.errors)
         if failing:
             session.testsfailed += failing
@@ -224,6 +310,9 @@ class CleverSession:
         """Sort the records (serial and xdist runs agree); a key recorded twice is an error."""
         from .record import RecordError, index_records, sorted_records
 
+        if self._ordered:
+            return
+        self._ordered = True
         self.records = sorted_records(self.records)
         try:
             index_records(self.records, "this run")
@@ -235,11 +324,17 @@ class CleverSession:
         from .record import RecordError
         from .storage import StorageError
 
+        strict = self.config.getoption("clever_baseline_missing") == "fail"
+        if not self.records and strict:  # nothing was compared: a gate asked to be strict says so
+            self.regressions.append(
+                "no test recorded a CLEVER score in this run, so nothing was compared "
+                f"({MISSING_OPTION}=fail)"
+            )
         try:
             self.baseline = self.storage().find(ref)
         except StorageError as exc:
             self.baseline_problem = str(exc)
-            if self.config.getoption("clever_baseline_missing") == "fail":
+            if strict:
                 self.regressions.append(f"baseline: {exc}")
             return
         rules = self.config.getoption("clever_compare_fail")
@@ -248,40 +343,62 @@ class CleverSession:
         except RecordError as exc:
             self.errors.append(str(exc))
             return
-        strict = self.config.getoption("clever_baseline_missing") == "fail"
         for c in self.comparisons:
             if c.status == "regressed":
                 self.regressions.extend(f"{c.label}: {reason}" for reason in c.reasons)
             elif c.status == "missing baseline" and strict:
                 self.regressions.append(f"{c.label}: no entry in baseline {self.baseline.name}")
+            elif c.status == "not comparable" and self.not_comparable == "fail":
+                self.regressions.append(
+                    f"{c.label}: not comparable with baseline {self.baseline.name} ({'; '.join(c.reasons)}; "
+                    f"{NOT_COMPARABLE_OPTION}=fail)"
+                )
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.is_worker or not self.records:
+        if self.is_worker:
             return
-        from .report import summary_table
+        asked = self.compare_ref or self.save_name or self.json_path
+        if not (self.records or self.errors or self.write_errors or asked):
+            return
+        from .report import notes_lines, summary_table
 
         terminalreporter.write_sep("=", "CLEVER robustness")
-        for line in summary_table(self.records):
-            terminalreporter.write_line(line)
-        path = self.config.getoption("clever_json")
-        if path:
-            terminalreporter.write_line(f"CLEVER results written to {path}")
+        if self.records:
+            for line in summary_table(self.records):
+                terminalreporter.write_line(line)
+        else:
+            terminalreporter.write_line("no test recorded a CLEVER score in this run")
+        for line in notes_lines(self.records):
+            terminalreporter.write_line(line, yellow=True)
+        if self.json_path and not self.write_errors:
+            terminalreporter.write_line(f"CLEVER results written to {self.json_path}")
         if self.saved_path is not None:
-            terminalreporter.write_line(f"CLEVER baseline saved to {self.saved_path}")
+            if self.incomplete:
+                terminalreporter.write_line(
+                    f"CLEVER run saved as INCOMPLETE ({self.incomplete}) to {self.saved_path}: "
+                    "never used as 'latest' or by name", yellow=True,
+                )
+            else:
+                terminalreporter.write_line(f"CLEVER baseline saved to {self.saved_path}")
+        elif self.save_name and not self.write_errors:
+            why = "its records collide" if self.errors else "no test recorded a CLEVER score"
+            terminalreporter.write_line(f"CLEVER baseline not saved: {why}", yellow=True)
         self._summarise_comparison(terminalreporter)
-        if self.errors:
-            terminalreporter.write_line(f"CLEVER record errors ({len(self.errors)}):", red=True, bold=True)
-            for error in self.errors:
-                terminalreporter.write_line(f"  {error}", red=True)
+        for title, lines in (("record errors", self.errors), ("output errors", self.write_errors)):
+            if lines:
+                terminalreporter.write_line(f"CLEVER {title} ({len(lines)}):", red=True, bold=True)
+                for line in lines:
+                    terminalreporter.write_line(f"  {line}", red=True)
 
     def _summarise_comparison(self, terminalreporter) -> None:
-        if not self.config.getoption("clever_compare"):
+        if not self.compare_ref:
             return
         from .compare import comparison_table
 
         if self.baseline is None:
             terminalreporter.write_sep("=", "CLEVER baseline comparison", yellow=True)
-            terminalreporter.write_line(f"no comparison: {self.baseline_problem}")
+            if self.baseline_problem:
+                terminalreporter.write_line(f"no comparison: {self.baseline_problem}")
         else:
             commit = (self.baseline.git.get("commit") or "")[:10]
             title = f"CLEVER compared with baseline '{self.baseline.name}' ({self.baseline.id}{', ' + commit if commit else ''})"
@@ -290,23 +407,52 @@ class CleverSession:
                 terminalreporter.write_line(f"baseline {problem}", yellow=True)
             for line in comparison_table(self.comparisons, regression_reasons=False):
                 terminalreporter.write_line(line)
+            not_run = sum(1 for c in self.comparisons if c.status == "not run")
+            if not_run:
+                terminalreporter.write_line(
+                    f"{not_run} baseline entr{'y' if not_run == 1 else 'ies'} not run this time "
+                    "(deselected, skipped or removed): listed, not failed", yellow=True,
+                )
         if self.regressions:
             terminalreporter.write_line(f"CLEVER regressions ({len(self.regressions)}):", red=True, bold=True)
             for reason in self.regressions:
                 terminalreporter.write_line(f"  {reason}", red=True)
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker:
+            if self.usage_errors:
+                self.config.workeroutput[_USAGE_ERRORS_KEY] = json.dumps(self.usage_errors)
             return
-        name = self.config.getoption("clever_save")
-        if name and self.records and not self.errors:  # never save a run whose records collide
-            self.saved_path = self.storage().save(self.records, name)
-        path = self.config.getoption("clever_json")
-        if path:
+        if self.usage_errors:
+            return
+        self._order_records()  # after an interrupt the loop wrapper never got to it
+        self.incomplete = _incomplete(session, exitstatus)
+        if self.save_name and self.records and not self.errors:  # never save a run whose records collide
+            try:
+                self.saved_path = self.storage().save(self.records, self.save_name, incomplete=self.incomplete)
+            except (OSError, CleverError) as exc:
+                self.write_errors.append(f"could not save baseline {self.save_name!r} in {self.storage().root}: {exc}")
+        if self.json_path:
             from .files import write_json
             from .report import json_document
 
-            write_json(path, json_document(self.records, self.regressions, self.errors))
+            try:
+                write_json(self.json_path, json_document(self.records, self.regressions, self.errors))
+            except OSError as exc:
+                self.write_errors.append(f"could not write {JSON_OPTION} file {self.json_path}: {exc}")
+        if self.write_errors and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # outputs asked for are missing: not a pass
+
+
+def _incomplete(session: pytest.Session, exitstatus: int) -> str | None:
+    """Why this run's records may not cover the suite (Ctrl-C, internal error, -x); None when complete."""
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        return f"interrupted: {session.shouldstop or session.shouldfail or 'KeyboardInterrupt'}"
+    if exitstatus == pytest.ExitCode.INTERNAL_ERROR:
+        return "ended by an internal error"
+    if session.shouldfail or session.shouldstop:
+        return f"stopped early: {session.shouldfail or session.shouldstop}"
+    return None
 
 
 _SESSION = pytest.StashKey[CleverSession]()
@@ -324,4 +470,4 @@ def clever(request: pytest.FixtureRequest):
     item = request.node
     state = request.config.stash[_SESSION]
     records = item.stash.setdefault(_RECORDS, [])
-    return CleverFixture(item.nodeid, state.defaults_for(item), item.user_properties, records)
+    return CleverFixture(item.nodeid, state.defaults_for(item), item.user_properties, records, threads=state.threads)

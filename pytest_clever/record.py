@@ -103,6 +103,8 @@ class RecordSettings:
     bounds: tuple[float, float] | None = None
     target: int | None = None
     device: str | None = None
+    #: torch intra-op threads of the process that scored it (not a comparable setting).
+    threads: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +117,7 @@ class RecordSettings:
             "bounds": list(self.bounds) if self.bounds is not None else None,
             "target": self.target,
             "device": self.device,
+            "threads": self.threads,
         }
 
     @classmethod
@@ -134,6 +137,7 @@ class RecordSettings:
             bounds = (_number(pair[0], "bounds", where), _number(pair[1], "bounds", where))
         target = data.get("target")
         device = data.get("device")
+        threads = data.get("threads")
         return cls(
             norm=norm,
             radius=_number(_get(data, "radius", where), "radius", where),
@@ -144,6 +148,7 @@ class RecordSettings:
             bounds=bounds,
             target=None if target is None else _int(target, "target", where),
             device=_str(device, "device", where, optional=True),
+            threads=None if threads is None else _int(threads, "threads", where, 1),
         )
 
     def differences(self, before: "RecordSettings") -> list[str]:

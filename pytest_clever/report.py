@@ -160,6 +160,20 @@ def summary_table(records: Iterable[RunRecord]) -> list[str]:
     return format_table(rows)
 
 
+def notes_lines(records: Iterable[RunRecord]) -> list[str]:
+    """One line per recorded call whose results carry notes (weak fits and the like): how many,
+    and the first one; the details stay in each result's ``notes`` in the JSON."""
+    lines = []
+    for r in sorted_records(records):
+        notes = [(i, note) for i, result in enumerate(r.results) for note in result.get("notes") or ()]
+        if notes:
+            i, first = notes[0]
+            lines.append(f"  {r.label}: {len(notes)} note{'s' if len(notes) != 1 else ''}; first (input {i}): {first}")
+    if lines:
+        lines.insert(0, "CLEVER fit notes (all of them: each result's 'notes' in --clever-json or a saved run):")
+    return lines
+
+
 def json_document(
     records: Iterable[RunRecord], failures: list[str] | None = None, errors: list[str] | None = None
 ) -> dict[str, Any]:

@@ -153,6 +153,13 @@ OPTIONS: dict[str, Option] = {
     ]
 }
 
+#: Torch threads per test process: a process-wide plugin setting (CLI and ini only), not a
+#: fixture setting. Unset, an xdist worker shares the cores (``cpu_count // workers``).
+THREADS = Option(
+    "threads", _int_at_least(1), None, "torch intra-op threads per test process", cli=True, marker=False,
+    shown="torch's own under plain pytest, cores // workers under xdist, unless OMP_NUM_THREADS is set",
+)
+
 #: Settings that are passed on to clever_score / clever_scores.
 ENGINE_SETTINGS = ("norm", "radius", "n_batches", "batch_size", "order", "device", "bounds", "target")
 

@@ -18,7 +18,7 @@ import json
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,7 +33,16 @@ SCHEMA = 2
 READABLE_SCHEMAS = (1, 2)
 KIND = "pytest-clever-run"
 DEFAULT_STORAGE = ".clever"
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: Names a lookup would read as something else: "latest", and names ending in ".json" (a path).
+_RESERVED = "'latest' and names ending in '.json' are reserved"
+
+
+def storage_root(rootdir: str | os.PathLike, configured: str | os.PathLike | None = None) -> Path:
+    """The folder of saved runs: ``configured`` (option or ini ``clever_storage``; default
+    ``.clever``), relative to pytest's rootdir unless absolute. The plugin and the CLI share it."""
+    path = Path(configured or DEFAULT_STORAGE)
+    return path if path.is_absolute() else Path(rootdir) / path
 
 
 class StorageError(CleverError):
@@ -51,15 +60,23 @@ class SavedRun:
     git: dict[str, Any]
     environment: dict[str, Any]
     records: tuple[RunRecord, ...]
-    #: One message per malformed record that was skipped.
+    #: One message per malformed record (or, from :meth:`Storage.find`, unreadable file) skipped.
     problems: tuple[str, ...] = ()
     schema: int = SCHEMA
+    #: Why the run is incomplete (interrupted, internal error); None for a complete run.
+    incomplete: str | None = None
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name) or name == "latest":
+    """The one rule for run names: they become part of a file name and must be found again by name."""
+    if (
+        not isinstance(name, str)
+        or not _NAME.fullmatch(name)
+        or name == "latest"
+        or name.lower().endswith(".json")
+    ):
         raise StorageError(
-            f"invalid run name {name!r}: use 1-64 letters, digits, '.', '_' or '-' ('latest' is reserved)"
+            f"invalid run name {name!r}: use 1-64 letters, digits, '.', '_' or '-' ({_RESERVED})"
         )
     return name
 
@@ -70,11 +87,21 @@ class Storage:
     def __init__(self, root: str | os.PathLike = DEFAULT_STORAGE) -> None:
         self.root = Path(root)
 
-    def save(self, records: Sequence[RunRecord], name: str = "run", *, git: dict[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        records: Sequence[RunRecord],
+        name: str = "run",
+        *,
+        git: dict[str, Any] | None = None,
+        incomplete: str | None = None,
+    ) -> Path:
         """Write a new run file atomically and return its path.
 
         ``git`` is the commit metadata to keep; by default that of the current directory.
         Records are saved in :func:`~pytest_clever.record.sorted_records` order.
+        ``incomplete`` says why the run did not finish (e.g. "interrupted"): such a
+        run is kept for inspection but never found by ``latest`` or by name.
+        Temp files that crashed writers left in the folder are removed.
         """
         check_name(name)
         index_records(records, f"run {name!r}")  # a duplicate key is an error, not a lost record
@@ -90,8 +117,11 @@ class Storage:
             "environment": files.environment(),
             "records": [r.to_dict() for r in sorted_records(records)],
         }
+        if incomplete is not None:
+            document["incomplete"] = str(incomplete)
         path = self.root / f"{run_id}_{name}.json"
         files.write_json(path, document, indent=1)
+        files.remove_stale_temp_files(self.root)
         return path
 
     def read(self, path: str | os.PathLike) -> SavedRun:
@@ -124,6 +154,7 @@ class Storage:
                 except RecordError as exc:  # name it and keep the others
                     problems.append(f"skipped {exc}")
             index_records(records, str(path))
+            incomplete = data.get("incomplete")
             return SavedRun(
                 path=path,
                 id=str(data["id"]),
@@ -134,6 +165,7 @@ class Storage:
                 records=tuple(records),
                 problems=tuple(problems),
                 schema=schema,
+                incomplete=None if incomplete is None else str(incomplete),
             )
         except RecordError as exc:
             raise StorageError(str(exc)) from None
@@ -141,34 +173,67 @@ class Storage:
             raise StorageError(f"{path}: malformed run file ({exc})") from None
 
     def runs(self) -> tuple[list[SavedRun], list[str]]:
-        """Every readable run, oldest first, and one message per file that was skipped."""
+        """Every readable run (complete or not), oldest first, and one message per file that was skipped."""
+        runs, skipped = self._scan()
+        return runs, [f"skipped file {message}" for _, message in skipped]
+
+    def _scan(self) -> tuple[list[SavedRun], list[tuple[Path, str]]]:
         if not self.root.is_dir():
             return [], []
-        runs, problems = [], []
+        runs, skipped = [], []
         for path in sorted(self.root.glob("*.json")):
             try:
                 runs.append(self.read(path))
             except StorageError as exc:
-                problems.append(str(exc))
+                skipped.append((path, str(exc)))
         runs.sort(key=lambda r: r.id)
-        return runs, problems
+        return runs, skipped
 
     def find(self, ref: str) -> SavedRun:
-        """A run by ``latest``, name (its newest run), id, id prefix or file path."""
+        """A run by ``latest``, name (its newest run), id, id prefix or file path.
+
+        ``latest`` and names only pick complete runs; an incomplete run is
+        returned for an explicit id or path, with a problem saying so. Files
+        skipped on the way (corrupt, newer schema) are listed in the run's
+        ``problems``; a name whose only files were skipped says why.
+        """
         if ref.endswith(".json") or os.sep in ref:
-            return self.read(ref)
-        runs, _ = self.runs()
-        if not runs:
-            raise StorageError(f"no saved runs in {self.root}")
+            return _flag_incomplete(self.read(ref))
+        runs, skipped = self._scan()
+        found = self._lookup(ref, runs, skipped)
+        notes = tuple(f"skipped file {message}" for _, message in skipped)
+        return replace(found, problems=notes + found.problems)
+
+    def _lookup(self, ref: str, runs: list[SavedRun], skipped: list[tuple[Path, str]]) -> SavedRun:
+        complete = [r for r in runs if r.incomplete is None]
         if ref == "latest":
-            return runs[-1]
-        named = [r for r in runs if r.name == ref]
-        if named:
-            return named[-1]
-        by_id = [r for r in runs if r.id.startswith(ref)]
-        if len(by_id) == 1:
-            return by_id[0]
-        if len(by_id) > 1:
-            raise StorageError(f"run id prefix {ref!r} is ambiguous in {self.root}")
-        names = sorted({r.name for r in runs})
+            if complete:
+                return complete[-1]
+        else:
+            named = [r for r in complete if r.name == ref]
+            if named:
+                return named[-1]
+            by_id = [r for r in runs if r.id.startswith(ref)]
+            if len(by_id) == 1:
+                return _flag_incomplete(by_id[0])
+            if len(by_id) > 1:
+                raise StorageError(f"run id prefix {ref!r} is ambiguous in {self.root}")
+        unusable = [m for p, m in skipped if ref == "latest" or p.name.endswith(f"_{ref}.json")]
+        wanted = "no complete saved run" + ("" if ref == "latest" else f" named {ref!r}")
+        why = [f"{m}" for m in unusable]
+        why += [f"run {r.id} is incomplete ({r.incomplete}); compare with it by id or path if you must"
+                for r in runs if r.incomplete is not None and ref in ("latest", r.name)]
+        if not runs and not skipped:
+            raise StorageError(f"no saved runs in {self.root}")
+        if why:
+            raise StorageError(f"{wanted} in {self.root}: " + "; ".join(why))
+        names = sorted({r.name for r in complete})
         raise StorageError(f"no saved run named {ref!r} in {self.root} (names: {', '.join(names)})")
+
+
+def _flag_incomplete(run: SavedRun) -> SavedRun:
+    """An incomplete run asked for by id or path: returned, with a problem that says what it is."""
+    if run.incomplete is None:
+        return run
+    note = f"run {run.id} is incomplete ({run.incomplete}): its records may not cover the whole suite"
+    return replace(run, problems=(note, *run.problems))

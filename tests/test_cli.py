@@ -87,3 +87,70 @@ def test_python_dash_m_entry_point(store):
     out = subprocess.run([sys.executable, "-m", "pytest_clever", "--storage", str(store.root), "list"],
                          capture_output=True, text=True, check=True)
     assert "feature" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "config, text",
+    [
+        ("pytest.ini", "[pytest]\nclever_storage = baselines\n"),
+        ("pyproject.toml", "[tool.pytest.ini_options]\nclever_storage = 'baselines'\n"),
+        ("tox.ini", "[pytest]\nclever_storage = baselines\n"),
+        ("setup.cfg", "[tool:pytest]\nclever_storage = baselines\n"),
+    ],
+)
+def test_cli_finds_the_rootdir_and_ini_storage_from_a_subdirectory(tmp_path, monkeypatch, capsys, config, text):
+    project = tmp_path / "project"
+    (project / "src" / "deep").mkdir(parents=True)
+    (project / config).write_text(text)
+    Storage(project / "baselines").save([_record("t.py::test_gate")], "nightly", git={})
+    monkeypatch.chdir(project / "src" / "deep")
+    assert main(["list"]) == 0
+    assert "nightly" in capsys.readouterr().out
+    # --storage still wins (relative to the current folder, like any path on a command line).
+    Storage(project / "src" / "deep" / "mine").save([_record("t.py::test_gate")], "local", git={})
+    assert main(["--storage", "mine", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "local" in out and "nightly" not in out
+
+
+def test_without_an_ini_file_the_default_storage_is_under_the_setup_py_folder(tmp_path, monkeypatch, capsys):
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "setup.py").write_text("")
+    Storage(tmp_path / "pkg" / ".clever").save([_record("t.py::test_gate")], "main", git={})
+    monkeypatch.chdir(tmp_path / "pkg" / "sub")
+    assert main(["list"]) == 0
+    assert "main" in capsys.readouterr().out
+
+
+def test_a_malformed_record_is_named_and_skipped_by_every_command(store, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    (path,) = store.root.glob("*_main.json")
+    data = __import__("json").loads(path.read_text())
+    data["records"].append({"nodeid": "t.py::test_bad", "call": 0, "mean": "high"})
+    path.write_text(__import__("json").dumps(data))
+    commands = [["list"], ["history", "test_gate"], ["plot", "trend", "-o", str(tmp_path / "t.png")],
+                ["compare", "main", "feature"]]
+    for command in commands:
+        assert run(store, *command) == 0, command
+        err = capsys.readouterr().err
+        assert "skipped" in err and "record 1 (t.py::test_bad)" in err and "missing field 'min'" in err, command
+        assert err.count("record 1 (t.py::test_bad)") == 1, command  # named once, even by compare
+
+
+def test_compare_with_a_name_whose_file_has_a_newer_schema_says_so(store, capsys):
+    (store.root / "20991231T000000000000Z-abcdef_future.json").write_text(
+        '{"kind": "pytest-clever-run", "schema": 99, "records": []}'
+    )
+    assert run(store, "compare", "future") == 2
+    err = capsys.readouterr().err
+    assert "no complete saved run named 'future'" in err and "schema 99 is not supported" in err
+    assert run(store, "compare", "main") == 0  # latest is the newest readable run; the file is named once
+    err = capsys.readouterr().err
+    assert err.count("future.json: schema 99 is not supported") == 1 and "skipped: skipped" not in err
+
+
+def test_list_shows_incomplete_runs(store, capsys):
+    store.save([_record("t.py::test_gate")], "main", git={}, incomplete="interrupted: KeyboardInterrupt")
+    assert run(store, "list") == 0
+    line = [l for l in capsys.readouterr().out.splitlines() if "interrupted" in l]
+    assert len(line) == 1 and "main" in line[0]

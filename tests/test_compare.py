@@ -56,3 +56,13 @@ def test_compare_matches_by_test_and_name_and_flags_each_case():
     table = "\n".join(comparison_table(list(out.values())))
     assert "REGRESSED" in table and "NOT COMPARABLE" in table and "MISSING BASELINE" in table
     assert "-0.2" in table  # the delta of t.py::b
+
+
+def test_baseline_entries_missing_from_this_run_are_not_run_rows():
+    baseline = [_record("t.py::a", mean=0.5), _record("t.py::gone", mean=0.4), _record("t.py::gone", name="m", mean=0.2)]
+    out = compare_records([_record("t.py::a", mean=0.5)], baseline, [DropRule.parse("mean:10%")])
+    assert [(c.label, c.status) for c in out] == [("t.py::a", "ok"), ("t.py::gone", "not run"), ("t.py::gone [m]", "not run")]
+    gone = out[1]
+    assert gone.now is None and gone.before.mean == 0.4 and gone.delta("mean") is None
+    row = [line for line in comparison_table(out) if line.startswith("t.py::gone ")][0]
+    assert row.split()[1:4] == ["0.4", "-", "-"] and row.endswith("NOT RUN")

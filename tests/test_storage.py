@@ -136,3 +136,65 @@ def test_empty_or_missing_storage(tmp_path):
     assert store.runs() == ([], [])
     with pytest.raises(StorageError, match="no saved runs"):
         store.find("latest")
+
+
+@pytest.mark.parametrize("name", ["main\n", "x.json", "X.JSON", "\nmain"])
+def test_names_that_cannot_be_found_again_are_rejected(name):
+    # A newline would end up in the file name; "x.json" is saved but a lookup reads it as a path.
+    with pytest.raises(StorageError, match="invalid run name"):
+        check_name(name)
+
+
+def test_incomplete_runs_are_never_latest_nor_found_by_name(tmp_path):
+    store = Storage(tmp_path)
+    good = store.save([_record(mean=0.5)], "main")
+    cut = store.save([_record(mean=0.1)], "main", incomplete="interrupted (KeyboardInterrupt)")
+    assert json.loads(cut.read_text())["incomplete"] == "interrupted (KeyboardInterrupt)"
+    assert store.find("latest").path == good
+    assert store.find("main").path == good
+    # Asked for by id or path it is returned, with a problem naming what it is.
+    by_id = store.find(cut.name.split("_")[0])
+    assert by_id.path == cut and by_id.incomplete.startswith("interrupted")
+    assert any("is incomplete (interrupted" in p for p in by_id.problems)
+    assert any("is incomplete" in p for p in store.find(str(cut)).problems)
+    only = Storage(tmp_path / "only")
+    only.save([_record()], "nightly", incomplete="internal error")
+    with pytest.raises(StorageError, match="no complete saved run named 'nightly'.*incomplete .internal error"):
+        only.find("nightly")
+    with pytest.raises(StorageError, match="no complete saved run in .*incomplete"):
+        only.find("latest")
+
+
+def test_a_name_whose_file_has_a_newer_schema_says_so(tmp_path):
+    store = Storage(tmp_path)
+    good = store.save([_record()], "main")
+    future = tmp_path / "20991231T000000000000Z-abcdef_future.json"
+    future.write_text(json.dumps({"kind": "pytest-clever-run", "schema": 99, "records": []}))
+    with pytest.raises(StorageError, match="no complete saved run named 'future'.*future.json: schema 99 is not supported"):
+        store.find("future")
+    # latest falls back to the newest readable run, and names the file it skipped.
+    latest = store.find("latest")
+    assert latest.path == good
+    assert any("skipped file" in p and "schema 99" in p for p in latest.problems)
+
+
+def test_saved_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = Storage(tmp_path).save([_record()], "main")
+        files.write_json(tmp_path / "out.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    assert oct((tmp_path / "out.json").stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_stale_temp_files_of_crashed_writers_are_removed_on_the_next_save(tmp_path):
+    stale, fresh = tmp_path / ".clever-dead01.tmp", tmp_path / ".clever-live01.tmp"
+    stale.write_text('{"partial')
+    fresh.write_text('{"partial')
+    hour_ago = os.path.getmtime(stale) - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    Storage(tmp_path).save([_record()], "main")
+    assert not stale.exists()
+    assert fresh.exists()  # may belong to a writer still at work
