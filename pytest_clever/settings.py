@@ -156,7 +156,7 @@ OPTIONS: dict[str, Option] = {
 #: Torch threads per test process: a process-wide plugin setting (CLI and ini only), not a
 #: fixture setting. Unset, an xdist worker shares the cores (``cpu_count // workers``).
 THREADS = Option(
-    "threads", _int_at_least(1), None, "torch intra-op threads per test process", cli=True, marker=False,
+    "threads", _int_at_least("threads", 1), None, "torch intra-op threads per test process", cli=True, marker=False,
     shown="torch's own under plain pytest, cores // workers under xdist, unless OMP_NUM_THREADS is set",
 )
 
