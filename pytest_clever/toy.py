@@ -89,27 +89,35 @@ def train_digits_cnn(
     """Train a :class:`DigitsCNN` and return it in eval mode.
 
     ``noise_std > 0`` adds Gaussian noise to every training batch (a cheap
-    robustness-improving augmentation). The global RNG is left untouched.
+    robustness-improving augmentation). The global RNG and torch's thread
+    count are left untouched. Training runs on one intra-op thread: float
+    sums depend on the thread count, and the weights must not (a cached model
+    must equal a fresh one on any machine).
     """
     data = load_digits_data()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = DigitsCNN(activation, width)
-        optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-        loader_gen = torch.Generator().manual_seed(seed)
-        n = len(data.y_train)
-        model.train()
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=loader_gen)
-            for start in range(0, n, 64):
-                idx = order[start : start + 64]
-                xb, yb = data.x_train[idx], data.y_train[idx]
-                if noise_std > 0:
-                    xb = (xb + noise_std * torch.randn(xb.shape, generator=loader_gen)).clamp(0, 1)
-                loss = nn.functional.cross_entropy(model(xb), yb)
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = DigitsCNN(activation, width)
+            optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+            loader_gen = torch.Generator().manual_seed(seed)
+            n = len(data.y_train)
+            model.train()
+            for _ in range(epochs):
+                order = torch.randperm(n, generator=loader_gen)
+                for start in range(0, n, 64):
+                    idx = order[start : start + 64]
+                    xb, yb = data.x_train[idx], data.y_train[idx]
+                    if noise_std > 0:
+                        xb = (xb + noise_std * torch.randn(xb.shape, generator=loader_gen)).clamp(0, 1)
+                    loss = nn.functional.cross_entropy(model(xb), yb)
+                    optimiser.zero_grad()
+                    loss.backward()
+                    optimiser.step()
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
     for p in model.parameters():
         p.grad = None

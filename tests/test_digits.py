@@ -108,6 +108,19 @@ def test_the_disk_cache_round_trips_and_retrains_on_a_bad_file(tmp_path):
     assert torch.load(path, weights_only=True)["settings"]["activation"] == "softplus"
 
 
+def test_training_does_not_depend_on_the_callers_thread_count():
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = train_digits_cnn(epochs=2)
+        assert torch.get_num_threads() == 2  # restored
+        torch.set_num_threads(1)
+        one = train_digits_cnn(epochs=2)
+    finally:
+        torch.set_num_threads(previous)
+    assert _same_weights(one, two)
+
+
 def test_an_unwritable_cache_folder_still_gives_the_model(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
