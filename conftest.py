@@ -1,7 +1,12 @@
-"""Repository-wide pytest configuration (tests/, examples/ and benchmarks/)."""
+"""Repository-wide pytest configuration (tests/ and benchmarks/; examples/ has its own).
+
+Tests marked ``slow`` (training-heavy or long statistical checks) are skipped
+by a plain ``pytest`` and run with ``pytest --run-slow``, as CI does.
+"""
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pytester"]
@@ -12,3 +17,20 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (CI does)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: training-heavy or long test; skipped unless --run-slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with pytest --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

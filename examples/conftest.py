@@ -1,7 +1,9 @@
 """What a user's conftest looks like: the model under test and a few inputs it gets right.
 
 Here the model is a small CNN trained on scikit-learn's 8x8 digits in a few
-seconds; in your repo it would be loaded from a checkpoint.
+seconds on the first run and then loaded from ~/.cache/pytest-clever (set
+PYTEST_CLEVER_CACHE_DIR to move it, or to "" to always train); in your repo
+it would be loaded from a checkpoint.
 """
 
 import os

@@ -201,6 +201,7 @@ def test_with_bpda_a_rounding_defence_scores_like_the_undefended_net(undefended,
     assert ratio < 1.1  # the seed's point: no intrinsic robustness gained
 
 
+@pytest.mark.slow  # two more 20-input reports, through the slow median filter
 def test_with_bpda_the_median_defence_is_less_robust_than_the_undefended_net(
     digits_cnn, inputs, undefended, with_bpda
 ):

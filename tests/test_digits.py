@@ -6,9 +6,12 @@ import pytest
 import torch
 
 from pytest_clever import clever_scores
-from pytest_clever.toy import DIGITS_BOUNDS, cached_digits_cnn
+from pytest_clever.toy import DIGITS_BOUNDS, cached_digits_cnn, load_or_train_digits_cnn, train_digits_cnn
 
+# The noise-augmentation comparison was measured at these settings; the structural checks
+# (finite, capped, fits, invariances) hold at any sample size, so they use 5x fewer samples.
 KW = dict(radius=2.0, bounds=DIGITS_BOUNDS, seed=0, n_batches=50, batch_size=64)
+SMALL = dict(KW, n_batches=20, batch_size=32)
 
 
 def _correct(model, digits, n=20):
@@ -22,7 +25,7 @@ def _correct(model, digits, n=20):
 @pytest.fixture(scope="module")
 def plain_report(digits_cnn, digits):
     xs, ys = _correct(digits_cnn, digits)
-    return clever_scores(digits_cnn, xs, ys, **KW)
+    return clever_scores(digits_cnn, xs, ys, **SMALL)
 
 
 def test_scores_are_finite_positive_and_at_most_the_radius(plain_report):
@@ -51,14 +54,75 @@ def test_fits_are_reported_for_every_target(plain_report):
 def test_scores_are_invariant_to_positive_affine_changes_of_the_logits(digits_cnn, digits, plain_report, transform):
     # Same samples, gradients scaled by the same factor as the margins: g/L is unchanged.
     xs, ys = _correct(digits_cnn, digits, n=5)
-    report = clever_scores(lambda x: transform(digits_cnn(x)), xs, ys, **KW)
+    report = clever_scores(lambda x: transform(digits_cnn(x)), xs, ys, **SMALL)
     assert report.scores.tolist() == pytest.approx(plain_report.scores[:5].tolist(), rel=1e-4)
 
 
-def test_noise_augmented_training_scores_higher_on_average(digits, plain_report):
+@pytest.mark.slow  # trains a second CNN and scores 40 inputs at the full settings
+def test_noise_augmented_training_scores_higher_on_average(digits, digits_cnn):
     # Gaussian-noise augmentation (std 0.3) is a known, cheap robustness improvement:
     # measured mean L2 score 0.39 vs 0.30 for the plain net on these 20 inputs.
+    plain = clever_scores(digits_cnn, *_correct(digits_cnn, digits), **KW)
     noisy = cached_digits_cnn(noise_std=0.3)
     xs, ys = _correct(noisy, digits)
     report = clever_scores(noisy, xs, ys, **KW)
-    assert report.mean > plain_report.mean
+    assert report.mean > plain.mean
+
+
+# --- training and its cache ----------------------------------------------------------------
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.slow  # retrains the CNN, which the disk cache exists to avoid
+def test_the_session_model_is_bit_identical_to_a_fresh_training(digits_cnn):
+    # digits_cnn may come from the disk cache: it must be exactly what training gives today.
+    fresh = train_digits_cnn()
+    assert _same_weights(digits_cnn, fresh)
+    assert not _same_weights(fresh, train_digits_cnn(seed=1))  # the comparison can fail
+
+
+def test_the_disk_cache_round_trips_and_retrains_on_a_bad_file(tmp_path):
+    settings = dict(activation="softplus", epochs=1, noise_std=0.1)
+    first = load_or_train_digits_cnn(tmp_path, **settings)
+    assert _same_weights(first, train_digits_cnn(**settings))
+    (path,) = tmp_path.glob("digits-cnn-*.pt")
+    assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary file
+
+    # A later call loads the file rather than training: marked weights come back.
+    saved = torch.load(path, weights_only=True)
+    saved["state_dict"] = {k: v + 1 for k, v in saved["state_dict"].items()}
+    torch.save(saved, path)
+    loaded = load_or_train_digits_cnn(tmp_path, **settings)
+    assert not loaded.training
+    assert all(torch.equal(v, first.state_dict()[k] + 1) for k, v in loaded.state_dict().items())
+
+    # Other settings get another file; a corrupt file falls back to training and is rewritten.
+    load_or_train_digits_cnn(tmp_path, **dict(settings, seed=1))
+    assert len(list(tmp_path.glob("digits-cnn-*.pt"))) == 2
+    path.write_bytes(b"not a torch file")
+    assert _same_weights(load_or_train_digits_cnn(tmp_path, **settings), first)
+    assert torch.load(path, weights_only=True)["settings"]["activation"] == "softplus"
+
+
+def test_training_does_not_depend_on_the_callers_thread_count():
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = train_digits_cnn(epochs=2)
+        assert torch.get_num_threads() == 2  # restored
+        torch.set_num_threads(1)
+        one = train_digits_cnn(epochs=2)
+    finally:
+        torch.set_num_threads(previous)
+    assert _same_weights(one, two)
+
+
+def test_an_unwritable_cache_folder_still_gives_the_model(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    model = load_or_train_digits_cnn(blocker / "cache", epochs=1)  # a folder under a file: cannot exist
+    assert _same_weights(model, train_digits_cnn(epochs=1))

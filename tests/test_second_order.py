@@ -167,6 +167,7 @@ def test_relu_maxpool_digits_cnn_gets_a_clear_error(digits):
 # --- a real smooth model ---------------------------------------------------------------
 
 
+@pytest.mark.slow  # second order on a CNN: Hessian-vector products for 9 targets at every sample
 def test_smooth_digits_scores_are_finite_and_at_most_the_radius(digits):
     model = cached_digits_cnn("softplus")
     with torch.no_grad():

@@ -129,8 +129,13 @@ def test_the_exact_search_agrees_with_a_brute_force_grid():
         assert exact - 1e-6 <= grid <= exact + spacing * math.sqrt(2)
 
 
-@pytest.mark.parametrize("activation", [nn.Tanh, nn.ReLU], ids=["tanh", "relu"])
-@pytest.mark.parametrize("norm", [2.0, math.inf], ids=["L2", "Linf"])
+# One smooth and one piecewise-linear net, one per norm, by default; all four with --run-slow.
+@pytest.mark.parametrize("norm, activation", [
+    pytest.param(2.0, nn.ReLU, id="L2-relu"),
+    pytest.param(math.inf, nn.Tanh, id="Linf-tanh"),
+    pytest.param(2.0, nn.Tanh, id="L2-tanh", marks=pytest.mark.slow),
+    pytest.param(math.inf, nn.ReLU, id="Linf-relu", marks=pytest.mark.slow),
+])
 def test_first_order_clever_is_a_lower_bound_on_2d_toys(activation, norm):
     cases = toy_cases(activation, norm)
     assert len(cases) >= 16  # some seeds have few boundaries near [-1, 1]^2
@@ -144,6 +149,7 @@ def test_first_order_clever_is_a_lower_bound_on_2d_toys(activation, norm):
     assert median >= 0.15, ratios
 
 
+@pytest.mark.slow  # 48 second-order scores at the default sample size
 def test_second_order_clever_is_a_lower_bound_on_2d_toys():
     model, x0, _ = toy_cases(nn.Tanh, 2.0)[0]
     try:
@@ -159,6 +165,7 @@ def test_second_order_clever_is_a_lower_bound_on_2d_toys():
         assert share >= 0.8, ratios
 
 
+@pytest.mark.slow  # 20 CLEVER scores and 20 PGD searches with restarts
 def test_digits_cnn_clever_is_below_the_pgd_distortion(digits, digits_cnn):
     with torch.no_grad():
         correct = digits_cnn(digits.x_test).argmax(1) == digits.y_test
