@@ -16,12 +16,13 @@ import inspect
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .files import atomic_write_bytes
 
 #: Pixel range of the digits tensors (the 0..16 grey levels scaled to [0, 1]).
 DIGITS_BOUNDS = (0.0, 1.0)
@@ -191,18 +192,10 @@ def load_or_train_digits_cnn(folder: str | os.PathLike | None, **settings) -> Di
 
 
 def _save_atomically(obj: dict, path: Path) -> None:
-    """``torch.save`` to a unique temporary file beside ``path``, then rename it into place."""
+    """``torch.save`` through :func:`~pytest_clever.files.atomic_write_bytes` (no half-written file)."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".digits-cnn-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 @functools.lru_cache(maxsize=8)
