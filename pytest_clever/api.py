@@ -10,11 +10,12 @@ result. The numerics live in ``sampling``, ``gradients`` and ``evt``; with
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 import time
 import warnings
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from .validation import (
     resolve_single_input,
     warn_if_probabilities,
 )
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 #: Defaults sized so a 10-class, 64-input model scores in about a second on
 #: 2 CPU cores. The paper's high-fidelity settings are n_batches=500,
@@ -434,6 +438,7 @@ def clever_scores(
     order: int = 1,
     chunk_size: int | None = None,
     curvature: str = "spectral",
+    executor: Executor | None = None,
 ) -> CleverReport:
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 
@@ -441,6 +446,12 @@ def clever_scores(
     seed derived from ``(seed, i)``, so each score is reproducible on its own.
     Returns a :class:`~pytest_clever.results.CleverReport` with ``min``,
     ``mean``, ``median`` and ``quantile(q)``.
+
+    With ``executor`` (any ``concurrent.futures.Executor``: a
+    ``ProcessPoolExecutor``, ``dask.distributed.Client.get_executor()``, ...)
+    each input is one task there, with the same result as the serial run on
+    the same device and torch build; the model travels to each worker once
+    (see ``pytest_clever.executor`` and docs/cluster.md).
     """
     settings = check_settings(
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order
@@ -461,19 +472,31 @@ def clever_scores(
     run_seed = secrets.randbits(63) if seed is None else int(seed)
     started = time.perf_counter()
     dev, dtype = _resolve_device(model, inputs[0], device)
-    results = []
-    with borrowed_model(model, dev) as prepared:
-        for i, x in enumerate(inputs):
-            try:
-                result = _score_one(
-                    prepared, x, settings, target=target,
-                    label=None if labels is None else labels[i],
-                    seed=_derive_seed(run_seed, i), device=dev, dtype=dtype, chunk_size=chunk_size,
-                    curvature=curvature,
-                )
-            except CleverError as exc:
-                raise type(exc)(f"input {i}: {exc}") from exc
-            results.append(result)
+    if executor is not None:
+        from .executor import score_on_executor
+
+        score = functools.partial(
+            _score_one, settings=settings, target=target, device=dev, dtype=dtype,
+            chunk_size=chunk_size, curvature=curvature,
+        )
+        results = score_on_executor(
+            executor, model, inputs, labels or [None] * len(inputs),
+            seeds=[_derive_seed(run_seed, i) for i in range(len(inputs))], device=dev, score=score,
+        )
+    else:
+        results = []
+        with borrowed_model(model, dev) as prepared:
+            for i, x in enumerate(inputs):
+                try:
+                    result = _score_one(
+                        prepared, x, settings, target=target,
+                        label=None if labels is None else labels[i],
+                        seed=_derive_seed(run_seed, i), device=dev, dtype=dtype, chunk_size=chunk_size,
+                        curvature=curvature,
+                    )
+                except CleverError as exc:
+                    raise type(exc)(f"input {i}: {exc}") from exc
+                results.append(result)
     for i, result in enumerate(results):
         _warn(result, i)
     return CleverReport(tuple(results), seed=run_seed, elapsed=time.perf_counter() - started)

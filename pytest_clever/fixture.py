@@ -73,6 +73,15 @@ def make_record(
     }
 
 
+def _executor(setting: Any) -> Any:
+    """The executor object of the ``executor`` setting (a spec string from ini/CLI, or an object)."""
+    if isinstance(setting, str):
+        from .executor import executor_from_spec
+
+        return executor_from_spec(setting)
+    return setting
+
+
 class CleverFixture:
     """What a test gets from the ``clever`` fixture.
 
@@ -177,6 +186,8 @@ class CleverFixture:
             raise TypeError("xs must be a tensor batch (N, ...) or a list of inputs")
         problem, checks = None, None
         try:
+            if settings["executor"] is not None:
+                engine["executor"] = _executor(settings["executor"])
             report = clever_scores(model, xs, labels, seed=seed, **engine, **passthrough)
             if settings["attack_check"]:
                 from .attack import attack_checks

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +267,11 @@ class CleverSession:
             terminalreporter.write_line(f"CLEVER regressions ({len(self.regressions)}):", red=True, bold=True)
             for reason in self.regressions:
                 terminalreporter.write_line(f"  {reason}", red=True)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        executors = sys.modules.get("pytest_clever.executor")  # loaded only if clever_executor was used
+        if executors is not None:
+            executors.close_executors()
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker:

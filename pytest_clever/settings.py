@@ -97,6 +97,19 @@ def _target(value: Any) -> int:
     return _int_at_least(0)(value)
 
 
+def _executor(value: Any) -> Any:
+    """``module:factory``, ``dask://HOST:PORT``, or (as a fixture argument) an executor object."""
+    if hasattr(value, "submit"):
+        return value
+    text = str(value).strip()
+    module, sep, name = text.partition(":")
+    if (text.startswith("dask://") and len(text) > len("dask://")) or (
+        sep and name.isidentifier() and all(part.isidentifier() for part in module.split("."))
+    ):
+        return text
+    raise ValueError(f"must be module:factory (e.g. mypkg.cluster:make_executor) or dask://HOST:PORT, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its parser, built-in default and where it can be set."""
@@ -146,6 +159,12 @@ OPTIONS: dict[str, Option] = {
         Option("min_score", _non_negative_float, None, "fail a test whose recorded statistic is below this"),
         Option("statistic", parse_statistic, "mean", "statistic compared with min_score: min, mean, median, max, qNN"),
         Option("target", _target, None, "score against this class only", ini=False),
+        Option(
+            "executor", _executor, None,
+            "score each input as a task on this concurrent.futures executor: module:factory (called once "
+            "per process) or dask://HOST:PORT",
+            cli=True, marker=False, shown="none, in the test's process",
+        ),
         Option(
             "attack_check", _bool, False,
             "also run a PGD attack inside the radius; fail when it finds an adversarial example closer than the score",
