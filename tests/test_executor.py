@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import subprocess
-import sys
 from collections import Counter
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -246,9 +244,8 @@ from torch import nn
 class Logged(nn.Module):
     def __init__(self):
         super().__init__()
+        torch.manual_seed(0)
         self.fc = nn.Linear(6, 4)
-        with torch.no_grad():
-            self.fc.weight.copy_(torch.randn(4, 6, generator=torch.Generator().manual_seed(0)))
 
     def forward(self, x):
         return self.fc(x)
@@ -261,6 +258,8 @@ class Logged(nn.Module):
 def test_scores(clever):
     clever.assert_robust(Logged(), torch.randn(4, 6, generator=torch.Generator().manual_seed(1)), min_score=0)
     print("CALLER", os.getpid(), "distributed" in sys.modules or "dask" in sys.modules)
+    with open("caller.txt", "w") as f:
+        f.write(str(os.getpid()))
 """
 
 
@@ -278,18 +277,18 @@ def test_the_ini_setting_sends_the_fixture_s_calls_to_the_executor_with_the_same
     pytester.makeini("[pytest]\nclever_radius = 1\nclever_n_batches = 20\nclever_batch_size = 32\n")
     local = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--clever-json=local.json")
     local.assert_outcomes(passed=1)
-    local.stdout.fnmatch_lines(["CALLER * False"])  # unset: dask never imported
+    local.stdout.fnmatch_lines(["*CALLER * False"])  # unset: scoring through the plugin imports no dask
     assert not (pytester.path / "loads.txt").exists()
 
     pytester.makeini(
         "[pytest]\nclever_radius = 1\nclever_n_batches = 20\nclever_batch_size = 32\n"
         "clever_executor = execfactory:make_executor\n"
     )
-    remote = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--clever-json=remote.json")
+    remote = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "-n", "1", "--clever-json=remote.json")
     remote.assert_outcomes(passed=1)
-    caller = next(line.split()[1] for line in remote.outlines if line.startswith("CALLER"))
     loads = Counter((pytester.path / "loads.txt").read_text().split())
-    assert loads and caller not in loads and set(loads.values()) == {1}
+    caller = (pytester.path / "caller.txt").read_text()
+    assert loads and caller not in loads and set(loads.values()) == {1}  # under -n: the xdist worker's own pool
 
     def results(name):
         records = json.loads((pytester.path / name).read_text())["records"]
@@ -303,13 +302,3 @@ def test_a_bad_executor_setting_is_a_usage_error(pytester):
     result = pytester.runpytest_subprocess("--clever-executor=not-a-spec")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--clever-executor*module:factory*"])
-
-
-def test_scoring_without_an_executor_imports_no_cluster_library():
-    code = (
-        "import sys, torch; from pytest_clever import clever_scores; "
-        "clever_scores(torch.nn.Linear(3, 2), torch.ones(2, 3), radius=1.0, n_batches=10, batch_size=4); "
-        "import pytest_clever.plugin, pytest_clever.fixture; "
-        "assert not {'dask', 'distributed', 'ray'} & set(sys.modules), sorted({'dask', 'distributed', 'ray'} & set(sys.modules))"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
