@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .errors import CleverError, ExecutorError
+from .errors import CleverError, ExecutorError, InvalidInputError
 from .model_state import borrowed_model
 
 #: Exceptions (by class name, so that no cluster library is imported) meaning the
@@ -156,7 +156,7 @@ def _run_round(submit: Callable[[int], Future], indices: Sequence[int], results:
             break
     for future in as_completed(futures):
         i = futures[future]
-        exc = future.exception()
+        exc = CancelledError() if future.cancelled() else future.exception()  # cancelled by the cluster
         if exc is None:
             results[i] = future.result()
         elif _is_lost(exc):
@@ -184,6 +184,8 @@ def score_on_executor(
     of a module-level function). The model is checked for picklability before
     any task is submitted, and handed back unchanged.
     """
+    if not callable(getattr(executor, "submit", None)):
+        raise InvalidInputError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
     with borrowed_model(model, None) as prepared:  # ship it in eval mode; warn like the serial path
         data = serialise_model(prepared)
     key = hashlib.sha256(data).hexdigest()

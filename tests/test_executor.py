@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pytest_clever import clever_scores
-from pytest_clever.errors import CleverWarning, ExecutorError, MisclassifiedInputError, ModelError
+from pytest_clever.errors import CleverWarning, ExecutorError, InvalidInputError, MisclassifiedInputError, ModelError
 from pytest_clever.settings import OPTIONS
 
 from .executor_models import POISON, CountingLinear, DropoutLinear, ExitingLinear, FailingLinear, UnloadableLinear, linear
@@ -158,6 +158,30 @@ def test_a_lost_task_is_retried_once_with_the_same_result():
     executor.shutdown()
     assert executor.submitted == N + 2
     same_results(clever_scores(model, inputs(), **FAST), parallel)
+
+
+def test_a_task_cancelled_by_the_cluster_is_retried():
+    class Cancelling(Recording):
+        def submit(self, fn, /, *args, **kwargs) -> Future:
+            n = self.submitted
+            future = super().submit(fn, *args, **kwargs)
+            if n == 0:
+                future = Future()
+                future.cancel()
+                future.set_running_or_notify_cancel()  # what an executor does with a cancelled task
+            return future
+
+    model = Linear(*linear())
+    executor = Cancelling()
+    parallel = clever_scores(model, inputs(), executor=executor, **FAST)
+    executor.shutdown()
+    assert executor.submitted == N + 1
+    same_results(clever_scores(model, inputs(), **FAST), parallel)
+
+
+def test_something_else_than_an_executor_is_refused():
+    with pytest.raises(InvalidInputError, match="concurrent.futures.Executor, got str"):
+        clever_scores(Linear(*linear()), inputs(), executor="dask://localhost:8786", **FAST)
 
 
 def test_a_task_lost_twice_is_reported_by_input_index():
