@@ -133,7 +133,7 @@ def _is_lost(exc: BaseException) -> bool:
 
 def _failure(index: int, exc: BaseException) -> CleverError:
     """The error for input ``index``: the engine's own error type, or :class:`ExecutorError`."""
-    if isinstance(exc, CleverError):
+    if isinstance(exc, CleverError) and type(exc).__module__ == CleverError.__module__:  # not a cluster's wrapper of it
         error = type(exc)(f"input {index}: {exc}")
     else:
         error = ExecutorError(f"input {index}: scoring failed in a worker: {type(exc).__name__}: {exc}")
@@ -202,8 +202,9 @@ def score_on_executor(
     if lost:
         raise ExecutorError(
             f"input(s) {', '.join(map(str, lost))}: the worker scoring them was lost (killed, out of "
-            "memory, or the executor broke) twice; no score was computed for them. A worker that dies "
-            "on the same inputs every time points to the model (e.g. memory per input); otherwise rerun"
+            "memory, or the executor broke), and so was the retry; no score was computed for them. A "
+            "worker that dies on the same inputs every time points to the model (e.g. its memory per "
+            "input); otherwise rerun"
         )
     return [results[i] for i in range(len(inputs))]
 
