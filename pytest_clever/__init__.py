@@ -26,6 +26,7 @@ _LAZY = {
     "InvalidInputError": "errors",
     "MisclassifiedInputError": "errors",
     "ModelError": "errors",
+    "ExecutorError": "errors",
     "GradientMaskingError": "errors",
     "attack_check": "attack",
     "attack_checks": "attack",
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import (
         CleverError,
         CleverWarning,
+        ExecutorError,
         GradientMaskingError,
         InvalidInputError,
         MisclassifiedInputError,

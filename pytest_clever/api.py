@@ -10,9 +10,10 @@ borrow the model (``model_state``) -> per input: resolve it and its prediction
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
@@ -33,6 +34,9 @@ from .validation import (
     check_curvature,
     check_settings,
 )
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 
 def _resolve_device(model: Callable, x: torch.Tensor, device: Any) -> tuple[torch.device, torch.dtype]:
@@ -122,6 +126,7 @@ def _score_inputs(
     chunk_size: Any,
     curvature: Any,
     indexed: bool,
+    executor: Executor | None = None,
     **settings: Any,
 ) -> tuple[list[CleverResult], int]:
     """The one preparation path: validate once, resolve the device, borrow the model, score each input.
@@ -150,13 +155,27 @@ def _score_inputs(
     if labels is not None and len(labels) != len(tensors):
         raise InvalidInputError(f"got {len(labels)} labels for {len(tensors)} inputs")
     dev, dtype = _resolve_device(model, tensors[0], device)
+    seeds = [derive_seed(run_seed, i) if indexed else run_seed for i in range(len(tensors))]
+    if executor is not None:
+        from .executor import score_on_executor
+
+        score = functools.partial(
+            _score_one, settings=checked, target=target, targets=spec, device=dev, dtype=dtype,
+            chunk_size=chunk_size, curvature=curvature,
+        )
+        results = score_on_executor(
+            executor, model, tensors, labels or [None] * len(tensors), seeds=seeds, device=dev, score=score,
+        )
+        for i, result in enumerate(results):
+            _warn(result, i if indexed else None)
+        return results, run_seed
     results = []
     with borrowed_model(model, dev) as prepared:
         for i, x in enumerate(tensors):
             try:
                 results.append(_score_one(
                     prepared, x, checked, target=target, targets=spec, label=None if labels is None else labels[i],
-                    seed=derive_seed(run_seed, i) if indexed else run_seed,
+                    seed=seeds[i],
                     device=dev, dtype=dtype, chunk_size=chunk_size, curvature=curvature,
                 ))
             except CleverError as exc:
@@ -266,6 +285,7 @@ def clever_scores(
     order: int = 1,
     chunk_size: int | None = None,
     curvature: str = "spectral",
+    executor: Executor | None = None,
 ) -> CleverReport:
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 
@@ -273,6 +293,12 @@ def clever_scores(
     seed ``derive_seed(seed, i)`` (:mod:`pytest_clever.seeds`), so each score is reproducible on its own.
     Returns a :class:`~pytest_clever.results.CleverReport` with ``min``,
     ``mean``, ``median`` and ``quantile(q)``.
+
+    With ``executor`` (any ``concurrent.futures.Executor``: a
+    ``ProcessPoolExecutor``, ``dask.distributed.Client.get_executor()``, ...)
+    each input is one task there, with the same result as the serial run on
+    the same device and torch build; the model travels to each worker once
+    (see :mod:`pytest_clever.executor` and docs/cluster.md).
     """
     started = time.perf_counter()
     inputs = xs.unbind(0) if isinstance(xs, torch.Tensor) else list(xs)
@@ -280,7 +306,7 @@ def clever_scores(
         labels = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
     results, run_seed = _score_inputs(
         model, inputs, labels, seed, target=target, targets=targets, device=device,
-        chunk_size=chunk_size, curvature=curvature, indexed=True,
+        chunk_size=chunk_size, curvature=curvature, indexed=True, executor=executor,
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order,
     )
     return CleverReport(tuple(results), seed=run_seed, elapsed=time.perf_counter() - started)

@@ -1,13 +1,15 @@
 """Cross-check a CLEVER score with a PGD attack inside the sampling ball.
 
 CLEVER estimates the smallest perturbation that changes a prediction; it is
-not a certificate (docs/maths.md, "What the score does and does not guarantee"; Goodfellow, arXiv 1804.07870). An adversarial
-example found closer than the score *proves* that the score overestimates
-the true minimal distortion. Finding none proves nothing, but a PGD
+not a certificate (docs/maths.md, "What the score does and does not
+guarantee"; Goodfellow, arXiv 1804.07870). An adversarial example found
+closer than the score *proves* that the score overestimates the true
+minimal distortion. Finding none proves nothing, but a PGD
 distortion close to the score says the score is not wildly optimistic.
 
 The attack: projected gradient ascent on the margin loss
-``max_{j != c} f_j(x) - f_c(x)`` (or ``f_t - f_c`` for a targeted result),
+``max_{j != c} f_j(x) - f_c(x)`` (the max over the scored classes only when
+the score covers a subset, ``targets=``),
 from ``restarts`` starting points at once, inside the ``norm`` ball of radius
 ``eps`` intersected with the result's input bounds; a search over ``eps`` in
 ``(0, R]`` (several radii per batched run, then refined) shrinks the distortion. Norms:
@@ -176,11 +178,14 @@ def _step_direction(grad: torch.Tensor, x: torch.Tensor, norm: float, bounds) ->
 class _Attacker:
     """PGD on one input over several attack radii at once (one batch of ``len(eps) * restarts`` rows)."""
 
-    def __init__(self, model, x0, predicted, target, norm, bounds, steps, restarts, generator, hint=None):
-        self.model, self.x0, self.c, self.target = model, x0, predicted, target
-        # Untargeted PGD follows the currently largest other logit, which need not be the
-        # nearest boundary; one restart per radius aims at ``hint`` (CLEVER's deciding class).
-        self.hint = hint if target is None and restarts > 1 else None
+    def __init__(self, model, x0, predicted, classes, norm, bounds, steps, restarts, generator, hint=None):
+        # ``classes``: the classes the attack may reach (those the CLEVER score is the minimum
+        # over), or None for every other class.
+        self.model, self.x0, self.c, self.classes = model, x0, predicted, classes
+        # PGD follows the currently largest attacked logit, which need not be the nearest
+        # boundary; one restart per radius aims at ``hint`` (CLEVER's deciding class).
+        several = classes is None or len(classes) > 1
+        self.hint = hint if several and restarts > 1 else None
         self.norm, self.bounds, self.steps, self.restarts = norm, bounds, steps, restarts
         self.generator = generator
         self.flat0 = x0.reshape(1, -1)
@@ -191,11 +196,17 @@ class _Attacker:
     def loss_terms(self, logits: torch.Tensor) -> torch.Tensor:
         """Per row: the attacked margin's negative; > 0 means the prediction left class c."""
         own = logits[:, self.c]
-        if self.target is not None:
-            return logits[:, self.target] - own
+        if self.classes is not None:
+            return logits[:, self.classes].max(1).values - own
         others = logits.clone()
         others[:, self.c] = -math.inf
         return others.max(1).values - own
+
+    def reached(self, logits: torch.Tensor) -> int:
+        """The attacked class an adversarial row's logits (1-D) now favour most."""
+        if self.classes is None:
+            return int(logits.argmax())
+        return self.classes[int(logits[self.classes].argmax())]
 
     def ascent_terms(self, logits: torch.Tensor, success: torch.Tensor) -> torch.Tensor:
         """What each row climbs: ``success`` terms, except on hint rows (towards the hint class)."""
@@ -273,7 +284,7 @@ def _check_one(
         raise InvalidInputError(f"x lies outside the result's bounds {result.bounds}")
     generator = torch.Generator(device=x0.device).manual_seed(seed)
     attacker = _Attacker(
-        model, x0.detach(), predicted, result.target if result.targeted else None,
+        model, x0.detach(), predicted, None if result.targets == "all" else list(result.target_classes or (result.target,)),
         result.norm, result.bounds, steps, restarts, generator, hint=result.target,
     )
     # A search over the attack radius, RADII_PER_ROUND radii per batched PGD run: first on
@@ -285,7 +296,7 @@ def _check_one(
             with torch.no_grad():
                 logits = attacker.logits(example.unsqueeze(0))
             if float(attacker.loss_terms(logits)[0]) > 0:
-                return example, distance, result.target if result.targeted else int(logits[0].argmax())
+                return example, distance, attacker.reached(logits[0])
         return None
 
     radii = [result.radius * k / RADII_PER_ROUND for k in range(1, RADII_PER_ROUND + 1)]
@@ -342,7 +353,8 @@ def attack_check(
     ``result.bounds``. The attack radius is searched in batches: 8 radii
     spread over ``(0, R]``, then ``search_rounds`` refinements between the
     largest radius that failed and the smallest distortion found (each round
-    narrows the interval ninefold). A targeted result is attacked towards its target only.
+    narrows the interval ninefold). A result over a subset of classes (``targets=``,
+    ``target=``) is attacked towards those classes only.
     The model is used in eval mode without parameter gradients and handed
     back unchanged; the global RNG is not touched; the same ``seed`` gives
     the same outcome on the same device.

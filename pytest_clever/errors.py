@@ -42,3 +42,7 @@ class CleverWarning(UserWarning):
 
 class WeakFitWarning(CleverWarning):
     """The extreme-value fit behind a score is poor; the score is less trustworthy."""
+
+
+class ExecutorError(CleverError):
+    """Scoring on an executor failed: the model cannot be shipped, a task failed in a worker, or a worker was lost."""

@@ -20,7 +20,7 @@ import pytest
 from .record import RunRecord
 from .report import failure_message
 from .seeds import derive_seed
-from .settings import ENGINE_SETTINGS, OPTIONS
+from .settings import ENGINE_SETTINGS, OPTIONS, fold_target
 from .validation import parse_statistic
 
 _PACKAGE = str(Path(__file__).resolve().parent)
@@ -90,6 +90,15 @@ def _reissue(caught: list[warnings.WarningMessage], label: str) -> None:
             warnings.warn_explicit(text, WeakFitWarning, **where)
         else:
             warnings.warn(text, WeakFitWarning, stacklevel=2)
+
+
+def _executor(setting: Any) -> Any:
+    """The executor of the ``executor`` setting: built from its ini/CLI spec once per process, or the object given."""
+    if isinstance(setting, str):
+        from .executor import executor_from_spec
+
+        return executor_from_spec(setting)
+    return setting
 
 
 class CleverFixture:
@@ -180,12 +189,11 @@ class CleverFixture:
 
     def _settings(self, kw: dict[str, Any]) -> dict[str, Any]:
         settings = dict(self.defaults)
-        for key, value in kw.items():
-            if key in OPTIONS and value is not None:
-                try:
-                    settings[key] = OPTIONS[key].check(value, "clever fixture argument")
-                except ValueError as exc:
-                    pytest.fail(str(exc), pytrace=False)
+        try:
+            given = {k: OPTIONS[k].check(v, "clever fixture argument") for k, v in kw.items() if v is not None}
+            settings.update(fold_target(given, "clever fixture argument"))
+        except ValueError as exc:
+            pytest.fail(str(exc), pytrace=False)
         return settings
 
     @staticmethod
@@ -231,6 +239,8 @@ class CleverFixture:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
+                if settings["executor"] is not None:
+                    engine["executor"] = _executor(settings["executor"])
                 report = clever_scores(model, xs, labels, seed=seed, **engine, **passthrough)
                 if settings["attack_check"]:
                     from .attack import attack_checks
@@ -243,7 +253,7 @@ class CleverFixture:
             pytest.fail(problem, pytrace=False)  # outside the except: no chained traceback
         record = RunRecord.from_report(
             self.nodeid, name, call, report, statistic=settings["statistic"], min_score=settings["min_score"],
-            target=settings.get("target"), checks=checks,
+            targets=settings["targets"] or "all", checks=checks,
         )
         record = replace(record, settings=replace(record.settings, threads=threads))
         _reissue(caught, record.label)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(min_score=None, norm=None, radius=None, order=None, n_batches=None, batch_size=None, "
-        "statistic=None, target=None, seed=None, bounds=None, attack_check=None): settings for the clever fixture in this "
+        "statistic=None, target=None, targets=None, seed=None, bounds=None, attack_check=None): settings for the clever fixture in this "
         "test; with min_score the test fails when a recorded score statistic is below it; with "
         "attack_check=True when a PGD attack finds an adversarial example closer than a score",
     )
@@ -417,6 +418,11 @@ class CleverSession:
             terminalreporter.write_line(f"CLEVER regressions ({len(self.regressions)}):", red=True, bold=True)
             for reason in self.regressions:
                 terminalreporter.write_line(f"  {reason}", red=True)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        executors = sys.modules.get("pytest_clever.executor")  # loaded only if clever_executor was used
+        if executors is not None:
+            executors.close_executors()
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker:

@@ -33,10 +33,11 @@ from .norms import norm_label, norm_to_json, parse_norm
 if TYPE_CHECKING:  # pragma: no cover
     from .results import CleverReport
 
-#: Layout version of a record as written by this version (2 added ``call``).
-SCHEMA = 2
+#: Layout version of a record as written by this version (2 added ``call``; 3 replaced the
+#: setting ``target`` (one class or None) by ``targets``, the canonical target specification).
+SCHEMA = 3
 #: Settings that must agree for two records to be compared.
-COMPARABLE_SETTINGS = ("norm", "radius", "order", "n_batches", "batch_size", "bounds", "target")
+COMPARABLE_SETTINGS = ("norm", "radius", "order", "n_batches", "batch_size", "bounds", "targets")
 #: What a record's ``status`` can be.
 STATUSES = ("recorded", "passed", "failed")
 
@@ -101,7 +102,8 @@ class RecordSettings:
     batch_size: int
     seed: int
     bounds: tuple[float, float] | None = None
-    target: int | None = None
+    #: The classes each score is the minimum over: "all", "top-2", "least-likely", "3,5" (targets.py).
+    targets: str = "all"
     device: str | None = None
     #: torch intra-op threads of the process that scored it (not a comparable setting).
     threads: int | None = None
@@ -115,7 +117,7 @@ class RecordSettings:
             "batch_size": self.batch_size,
             "seed": self.seed,
             "bounds": list(self.bounds) if self.bounds is not None else None,
-            "target": self.target,
+            "targets": self.targets,
             "device": self.device,
             "threads": self.threads,
         }
@@ -135,7 +137,11 @@ class RecordSettings:
             if len(pair) != 2:
                 raise RecordError(f"{where}: field 'bounds' must be two numbers, got {bounds!r}")
             bounds = (_number(pair[0], "bounds", where), _number(pair[1], "bounds", where))
-        target = data.get("target")
+        if "targets" in data:
+            targets = _str(data["targets"], "targets", where)
+        else:  # schemas 1 and 2: one class, or None for all
+            target = data.get("target")
+            targets = "all" if target is None else str(_int(target, "target", where))
         device = data.get("device")
         threads = data.get("threads")
         return cls(
@@ -146,7 +152,7 @@ class RecordSettings:
             batch_size=_int(_get(data, "batch_size", where), "batch_size", where, 1),
             seed=_int(data.get("seed", 0), "seed", where),
             bounds=bounds,
-            target=None if target is None else _int(target, "target", where),
+            targets=targets,
             device=_str(device, "device", where, optional=True),
             threads=None if threads is None else _int(threads, "threads", where, 1),
         )
@@ -250,7 +256,7 @@ class RunRecord:
         *,
         statistic: str,
         min_score: float | None,
-        target: int | None = None,
+        targets: str = "all",
         checks: Sequence[Any] | None = None,
     ) -> "RunRecord":
         """The record of a :class:`CleverReport` scored by the fixture.
@@ -296,7 +302,7 @@ class RunRecord:
                 batch_size=first.batch_size,
                 seed=report.seed,
                 bounds=tuple(first.bounds) if first.bounds else None,
-                target=target,
+                targets=targets,
                 device=first.device,
             ),
             results=tuple(r.to_dict() for r in report.results),
@@ -327,7 +333,7 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "record") -> "RunRecord":
-        """Read :meth:`to_dict` output (schema 2), checking each field's type.
+        """Read :meth:`to_dict` output (schemas 2 and 3), checking each field's type.
 
         Raises :class:`RecordError` naming ``where`` and the field when the record is malformed.
         """

@@ -15,8 +15,9 @@ from .files import environment
 from .norms import norm_label, parse_norm
 from .record import RunRecord, sorted_records
 
-#: Version of the JSON document layout written by --clever-json (2: records carry ``call``).
-JSON_SCHEMA = 2
+#: Version of the JSON document layout written by --clever-json (2: records carry ``call``;
+#: 3: settings carry ``targets``).
+JSON_SCHEMA = 3
 
 
 def settings_text(record: RunRecord) -> str:
@@ -28,8 +29,8 @@ def settings_text(record: RunRecord) -> str:
         f"{s.n_batches}x{s.batch_size} samples",
         f"seed {s.seed}",
     ]
-    if s.target is not None:
-        parts.append(f"target {s.target}")
+    if s.targets != "all":
+        parts.append(f"minimum over targets {s.targets} only")
     return ", ".join(parts)
 
 
@@ -141,7 +142,7 @@ def format_table(rows: list[tuple[str, ...]]) -> list[str]:
 
 def summary_table(records: Iterable[RunRecord]) -> list[str]:
     """Rows of the end-of-run table, one per recorded call, sorted by test id, name and call index."""
-    header = ("test", "norm", "order", "n", "min", "mean", "median", "threshold", "status")
+    header = ("test", "norm", "order", "targets", "n", "min", "mean", "median", "threshold", "status")
     rows = [header]
     for r in sorted_records(records):
         rows.append(
@@ -149,6 +150,7 @@ def summary_table(records: Iterable[RunRecord]) -> list[str]:
                 r.label,
                 norm_label(r.settings.norm),
                 str(r.settings.order),
+                r.settings.targets,
                 str(r.n),
                 f"{r.min:.4g}",
                 f"{r.mean:.4g}",

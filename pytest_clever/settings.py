@@ -97,6 +97,28 @@ def _bool(name: str) -> Callable[[Any], bool]:
     return parse
 
 
+def _targets(value: Any) -> str:
+    """A target specification in its canonical text ("all", "top-2", "3,5"); see :mod:`.targets`."""
+    from .targets import parse_targets  # pure Python, like this module
+
+    return str(parse_targets(value))
+
+
+def _executor(value: Any) -> Any:
+    """``module:factory``, ``dask://HOST:PORT``, or (as a fixture argument) an executor object."""
+    if hasattr(value, "submit"):
+        return value
+    text = str(value).strip()
+    module, sep, name = text.partition(":")
+    if (text.startswith("dask://") and len(text) > len("dask://")) or (
+        sep and name.isidentifier() and all(part.isidentifier() for part in module.split("."))
+    ):
+        return text
+    raise InvalidInputError(
+        f"executor must be module:factory (e.g. mypkg.cluster:make_executor) or dask://HOST:PORT, got {value!r}"
+    )
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its parser, built-in default and where it can be set."""
@@ -145,7 +167,18 @@ OPTIONS: dict[str, Option] = {
         Option("bounds", _bounds, None, "valid input range 'lo, hi' (e.g. '0, 1'); samples are clipped to it"),
         Option("min_score", _non_negative_float("min_score"), None, "fail a test whose recorded statistic is below this"),
         Option("statistic", parse_statistic, "mean", "statistic compared with min_score: min, mean, median, max, qNN"),
-        Option("target", _int_at_least("target", 0), None, "score against this class only", ini=False),
+        Option("target", _int_at_least("target", 0), None, "score against this class only (the same as targets='j')", ini=False),
+        Option(
+            "targets", _targets, None,
+            "classes the score is the minimum over: all, top-k, random-k, least-likely or a list 'i,j'",
+            cli=True, shown="all",
+        ),
+        Option(
+            "executor", _executor, None,
+            "score each input as a task on this concurrent.futures executor: module:factory (called once "
+            "per process) or dask://HOST:PORT",
+            cli=True, marker=False, shown="none, in the test's process",
+        ),
         Option(
             "attack_check", _bool("attack_check"), False,
             "also run a PGD attack inside the radius; fail when it finds an adversarial example closer than the score",
@@ -161,7 +194,7 @@ THREADS = Option(
 )
 
 #: Settings that are passed on to clever_score / clever_scores.
-ENGINE_SETTINGS = ("norm", "radius", "n_batches", "batch_size", "order", "device", "bounds", "target")
+ENGINE_SETTINGS = ("norm", "radius", "n_batches", "batch_size", "order", "device", "bounds", "targets")
 
 
 def marker_settings(kwargs: dict[str, Any], args: tuple = (), where: str = "@pytest.mark.clever") -> dict[str, Any]:
@@ -172,7 +205,21 @@ def marker_settings(kwargs: dict[str, Any], args: tuple = (), where: str = "@pyt
     if unknown:
         allowed = ", ".join(sorted(k for k, o in OPTIONS.items() if o.marker))
         raise ValueError(f"{where}: unknown argument(s) {', '.join(unknown)}; allowed: {allowed}")
-    return {k: OPTIONS[k].check(v, where) for k, v in kwargs.items() if v is not None}
+    return fold_target({k: OPTIONS[k].check(v, where) for k, v in kwargs.items() if v is not None}, where)
+
+
+def fold_target(layer: dict[str, Any], where: str) -> dict[str, Any]:
+    """``target=j`` is ``targets="j"`` given in the same place: one setting decides the classes.
+
+    So a marker's ``target=3`` overrides an ini ``clever_targets = top-2`` by the usual precedence.
+    """
+    if layer.get("target") is None:
+        return layer
+    if layer.get("targets") is not None:
+        raise ValueError(f"{where}: give target= or targets=, not both (target=j is targets=[j])")
+    folded = {k: v for k, v in layer.items() if k != "target"}
+    folded["targets"] = str(layer["target"])
+    return folded
 
 
 def resolve(

@@ -28,9 +28,9 @@ from .errors import CleverError
 from .record import RecordError, RunRecord, index_records, sorted_records, upgrade_schema_1
 
 #: Version of the saved-run layout (2: records carry their ``call`` index).
-SCHEMA = 2
+SCHEMA = 3
 #: Older layouts that still load (upgraded on reading).
-READABLE_SCHEMAS = (1, 2)
+READABLE_SCHEMAS = (1, 2, 3)
 KIND = "pytest-clever-run"
 DEFAULT_STORAGE = ".clever"
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")

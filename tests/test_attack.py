@@ -126,3 +126,22 @@ def test_attack_checks_pairs_inputs_and_results(linear_model):
         assert c.distortion == pytest.approx(exact_linear_score(weight, bias, x, 2, 10.0), rel=0.02)
     with pytest.raises(InvalidInputError, match="got 2 inputs for 3 results"):
         attack_checks(model, xs[:2], report)
+
+
+def test_a_score_over_a_subset_of_classes_is_attacked_towards_that_subset_only(linear_model):
+    """An adversarial example for a class outside ``targets`` contradicts nothing: it was not scored."""
+    model, weight, bias = linear_model
+    logits = weight @ X0 + bias
+    c = int(logits.argmax())
+    exact = {j: exact_linear_score(weight, bias, X0, 2, 10.0, target=j) for j in range(len(logits)) if j != c}
+    nearest = min(exact, key=exact.get)
+    subset = sorted(j for j in exact if j != nearest)
+    closest_in_subset = min(exact[j] for j in subset)
+    assert len(subset) == 2 and closest_in_subset > 1.05 * exact[nearest]
+    result = clever_score(model, X0, norm=2, radius=10.0, seed=0, targets=subset, **FAST)
+    assert result.score == pytest.approx(closest_in_subset, rel=1e-4)
+    check = attack_check(model, X0, result, seed=0)
+    assert check.adversarial_class in subset and not check.contradicts
+    assert closest_in_subset * (1 - 1e-4) <= check.distortion <= 1.02 * closest_in_subset
+    everything = attack_check(model, X0, clever_score(model, X0, norm=2, radius=10.0, seed=0, **FAST), seed=0)
+    assert everything.adversarial_class == nearest and everything.distortion <= 1.02 * exact[nearest]

@@ -10,7 +10,7 @@ import pytest
 from pytest_clever.compare import DropRule, compare_records
 from pytest_clever.evt import CONSTANT_MAXIMA
 from pytest_clever.record import COMPARABLE_SETTINGS, RecordError, RunRecord, index_records, sorted_records
-from pytest_clever.report import failure_message, fit_quality_text, summary_table, worst_lines
+from pytest_clever.report import failure_message, fit_quality_text, settings_text, summary_table, worst_lines
 from pytest_clever.results import CleverReport, CleverResult, TargetScore
 from pytest_clever.storage import Storage, StorageError
 
@@ -131,7 +131,7 @@ def test_schema_1_files_still_load_and_compare_call_by_call(tmp_path):
     # Saved again, it is a schema-2 file with the same keys.
     path = Storage(tmp_path / "new").save(list(run.records), "again", git={})
     data = json.loads(path.read_text())
-    assert data["schema"] == 2 and [r["call"] for r in data["records"]] == [0, 0, 1]  # sorted by test id
+    assert data["schema"] == 3 and [r["call"] for r in data["records"]] == [0, 0, 1]  # sorted by test id
 
 
 # -- failure text: the engine's weak/consistent rules for both orders ---------------------------
@@ -195,3 +195,12 @@ def test_second_order_failure_says_provably_too_low_and_shows_the_curvature():
     assert "input 1    score 0.3  predicted 0 -> target 2  (M=3, |grad|=1.5, margin=1, fit weibull, KS p=0.6)" in message
     assert "L=" not in message
     assert "EVT fit: 2/2 deciding fits with KS p >= 0.05, 1 target estimate(s) provably too low" in message
+
+
+def test_old_target_setting_loads_as_targets_and_targets_decide_comparability():
+    old_one_class, old_all = _record(target=3), _record()
+    assert old_one_class.settings.targets == "3" and old_all.settings.targets == "all"
+    top2 = RunRecord.from_dict(_record_dict(targets="top-2"))
+    assert top2.settings.differences(old_all.settings) == ["targets 'all' -> 'top-2'"]
+    assert "minimum over targets top-2 only" in settings_text(top2)
+    assert summary_table([top2])[1].split()[1:4] == ["L2", "1", "top-2"]

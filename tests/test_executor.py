@@ -1,0 +1,328 @@
+"""clever_scores(..., executor=...): same results as serial, one model ship per worker, clear errors."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections import Counter
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+
+import pytest
+import torch
+
+from pytest_clever import clever_scores
+from pytest_clever.errors import CleverWarning, ExecutorError, InvalidInputError, MisclassifiedInputError, ModelError
+from pytest_clever.settings import OPTIONS
+
+from .executor_models import POISON, CountingLinear, DropoutLinear, ExitingLinear, FailingLinear, UnloadableLinear, linear
+from .helpers import Linear, one_torch_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+FAST = dict(radius=1.0, n_batches=20, batch_size=32, seed=7)
+N = 6
+
+
+def inputs(n: int = N, poison: int | None = None) -> torch.Tensor:
+    xs = torch.randn(n, 6, generator=torch.Generator().manual_seed(1))
+    if poison is not None:
+        xs[poison, 0] = POISON
+    return xs
+
+
+def same_results(a, b) -> None:
+    """Bit-identical results (every field but the wall-clock time)."""
+    assert len(a.results) == len(b.results)
+    for ra, rb in zip(a.results, b.results):
+        da, db = ra.to_dict(), rb.to_dict()
+        da.pop("elapsed"), db.pop("elapsed")
+        assert da == db
+    assert a.seed == b.seed
+
+
+def loads_per_process(log) -> Counter:
+    return Counter(log.read_text().split()) if log.exists() else Counter()
+
+
+@pytest.fixture(scope="module")
+def pool():
+    # fork: workers start in milliseconds and see the test modules already imported.
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as executor:
+        yield executor
+
+
+class Recording(Executor):
+    """A thread pool that counts submissions, and can lose chosen submissions as if their worker died."""
+
+    def __init__(self, lose: set[int] = frozenset()) -> None:
+        self.inner = ThreadPoolExecutor(2)
+        self.lose = set(lose)
+        self.submitted = 0
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        n, self.submitted = self.submitted, self.submitted + 1
+        if n in self.lose or "all" in self.lose:
+            future: Future = Future()
+            future.set_exception(BrokenExecutor("worker lost (injected)"))
+            return future
+        return self.inner.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, **kw) -> None:
+        self.inner.shutdown(wait)
+
+
+# -- same results, one ship per worker -----------------------------------------------------
+
+
+def test_process_pool_matches_serial_bit_for_bit_and_ships_the_model_once_per_worker(pool, tmp_path):
+    log = tmp_path / "loads"
+    model = CountingLinear(*linear(), log=str(log))
+    serial = clever_scores(model, inputs(), **FAST)
+    log.unlink(missing_ok=True)
+    parallel = clever_scores(model, inputs(), executor=pool, **FAST)
+    same_results(serial, parallel)
+    loads = loads_per_process(log)
+    assert 1 <= len(loads) <= 2 and set(loads.values()) == {1}, loads  # once per worker, not per input
+    assert str(multiprocessing.current_process().pid) not in loads  # the caller did not unpickle it
+
+
+def test_workers_score_in_eval_mode_and_the_model_comes_back_in_train_mode(pool):
+    model = DropoutLinear(*linear())
+    model.train()
+    with pytest.warns(CleverWarning, match="training mode"):
+        serial = clever_scores(model, inputs(), **FAST)
+    with pytest.warns(CleverWarning, match="training mode"):
+        parallel = clever_scores(model, inputs(), executor=pool, **FAST)
+    same_results(serial, parallel)  # dropout active in a worker would change every score
+    assert model.training and model.drop.training
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_thread_pool_matches_serial():
+    model = Linear(*linear(3))
+    with ThreadPoolExecutor(2) as executor:
+        parallel = clever_scores(model, inputs(), executor=executor, **FAST)
+    same_results(clever_scores(model, inputs(), **FAST), parallel)
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+def test_an_error_in_a_worker_names_the_input(pool):
+    xs = inputs(poison=4)
+    with pytest.raises(ModelError, match=r"^input 4: the model raised RuntimeError .*: boom in forward"):
+        clever_scores(FailingLinear(*linear()), xs, executor=pool, **FAST)
+
+
+def test_a_failure_outside_the_engine_is_a_clever_error_naming_the_input(pool):
+    with pytest.raises(ExecutorError, match=r"^input \d: scoring failed in a worker: RuntimeError: not loadable here"):
+        clever_scores(UnloadableLinear(*linear()), inputs(), executor=pool, **FAST)
+
+
+def test_a_clever_error_in_a_worker_keeps_its_type_and_names_the_input(pool):
+    model = Linear(*linear())
+    labels = [int(model(x[None]).argmax()) for x in inputs()]
+    labels[2] = (labels[2] + 1) % 4
+    with pytest.raises(MisclassifiedInputError, match=r"^input 2: "):
+        clever_scores(model, inputs(), labels, executor=pool, **FAST)
+
+
+def _local_class_model():
+    class Local(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :4]
+
+    return Local()
+
+
+@pytest.mark.parametrize(
+    "model",
+    [lambda x: x[:, :4] * torch.ones(4), _local_class_model()],
+    ids=["lambda", "local class"],
+)
+def test_an_unpicklable_model_is_refused_before_any_task_is_submitted(model):
+    executor = Recording()
+    with pytest.raises(ExecutorError, match="module level.*functools.partial.*torch.jit"):
+        clever_scores(model, inputs(), executor=executor, **FAST)
+    assert executor.submitted == 0
+    executor.shutdown()
+
+
+# -- no silent loss --------------------------------------------------------------------------
+
+
+def test_a_lost_task_is_retried_once_with_the_same_result():
+    model = Linear(*linear())
+    executor = Recording(lose={1, 4})
+    parallel = clever_scores(model, inputs(), executor=executor, **FAST)
+    executor.shutdown()
+    assert executor.submitted == N + 2
+    same_results(clever_scores(model, inputs(), **FAST), parallel)
+
+
+def test_a_task_cancelled_by_the_cluster_is_retried():
+    class Cancelling(Recording):
+        def submit(self, fn, /, *args, **kwargs) -> Future:
+            n = self.submitted
+            future = super().submit(fn, *args, **kwargs)
+            if n == 0:
+                future = Future()
+                future.cancel()
+                future.set_running_or_notify_cancel()  # what an executor does with a cancelled task
+            return future
+
+    model = Linear(*linear())
+    executor = Cancelling()
+    parallel = clever_scores(model, inputs(), executor=executor, **FAST)
+    executor.shutdown()
+    assert executor.submitted == N + 1
+    same_results(clever_scores(model, inputs(), **FAST), parallel)
+
+
+def test_something_else_than_an_executor_is_refused():
+    with pytest.raises(InvalidInputError, match="concurrent.futures.Executor, got str"):
+        clever_scores(Linear(*linear()), inputs(), executor="dask://localhost:8786", **FAST)
+
+
+def test_a_task_lost_twice_is_reported_by_input_index():
+    executor = Recording(lose={"all"})
+    with pytest.raises(ExecutorError, match=r"^input\(s\) 0, 1, 2, 3, 4, 5: the worker scoring them was lost"):
+        clever_scores(Linear(*linear()), inputs(), executor=executor, **FAST)
+    executor.shutdown()
+
+
+def test_a_worker_killed_in_a_process_pool_is_reported_not_dropped():
+    model = ExitingLinear(*linear())
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as executor:
+        with pytest.raises(ExecutorError, match=r"^input\(s\) [0-9, ]*\b3\b.*was lost"):
+            clever_scores(model, inputs(poison=3), executor=executor, **FAST)
+
+
+# -- dask ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    ) as cluster, distributed.Client(cluster) as client:
+        client.run(torch.set_num_threads, 1)
+        yield client
+
+
+def test_dask_local_cluster_matches_serial_and_ships_the_model_once_per_worker(dask_client, tmp_path):
+    log = tmp_path / "loads"
+    model = CountingLinear(*linear(), log=str(log))
+    serial = clever_scores(model, inputs(), **FAST)
+    log.unlink(missing_ok=True)
+    parallel = clever_scores(model, inputs(), executor=dask_client.get_executor(), **FAST)
+    same_results(serial, parallel)
+    loads = loads_per_process(log)
+    assert 1 <= len(loads) <= 2 and set(loads.values()) == {1}, loads
+
+
+def test_dask_reschedules_the_input_of_a_killed_worker(dask_client, tmp_path):
+    model = ExitingLinear(*linear(), once=str(tmp_path / "died"))
+    serial = clever_scores(Linear(*linear()), inputs(poison=2), **FAST)
+    parallel = clever_scores(model, inputs(poison=2), executor=dask_client.get_executor(), **FAST)
+    assert (tmp_path / "died").exists()  # a worker did die on input 2
+    same_results(serial, parallel)
+
+
+# -- ray -----------------------------------------------------------------------------------
+
+
+def test_ray_through_the_documented_adapter(tmp_path):
+    ray = pytest.importorskip("ray", reason="ray is not installed (see docs/cluster.md for the adapter)")
+
+    class RayExecutor(Executor):  # the adapter of docs/cluster.md
+        def submit(self, fn, /, *args, **kwargs):
+            return ray.remote(fn).remote(*args, **kwargs).future()
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        model = Linear(*linear())
+        same_results(clever_scores(model, inputs(), **FAST), clever_scores(model, inputs(), executor=RayExecutor(), **FAST))
+    finally:
+        ray.shutdown()
+
+
+# -- the pytest route ------------------------------------------------------------------------
+
+
+def test_the_executor_setting_accepts_factories_and_dask_addresses_only():
+    check = OPTIONS["executor"].check
+    assert check("mypkg.cluster:make_executor", "ini") == "mypkg.cluster:make_executor"
+    assert check("dask://scheduler:8786", "ini") == "dask://scheduler:8786"
+    for bad in ("mypkg.cluster", "dask://", "a b:c", "pkg:1x"):
+        with pytest.raises(ValueError, match="module:factory .* or dask://HOST:PORT"):
+            check(bad, "ini")
+
+
+TEST_FILE = """
+import os, sys
+import torch
+from torch import nn
+
+class Logged(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        return self.fc(x)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        with open("loads.txt", "a") as f:
+            f.write(f"{os.getpid()}\\n")
+
+def test_scores(clever):
+    clever.assert_robust(Logged(), torch.randn(4, 6, generator=torch.Generator().manual_seed(1)), min_score=0)
+    print("CALLER", os.getpid(), "distributed" in sys.modules or "dask" in sys.modules)
+    with open("caller.txt", "w") as f:
+        f.write(str(os.getpid()))
+"""
+
+
+def test_the_ini_setting_sends_the_fixture_s_calls_to_the_executor_with_the_same_records(pytester):
+    pytester.makepyfile(
+        execfactory="""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        def make_executor():
+            return ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
+        """
+    )
+    pytester.makepyfile(test_scored=TEST_FILE)
+    pytester.makeini("[pytest]\nclever_radius = 1\nclever_n_batches = 20\nclever_batch_size = 32\n")
+    local = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--clever-json=local.json")
+    local.assert_outcomes(passed=1)
+    local.stdout.fnmatch_lines(["*CALLER * False"])  # unset: scoring through the plugin imports no dask
+    assert not (pytester.path / "loads.txt").exists()
+
+    pytester.makeini(
+        "[pytest]\nclever_radius = 1\nclever_n_batches = 20\nclever_batch_size = 32\n"
+        "clever_executor = execfactory:make_executor\n"
+    )
+    remote = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "-n", "1", "--clever-json=remote.json")
+    remote.assert_outcomes(passed=1)
+    loads = Counter((pytester.path / "loads.txt").read_text().split())
+    caller = (pytester.path / "caller.txt").read_text()
+    assert loads and caller not in loads and set(loads.values()) == {1}  # under -n: the xdist worker's own pool
+
+    def results(name):
+        records = json.loads((pytester.path / name).read_text())["records"]
+        return [{k: v for k, v in r.items() if k != "elapsed"} for record in records for r in record["results"]]
+
+    assert results("local.json") == results("remote.json")  # scores, seeds, batch maxima: all of it
+
+
+def test_a_bad_executor_setting_is_a_usage_error(pytester):
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("--clever-executor=not-a-spec")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--clever-executor*module:factory*"])
