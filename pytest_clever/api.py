@@ -21,7 +21,7 @@ from .diagnostics import check_masking, score_notes
 from .errors import CleverError, InvalidInputError, WeakFitWarning
 from .inputs import as_input_tensor, check_in_bounds, check_prediction, resolve_single_input, warn_if_probabilities
 from .maxima import Problem
-from .model_state import borrowed_model, model_device_and_dtype
+from .model_state import borrowed_model, check_model_tensors, model_device_and_dtype
 from .results import CleverReport, CleverResult
 from .seeds import derive_seed, resolve_seed
 from .targets import TargetSpec, combine_target_and_targets, resolve_targets
@@ -35,7 +35,32 @@ from .validation import (
 )
 
 
+#: Dtypes second order refuses (see _score_inputs).
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def check_device(device: torch.device) -> None:
+    """Reject a device that holds no data (``meta``) or that this torch cannot use, before anything moves."""
+    if device.type == "meta":
+        raise InvalidInputError(
+            "device='meta' holds no data, so nothing can be computed there (and moving the model "
+            "there would drop its weights): pass device='cpu', a GPU, or None for the model's device"
+        )
+    if device.type == "cpu":
+        return
+    try:
+        torch.empty(1, device=device)
+    except Exception as exc:  # noqa: BLE001 - AssertionError ("not compiled with CUDA"), RuntimeError, ...
+        cuda = torch.cuda.is_available()
+        raise InvalidInputError(
+            f"device {str(device)!r} is not available in this torch ({type(exc).__name__}: {exc}; "
+            f"torch.cuda.is_available() is {cuda}, {torch.cuda.device_count()} CUDA device(s)): "
+            "pass device='cpu', or None for the model's device"
+        ) from None
+
+
 def _resolve_device(model: Callable, x: torch.Tensor, device: Any) -> tuple[torch.device, torch.dtype]:
+    check_model_tensors(model)
     model_device, model_dtype = model_device_and_dtype(model)
     if device is not None:
         try:
@@ -44,6 +69,7 @@ def _resolve_device(model: Callable, x: torch.Tensor, device: Any) -> tuple[torc
             raise InvalidInputError(f"unknown device {device!r}") from exc
     else:
         target = model_device or x.device
+    check_device(target)
     return target, model_dtype or x.dtype
 
 
@@ -150,6 +176,12 @@ def _score_inputs(
     if labels is not None and len(labels) != len(tensors):
         raise InvalidInputError(f"got {len(labels)} labels for {len(tensors)} inputs")
     dev, dtype = _resolve_device(model, tensors[0], device)
+    if checked.order == 2 and dtype in HALF_DTYPES:
+        raise InvalidInputError(
+            f"order=2 needs a float32 or float64 model, got {dtype}: the Hessian solver has no half-precision "
+            "kernels and half-precision rounding swamps the curvature; score a float32 copy, e.g. "
+            "clever_score(copy.deepcopy(model).float(), x.float(), order=2, ...)"
+        )
     results = []
     with borrowed_model(model, dev) as prepared:
         for i, x in enumerate(tensors):

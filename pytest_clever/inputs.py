@@ -21,6 +21,8 @@ def as_input_tensor(x: Any) -> torch.Tensor:
             x = torch.as_tensor(x)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise InvalidInputError(f"x must be a tensor or array, got {type(x).__name__}") from exc
+    if x.is_meta:
+        raise InvalidInputError("x is on the 'meta' device, which holds no data: pass a tensor with values")
     if not x.is_floating_point():
         raise InvalidInputError(
             f"x must be a floating-point tensor, got dtype {x.dtype}: convert it with "
