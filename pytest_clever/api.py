@@ -19,7 +19,14 @@ import torch
 from . import first_order, second_order
 from .diagnostics import check_masking, score_notes
 from .errors import CleverError, InvalidInputError, WeakFitWarning
-from .inputs import as_input_tensor, check_in_bounds, check_prediction, resolve_single_input, warn_if_probabilities
+from .inputs import (
+    as_input_tensor,
+    check_in_bounds,
+    check_prediction,
+    check_rows_independent,
+    resolve_single_input,
+    warn_if_probabilities,
+)
 from .maxima import Problem
 from .model_state import borrowed_model, check_model_tensors, model_device_and_dtype
 from .results import CleverReport, CleverResult
@@ -92,6 +99,7 @@ def _score_one(
     x0, logits0 = resolve_single_input(model, x)
     warn_if_probabilities(logits0)
     check_in_bounds(x0, settings.bounds)
+    check_rows_independent(model, x0, logits0, settings.radius, settings.bounds)
     predicted = check_prediction(logits0, label, target)
     spec, targets = targets, resolve_targets(targets, logits0, predicted, seed)
     margins0 = logits0[predicted] - logits0[targets]
