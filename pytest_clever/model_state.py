@@ -78,6 +78,8 @@ def find_modules(model: Callable) -> tuple[list[nn.Module], bool]:
         elif callable(obj) and hasattr(obj, "__dict__"):
             children = list(vars(obj).values())
         else:
+            # Plain data is not looked into; an object with attributes might hold a module.
+            complete = complete and not hasattr(obj, "__dict__")
             return
         if depth >= SEARCH_DEPTH:
             complete = complete and not any(_may_hold_modules(c) for c in children)
