@@ -2,8 +2,8 @@
 
 ``n_batches * batch_size`` fresh points are processed in chunks of
 ``chunk_size``, so memory does not grow with the number of samples. The
-points come in fixed blocks of :data:`SAMPLE_BLOCK`, each drawn from its own
-generator seeded from ``(seed, block index)``, and an order that draws random
+points come in fixed blocks (:func:`sample_block`: a size set by the input's
+size alone), each drawn from its own generator seeded from ``(seed, block index)``, and an order that draws random
 numbers per point does so from ``sampling.point_generators`` (seeded from
 ``(seed, point index)``): the random stream does not depend on the chunking,
 so ``chunk_size`` changes memory use, never the points. An order supplies the
@@ -37,9 +37,11 @@ CHUNK_BYTES = 64 * 2**20
 #: Rounding allowance, in units of the dtype's epsilon times the size of the numbers
 #: involved, that a difference must exceed to count as real (as proof of a slope or curvature).
 ROUNDING_ULPS = 64
-#: Points per block of the random stream (each block has its own generator): small enough
-#: that a block of large inputs costs little memory, large enough that drawing is vectorised.
-SAMPLE_BLOCK = 64
+#: Bytes of points per block of the random stream (each block has its own generator): small
+#: enough that a block of large inputs costs little memory, large enough that drawing is vectorised.
+SAMPLE_BLOCK_BYTES = 16 * 2**20
+#: Most points per block (small inputs).
+SAMPLE_BLOCK_MAX = 1024
 
 
 def default_chunk_size(bytes_per_point: int, rows_per_point: int, device: torch.device) -> int:
@@ -131,24 +133,29 @@ class SampleMaxima:
         return float(self.slopes.max())
 
 
+def sample_block(x0: torch.Tensor) -> int:
+    """Points per block of the random stream of ``x0``: set by its size and dtype, never by the chunking."""
+    return int(max(1, min(SAMPLE_BLOCK_MAX, SAMPLE_BLOCK_BYTES // (x0.numel() * x0.element_size()))))
+
+
 class _BallStream:
     """The sampled points of one input by index: point ``k`` is the same whatever the chunks asked for."""
 
     def __init__(self, x0: torch.Tensor, settings: Settings, seed: int) -> None:
-        self.x0, self.settings, self.seed = x0, settings, seed
+        self.x0, self.settings, self.seed, self.size = x0, settings, seed, sample_block(x0)
         self.index, self.block = -1, x0.new_empty(0)
 
     def _block(self, b: int) -> torch.Tensor:
         if b != self.index:
             generator = torch.Generator(device=self.x0.device).manual_seed(derive_seed(self.seed, "ball", b))
             s = self.settings
-            self.index, self.block = b, sample_ball(self.x0, SAMPLE_BLOCK, s.norm, s.radius, generator, s.bounds)
+            self.index, self.block = b, sample_ball(self.x0, self.size, s.norm, s.radius, generator, s.bounds)
         return self.block
 
     def take(self, start: int, n: int) -> torch.Tensor:
         pieces = []
         while n > 0:
-            b, offset = divmod(start, SAMPLE_BLOCK)
+            b, offset = divmod(start, self.size)
             piece = self._block(b)[offset : offset + n]
             pieces.append(piece)
             start, n = start + len(piece), n - len(piece)
@@ -264,7 +271,8 @@ def sample_maxima(
 
 
 __all__ = [
-    "SAMPLE_BLOCK",
+    "SAMPLE_BLOCK_BYTES",
+    "SAMPLE_BLOCK_MAX",
     "ChunkStatistic",
     "ChunkValues",
     "Problem",
@@ -272,5 +280,6 @@ __all__ = [
     "default_chunk_size",
     "masked_max",
     "rounding",
+    "sample_block",
     "sample_maxima",
 ]

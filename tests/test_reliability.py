@@ -164,16 +164,19 @@ def test_chunk_size_does_not_change_the_score(order, norm):
 
 def test_the_sampled_points_do_not_depend_on_the_chunking():
     """Finding 4, for any model: the random stream is drawn in blocks seeded per (seed, block)."""
-    from pytest_clever.maxima import SAMPLE_BLOCK, _BallStream
+    from pytest_clever.maxima import _BallStream, sample_block
     from pytest_clever.validation import check_settings
 
     settings = check_settings(norm=2, radius=0.5, n_batches=10, batch_size=16, bounds=(0.0, 1.0))
-    whole = _BallStream(X0, settings, 3).take(0, 160)
-    for chunk in (1, 7, SAMPLE_BLOCK, 100):
+    whole = _BallStream(X0, settings, 3).take(0, 3000)
+    block = sample_block(X0)
+    assert block == 1024  # small inputs: large blocks; images: a few MiB of points per block
+    assert sample_block(torch.zeros(3, 224, 224)) == 27
+    for chunk in (1, 7, 64, block, 1500):
         stream = _BallStream(X0, settings, 3)
-        pieces = torch.cat([stream.take(start, min(chunk, 160 - start)) for start in range(0, 160, chunk)])
+        pieces = torch.cat([stream.take(start, min(chunk, 3000 - start)) for start in range(0, 3000, chunk)])
         assert torch.equal(pieces, whole)
-    assert not torch.equal(_BallStream(X0, settings, 4).take(0, 160), whole)
+    assert not torch.equal(_BallStream(X0, settings, 4).take(0, 3000), whole)
 
 
 # -- finding 5: NaN / Inf logits at sampled points --------------------------------------------
