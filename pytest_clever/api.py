@@ -20,9 +20,16 @@ import torch
 from . import first_order, second_order
 from .diagnostics import check_masking, score_notes
 from .errors import CleverError, InvalidInputError, WeakFitWarning
-from .inputs import as_input_tensor, check_in_bounds, check_prediction, resolve_single_input, warn_if_probabilities
+from .inputs import (
+    as_input_tensor,
+    check_in_bounds,
+    check_prediction,
+    check_rows_independent,
+    resolve_single_input,
+    warn_if_probabilities,
+)
 from .maxima import Problem
-from .model_state import borrowed_model, model_device_and_dtype
+from .model_state import borrowed_model, check_model_tensors, model_device_and_dtype
 from .results import CleverReport, CleverResult
 from .seeds import derive_seed, resolve_seed
 from .targets import TargetSpec, combine_target_and_targets, resolve_targets
@@ -39,7 +46,32 @@ if TYPE_CHECKING:
     from concurrent.futures import Executor
 
 
+#: Dtypes second order refuses (see _score_inputs).
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def check_device(device: torch.device) -> None:
+    """Reject a device that holds no data (``meta``) or that this torch cannot use, before anything moves."""
+    if device.type == "meta":
+        raise InvalidInputError(
+            "device='meta' holds no data, so nothing can be computed there (and moving the model "
+            "there would drop its weights): pass device='cpu', a GPU, or None for the model's device"
+        )
+    if device.type == "cpu":
+        return
+    try:
+        torch.empty(1, device=device)
+    except Exception as exc:  # noqa: BLE001 - AssertionError ("not compiled with CUDA"), RuntimeError, ...
+        cuda = torch.cuda.is_available()
+        raise InvalidInputError(
+            f"device {str(device)!r} is not available in this torch ({type(exc).__name__}: {exc}; "
+            f"torch.cuda.is_available() is {cuda}, {torch.cuda.device_count()} CUDA device(s)): "
+            "pass device='cpu', or None for the model's device"
+        ) from None
+
+
 def _resolve_device(model: Callable, x: torch.Tensor, device: Any) -> tuple[torch.device, torch.dtype]:
+    check_model_tensors(model)
     model_device, model_dtype = model_device_and_dtype(model)
     if device is not None:
         try:
@@ -48,6 +80,7 @@ def _resolve_device(model: Callable, x: torch.Tensor, device: Any) -> tuple[torc
             raise InvalidInputError(f"unknown device {device!r}") from exc
     else:
         target = model_device or x.device
+    check_device(target)
     return target, model_dtype or x.dtype
 
 
@@ -70,12 +103,12 @@ def _score_one(
     x0, logits0 = resolve_single_input(model, x)
     warn_if_probabilities(logits0)
     check_in_bounds(x0, settings.bounds)
+    check_rows_independent(model, x0, logits0, settings.radius, settings.bounds)
     predicted = check_prediction(logits0, label, target)
     spec, targets = targets, resolve_targets(targets, logits0, predicted, seed)
     margins0 = logits0[predicted] - logits0[targets]
 
-    generator = torch.Generator(device=device).manual_seed(seed)
-    problem = Problem(model, x0, margins0, predicted, targets, generator, chunk_size)
+    problem = Problem(model, x0, margins0, predicted, targets, seed, chunk_size)
     if settings.order == 2:
         order, samples = second_order, second_order.sample_targets(problem, settings, curvature=curvature)
     else:
@@ -155,6 +188,12 @@ def _score_inputs(
     if labels is not None and len(labels) != len(tensors):
         raise InvalidInputError(f"got {len(labels)} labels for {len(tensors)} inputs")
     dev, dtype = _resolve_device(model, tensors[0], device)
+    if checked.order == 2 and dtype in HALF_DTYPES:
+        raise InvalidInputError(
+            f"order=2 needs a float32 or float64 model, got {dtype}: the Hessian solver has no half-precision "
+            "kernels and half-precision rounding swamps the curvature; score a float32 copy, e.g. "
+            "clever_score(copy.deepcopy(model).float(), x.float(), order=2, ...)"
+        )
     seeds = [derive_seed(run_seed, i) if indexed else run_seed for i in range(len(tensors))]
     if executor is not None:
         from .executor import score_on_executor
@@ -252,7 +291,12 @@ def clever_score(
         :class:`~pytest_clever.errors.NotTwiceDifferentiableError` with ``order=2``.
     chunk_size:
         Points per forward/backward pass; bounds memory. Chosen per device
-        by default.
+        by default. The sampled points (and second order's random start
+        vectors) do not depend on it, so a model whose output for one point
+        does not depend on the batch size gives bit-identical scores for
+        every ``chunk_size``. BLAS kernels (``nn.Linear``, convolutions) may
+        round differently for different batch sizes, which can change the
+        last bits of a score (about 1e-7 relative in float32).
     curvature:
         For ``order=2``: "spectral" bounds the Hessian spectral norm (the
         default; a bound that holds whatever the sign of the curvature),

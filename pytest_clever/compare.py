@@ -40,8 +40,8 @@ class DropRule:
             value = float(amount[:-1] if relative else amount)
         except ValueError:
             raise ValueError(f"bad drop {amount!r} in {text!r}: use a number or a percentage") from None
-        if value < 0:
-            raise ValueError(f"drop must be >= 0 in {text!r}")
+        if not value >= 0 or value == float("inf"):  # NaN and inf would never fire
+            raise ValueError(f"drop must be a finite number >= 0 in {text!r}")
         return cls(statistic, value / 100 if relative else value, relative)
 
     def __str__(self) -> str:

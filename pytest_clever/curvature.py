@@ -85,7 +85,7 @@ def hessian_curvature(
     dim: int,
     *,
     method: str = "spectral",
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     dtype: torch.dtype,
     device: torch.device,
     tol: float = TOLERANCE,
@@ -95,11 +95,16 @@ def hessian_curvature(
 
     ``method="spectral"`` returns ``||H||_2``; ``method="negative"`` returns
     ``max(0, -lambda_min(H))``; both come from one Lanczos run, whose start
-    vectors are drawn from ``generator`` (so the result is reproducible).
+    vectors are drawn from ``generator`` (so the result is reproducible), or
+    from one generator per point (``n_rows / len(generator)`` rows each).
     """
     if method not in CURVATURE_METHODS:
         raise ValueError(f"unknown curvature method {method!r}: use one of {CURVATURE_METHODS}")
-    start = torch.randn(n_rows, dim, generator=generator, dtype=dtype, device=device)
+    if isinstance(generator, torch.Generator):
+        start = torch.randn(n_rows, dim, generator=generator, dtype=dtype, device=device)
+    else:
+        rows = n_rows // len(generator)
+        start = torch.cat([torch.randn(rows, dim, generator=g, dtype=dtype, device=device) for g in generator])
     ritz = lanczos(hvp, start, tol=tol, max_steps=max_steps)
     spectral = torch.maximum(ritz.lambda_max.abs(), ritz.lambda_min.abs())
     value = spectral if method == "spectral" else (-ritz.lambda_min).clamp_min(0)
@@ -113,7 +118,7 @@ def margin_curvatures(
     targets: Sequence[int],
     *,
     method: str = "spectral",
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     tol: float = TOLERANCE,
     max_steps: int = MAX_STEPS,
 ) -> tuple[MarginHessians, CurvatureEstimate]:

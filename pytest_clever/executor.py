@@ -33,10 +33,9 @@ from contextlib import ExitStack
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import nn
 
 from .errors import CleverError, ExecutorError, InvalidInputError
-from .model_state import borrowed_model
+from .model_state import borrowed_model, find_modules
 
 #: Exceptions (by class name, so that no cluster library is imported) meaning the
 #: worker running a task died or left, not that scoring the input failed.
@@ -70,11 +69,12 @@ def _cached_model(key: str, path: str | None, data: bytes | None, device: torch.
             with open(path, "rb") as f:
                 data = f.read()
         model = torch.load(io.BytesIO(data), map_location=device, weights_only=False)
-        if isinstance(model, nn.Module):
-            # Prepared for good: borrowed_model then restores these same flags, so
-            # concurrent tasks in threads of one process never see the train mode.
-            model.eval()
-            model.requires_grad_(False)
+        # Every module the callable uses (a Module, or one inside a lambda/partial/method) is
+        # prepared for good: borrowed_model then restores these same flags, so concurrent
+        # tasks in threads of one process never see the train mode.
+        for module in find_modules(model)[0]:
+            module.eval()
+            module.requires_grad_(False)
         _cache[entry] = model
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)

@@ -44,14 +44,14 @@ def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
     dual = dual_norm(settings.norm)
     target_index = torch.as_tensor(list(targets), device=x0.device)
 
-    def gradient_norms(points: torch.Tensor) -> ChunkValues:
+    def gradient_norms(points: torch.Tensor, first: int) -> ChunkValues:
         logits, grads = margin_gradients(model, points, predicted, targets)
         norms = torch.linalg.vector_norm(grads.flatten(2), ord=dual, dim=2)  # (n, T)
         own, other = logits[:, predicted : predicted + 1], logits[:, target_index]
         return ChunkValues(values=norms, gradient_norms=norms, margins=own - other, logit_scale=own.abs() + other.abs())
 
     chunk_size = problem.chunk_size or chunk_size_for(len(targets), x0)
-    sampled = sample_maxima(gradient_norms, x0, problem.margins0, settings, generator=problem.generator, chunk_size=chunk_size)
+    sampled = sample_maxima(gradient_norms, x0, problem.margins0, settings, seed=problem.seed, chunk_size=chunk_size)
     return GradientSamples(sampled)
 
 

@@ -233,6 +233,7 @@ class CleverFixture:
         self._calls[name] = call + 1
         seed = derive_seed(settings["seed"], self.nodeid, name or "", call)
         engine = {k: settings[k] for k in ENGINE_SETTINGS if settings[k] is not None}
+        xs = __import__("torch").as_tensor(xs) if type(xs).__module__ == "numpy" else xs  # numpy, as the API takes
         if not hasattr(xs, "unbind") and not isinstance(xs, (list, tuple)):
             raise TypeError("xs must be a tensor batch (N, ...) or a list of inputs")
         problem, checks = None, None

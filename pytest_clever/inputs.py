@@ -5,13 +5,13 @@ The torch-free checks of settings live in :mod:`pytest_clever.validation`.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from typing import Any, Callable
 
 import torch
 
 from .errors import CleverWarning, InvalidInputError, MisclassifiedInputError, ModelError, see
+from .validation import as_class_index
 
 
 def as_input_tensor(x: Any) -> torch.Tensor:
@@ -21,6 +21,8 @@ def as_input_tensor(x: Any) -> torch.Tensor:
             x = torch.as_tensor(x)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise InvalidInputError(f"x must be a tensor or array, got {type(x).__name__}") from exc
+    if x.is_meta:
+        raise InvalidInputError("x is on the 'meta' device, which holds no data: pass a tensor with values")
     if not x.is_floating_point():
         raise InvalidInputError(
             f"x must be a floating-point tensor, got dtype {x.dtype}: convert it with "
@@ -47,9 +49,10 @@ def check_in_bounds(x: torch.Tensor, bounds: tuple[float, float] | None) -> None
 
 
 def _call(model: Callable, batch: torch.Tensor) -> torch.Tensor:
+    given = batch.clone()  # the model gets a copy: the user's x is never changed
     try:
         with torch.no_grad():
-            out = model(batch)
+            out = model(given)
     except Exception as exc:
         raise ModelError(
             f"the model raised {type(exc).__name__} when called on a batch of shape "
@@ -59,6 +62,12 @@ def _call(model: Callable, batch: torch.Tensor) -> torch.Tensor:
         raise InvalidInputError(
             f"the model must return a tensor of logits, got {type(out).__name__}; "
             "wrap it, e.g. lambda x: model(x).logits" + see("Usage")
+        )
+    if not torch.equal(given, batch):
+        raise ModelError(
+            "the model changed its input in place (the batch differs after the forward pass), so the "
+            "gradients would belong to other points: start forward() with x = x.clone(), or replace in-place "
+            "ops on the input (x.mul_(), x.clamp_(), ReLU(inplace=True) as first layer)"
         )
     return out
 
@@ -117,6 +126,43 @@ def resolve_single_input(model: Callable, x: torch.Tensor) -> tuple[torch.Tensor
     raise first_error
 
 
+def check_rows_independent(
+    model: Callable, x0: torch.Tensor, logits0: torch.Tensor, radius: float, bounds: tuple[float, float] | None
+) -> None:
+    """Reject a model whose logits for one input depend on the other inputs of its batch.
+
+    CLEVER evaluates sampled points in batches, so each row must be computed
+    on its own. Compares ``x0`` and a point ``p`` of the ball scored together
+    with each scored alone, to a rounding tolerance (BLAS kernels may round
+    differently for different batch sizes).
+    """
+    signs = torch.ones(x0.numel(), dtype=x0.dtype, device=x0.device)
+    signs[1::2] = -1
+    # Every Lp norm of this step is at most radius / 2 (its L1 norm is).
+    other = x0 + (radius / (2 * x0.numel())) * signs.view_as(x0)
+    if bounds is not None:
+        other = other.clamp(bounds[0], bounds[1])
+    both = _call(model, torch.stack([other, x0]))
+    alone = _call(model, other.unsqueeze(0))
+    if both.shape != (2, logits0.shape[0]):
+        raise InvalidInputError(
+            f"the model must return one row of logits per input row: for a batch of 2 inputs it returned "
+            f"shape {tuple(both.shape)} (for 1 input, {(1, logits0.shape[0])}); it ignores the batch dimension "
+            "(e.g. indexes x[0] or reshapes over the batch)"
+        )
+    eps = torch.finfo(logits0.dtype).eps ** 0.5
+    tolerance = eps * (1 + float(logits0.abs().max()))
+    deviation = max(float((both[1] - logits0).abs().max()), float((both[0] - alone[0]).abs().max()))
+    if deviation > tolerance:
+        raise InvalidInputError(
+            f"the model's logits for one input depend on the other inputs of its batch (they change by "
+            f"{deviation:.3g} when another point is in the batch): CLEVER scores sampled points in batches, so "
+            "each row must be computed on its own. The model mixes or ignores the batch dimension (x[0], "
+            "x.mean(0), a reshape over the batch), is random (dropout), or uses batch statistics (BatchNorm "
+            "in training mode in a wrapper pytest-clever cannot see into): call model.eval() and keep rows apart"
+        )
+
+
 def warn_if_probabilities(logits0: torch.Tensor) -> None:
     """CLEVER on softmax outputs is valid but measures another margin: say so once."""
     total = float(logits0.sum())
@@ -144,10 +190,10 @@ def check_prediction(logits0: torch.Tensor, label: Any, target: Any) -> int:
             "whatever the model's robustness"
         )
     if label is not None:
-        if isinstance(label, torch.Tensor):
-            label = label.item()
-        if isinstance(label, bool) or not isinstance(label, numbers.Integral) or not 0 <= label < k:
+        index = as_class_index(label)
+        if index is None or index >= k:
             raise InvalidInputError(f"label must be a class index in [0, {k}), got {label!r}")
+        label = index
         if predicted != int(label):
             raise MisclassifiedInputError(
                 f"the model predicts class {predicted} but the label is {int(label)}: the CLEVER "
@@ -155,8 +201,10 @@ def check_prediction(logits0: torch.Tensor, label: Any, target: Any) -> int:
                 "the boundary of the wrong class); drop the input or fix the model" + see("Troubleshooting")
             )
     if target is not None:
-        if isinstance(target, bool) or not isinstance(target, numbers.Integral) or not 0 <= target < k:
+        index = as_class_index(target)
+        if index is None or index >= k:
             raise InvalidInputError(f"target must be a class index in [0, {k}), got {target!r}")
+        target = index
         if int(target) == predicted:
             raise InvalidInputError(
                 f"target {target} is the predicted class; a targeted score needs another class"

@@ -78,8 +78,11 @@ def lanczos(hvp: HVP, v0: torch.Tensor, *, tol: float = TOLERANCE, max_steps: in
         scale = torch.maximum(new_hi.abs(), new_lo.abs())
         steady = ((new_lo - lo).abs() <= tol * scale) & ((new_hi - hi).abs() <= tol * scale)
         # Rows whose space was exhausted keep their (exact) values; zero padding would add a 0 eigenvalue.
-        lo, hi = torch.where(alive, new_lo, lo), torch.where(alive, new_hi, hi)
-        converged = ~alive | (steady & torch.tensor(steps > 1, device=v0.device))
+        # Converged rows keep the values they converged with, so a row's result does not depend on
+        # the other rows of its chunk (chunk_size changes memory use, not scores).
+        update = alive & ~converged
+        lo, hi = torch.where(update, new_lo, lo), torch.where(update, new_hi, hi)
+        converged = converged | ~alive | (steady & torch.tensor(steps > 1, device=v0.device))
         beta = torch.linalg.vector_norm(w, dim=1)
         alive = alive & (beta > 1e3 * torch.finfo(v0.dtype).eps * scale.clamp_min(tiny))
         if bool(converged.all()) or not bool(alive.any()):

@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from .seeds import derive_seed
+
 
 def sample_ball_deltas(
     n: int,
@@ -68,3 +70,12 @@ def sample_ball(
     if bounds is not None:
         points = points.clamp_(bounds[0], bounds[1])
     return points
+
+
+def point_generators(seed: int, first: int, n: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator for each of the points ``first .. first + n - 1`` of a run, seeded from ``(seed, index)``.
+
+    For per-point random draws (second order's Lanczos start vectors) that do
+    not depend on how the points are chunked.
+    """
+    return [torch.Generator(device=device).manual_seed(derive_seed(seed, "point", k)) for k in range(first, first + n)]

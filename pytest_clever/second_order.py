@@ -26,6 +26,7 @@ from .gradients import margin_gradients
 from .maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, masked_max, rounding, sample_maxima
 from .norms import dual_norm
 from .results import TargetScore
+from .sampling import point_generators
 from .validation import Settings
 
 #: Working copies per row and input element: the double-backward graph of a row is a few
@@ -81,9 +82,9 @@ class _CurvatureChunks:
     """The per-chunk statistic of second order, keeping its own lower bounds across chunks."""
 
     def __init__(self, model: Callable, x0: torch.Tensor, margins0: torch.Tensor, predicted: int,
-                 targets: Sequence[int], method: str, generator: torch.Generator) -> None:
+                 targets: Sequence[int], method: str, seed: int) -> None:
         self.model, self.x0, self.margins0 = model, x0, margins0
-        self.predicted, self.targets, self.method, self.generator = predicted, list(targets), method, generator
+        self.predicted, self.targets, self.method, self.seed = predicted, list(targets), method, seed
         _, grad0 = margin_gradients(model, x0.unsqueeze(0), predicted, targets)
         self.gradient0 = grad0[0].detach()  # (T, *shape)
         self.g0 = self.gradient0.flatten(1)
@@ -94,10 +95,12 @@ class _CurvatureChunks:
         self.hessian_nonfinite = torch.zeros((), dtype=torch.long, device=x0.device)
         self.steps = 0
 
-    def __call__(self, points: torch.Tensor) -> ChunkValues:
+    def __call__(self, points: torch.Tensor, first: int) -> ChunkValues:
         n, n_targets, eps = len(points), len(self.targets), rounding(self.x0.dtype)
+        # One generator per point: the Lanczos start vectors do not depend on the chunking.
+        generators = point_generators(self.seed, first, n, points.device)
         hessians, estimate = margin_curvatures(
-            self.model, points, self.predicted, self.targets, method=self.method, generator=self.generator
+            self.model, points, self.predicted, self.targets, method=self.method, generator=generators
         )
         self.steps = max(self.steps, estimate.steps)
         grads = hessians.grads.view(n, n_targets, -1)
@@ -134,11 +137,11 @@ def sample_targets(problem: Problem, settings: Settings, *, curvature: str = "sp
     """Batch maxima of the margins' curvature over ``n_batches * batch_size`` sampled points, every target at once."""
     x0, n_targets = problem.x0, len(problem.targets)
     chunks = _CurvatureChunks(
-        problem.model, x0, problem.margins0, problem.predicted, problem.targets, curvature, problem.generator
+        problem.model, x0, problem.margins0, problem.predicted, problem.targets, curvature, problem.seed
     )
     bytes_per_point = HESSIAN_COPIES * n_targets * x0.numel() * x0.element_size()
     chunk_size = problem.chunk_size or default_chunk_size(bytes_per_point, n_targets, x0.device)
-    sampled = sample_maxima(chunks, x0, problem.margins0, settings, generator=problem.generator, chunk_size=chunk_size)
+    sampled = sample_maxima(chunks, x0, problem.margins0, settings, seed=problem.seed, chunk_size=chunk_size)
     total = settings.n_batches * settings.batch_size
     return CurvatureSamples(
         method=curvature,

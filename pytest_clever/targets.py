@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .errors import InvalidInputError
+from .validation import as_class_index
 
 ALL = "all"
 TOP = "top"
@@ -62,9 +63,10 @@ class TargetSpec:
 
 
 def _class_index(value: Any, spec: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+    index = as_class_index(value)
+    if index is None:
         raise InvalidInputError(f"targets {spec!r}: {value!r} is not a class index (an integer >= 0)")
-    return int(value)
+    return index
 
 
 def _explicit(values: Sequence[Any], spec: Any) -> TargetSpec:

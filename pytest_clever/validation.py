@@ -84,6 +84,19 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     return value
 
 
+def as_class_index(value: Any) -> int | None:
+    """``value`` as a class index (an int, a numpy integer, a 0-d integer tensor or array, >= 0), else None.
+
+    Bools and floats (even ``2.0``) are not class indices. Callers raise with
+    a message naming their setting (``label``, ``target``, ``targets``).
+    """
+    if not isinstance(value, numbers.Number) and getattr(value, "shape", None) == () and hasattr(value, "item"):
+        value = value.item()  # a 0-d tensor or array, without importing torch or numpy
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        return None
+    return int(value)
+
+
 def check_curvature(curvature: Any) -> str:
     if curvature not in CURVATURE_METHODS:
         raise InvalidInputError(f"curvature must be one of {', '.join(map(repr, CURVATURE_METHODS))}, got {curvature!r}")

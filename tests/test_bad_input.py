@@ -87,6 +87,37 @@ class Case:
     context: Callable[[], Any] | None = None
 
 
+def _single_only(net):
+    def model(x):
+        if x.shape[0] > 2:
+            raise RuntimeError("only small batches")
+        return net(x)
+
+    return model
+
+
+def _nan_far(net):
+    def model(x):
+        out = net(x)
+        return torch.where(torch.linalg.vector_norm(x - X0, dim=1, keepdim=True) > 0.3, out * math.nan, out)
+
+    return model
+
+
+def _in_place(net):
+    def model(x):
+        with torch.no_grad():
+            x.mul_(0.5)
+        return net(x)
+
+    return model
+
+
+def _inference_weights():
+    with torch.inference_mode():
+        return tanh_net()
+
+
 def _frozen_first_layer():
     model = tanh_net()
     model[0].weight.requires_grad_(False)
@@ -113,6 +144,17 @@ CASES = [
     Case("NaN logits", "raises", lambda: (lambda x: x[:, :3] * math.nan), error=InvalidInputError,
          message="NaN or infinite logits"),
     Case("model raises", "raises", lambda: _raise, error=ModelError, message="boom inside the model"),
+    Case("model fails only on sampled batches", "raises", lambda: _single_only(tanh_net()), error=ModelError,
+         message="although it worked on x itself"),
+    Case("NaN logits at sampled points only", "raises", lambda: _nan_far(tanh_net()), error=ModelError,
+         message="NaN or infinite logits at"),
+    Case("model changes its input in place", "raises", lambda: _in_place(tanh_net()), error=ModelError,
+         message="changed its input in place"),
+    Case("model ignores the batch dimension", "raises", lambda: (lambda x, net=tanh_net(): net(x[:1])),
+         error=InvalidInputError, message="one row of logits per input row"),
+    Case("model mixes the rows of a batch", "raises",
+         lambda: (lambda x, net=tanh_net(): net(x[:1]).expand(x.shape[0], -1)),
+         error=InvalidInputError, message="depend on the other inputs of its batch"),
     Case("tie between top classes", "raises", lambda: (lambda x: torch.zeros(x.shape[0], 3) + 0 * x.sum()),
          error=MisclassifiedInputError, message="tie at the top"),
     # -- the input ------------------------------------------------------------------------
@@ -139,6 +181,9 @@ CASES = [
          error=InvalidInputError, message="is the predicted class"),
     Case("target out of range", "raises", kwargs={"target": 3}, error=InvalidInputError,
          message="target must be a class index in [0, 3)"),
+    Case("float target", "raises", kwargs={"target": 2.0}, error=InvalidInputError, message="not a class index"),
+    Case("0-d integer tensor as target", "valid", kwargs={"target": torch.tensor((_prediction(tanh_net()) + 1) % 3)}),
+    Case("numpy integer as label", "valid", kwargs={"label": np.int64(_prediction(tanh_net()))}),
     # -- settings -------------------------------------------------------------------------
     Case("radius zero", "raises", kwargs={"radius": 0.0}, error=InvalidInputError, message="radius must be"),
     Case("radius negative", "raises", kwargs={"radius": -1.0}, error=InvalidInputError, message="radius must be"),
@@ -155,6 +200,15 @@ CASES = [
     Case("chunk_size 0", "raises", kwargs={"chunk_size": 0}, error=InvalidInputError, message="chunk_size"),
     Case("unknown device", "raises", kwargs={"device": "warp-drive"}, error=InvalidInputError,
          message="unknown device"),
+    Case("meta device", "raises", kwargs={"device": "meta"}, error=InvalidInputError, message="holds no data"),
+    Case("unavailable device", "raises", kwargs={"device": "cuda:99"}, error=InvalidInputError,
+         message="is not available"),
+    Case("chunk_size negative", "raises", kwargs={"chunk_size": -1}, error=InvalidInputError, message="chunk_size"),
+    Case("seed above 2**64", "raises", kwargs={"seed": 2**64 + 5}, error=InvalidInputError, message="seed must be"),
+    Case("float seed", "raises", kwargs={"seed": 1.7}, error=InvalidInputError, message="seed must be"),
+    Case("bool radius", "raises", kwargs={"radius": True}, error=InvalidInputError, message="radius must be"),
+    Case("order 2 on a float16 model", "raises", lambda: tanh_net(torch.float16), kwargs={"order": 2},
+         error=InvalidInputError, message="order=2 needs a float32 or float64 model"),
     # -- gradients ------------------------------------------------------------------------
     Case("masked gradients (rounding in forward)", "raises",
          lambda: (lambda x, net=tanh_net(): net(torch.round(x * 4) / 4)), kwargs={"bounds": (0.0, 1.0)},
@@ -165,6 +219,11 @@ CASES = [
     Case("BatchNorm left in train mode", "warns", _bn_in_train_mode, error=CleverWarning,
          message="training mode with BatchNorm1d"),
     Case("forward mutates a buffer", "warns", Counting, error=CleverWarning, message="changed 1 buffer(s)"),
+    Case("model on the meta device", "raises", lambda: tanh_net().to("meta"), error=InvalidInputError,
+         message="'meta' device"),
+    Case("weights created under inference_mode", "raises", lambda: _inference_weights(), error=InvalidInputError,
+         message="inference tensors cannot be used in autograd"),
+    Case("float16 model", "valid", lambda: tanh_net(torch.float16)),
     Case("parameters with requires_grad=False", "valid", _frozen_first_layer),
     Case("called under torch.no_grad()", "valid", context=torch.no_grad),
     Case("called under torch.inference_mode()", "valid", context=torch.inference_mode),
@@ -195,7 +254,8 @@ def _same_state(before, after) -> bool:
         flags == after[0]
         and req == after[1]
         and all(a is b for a, b in zip(grads, after[2]))
-        and all(torch.equal(tensors[k], after[3][k]) for k in tensors)
+        # Meta tensors hold no values to compare: they must still be on meta.
+        and all(after[3][k].is_meta if tensors[k].is_meta else torch.equal(tensors[k], after[3][k]) for k in tensors)
     )
 
 
