@@ -75,3 +75,8 @@ class UnloadableLinear(Linear):
 
     def __setstate__(self, state: dict) -> None:
         raise RuntimeError("not loadable here")
+
+
+def call_model(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A module-level function to wrap a model in ``functools.partial`` (picklable, unlike a lambda)."""
+    return model(x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 from collections import Counter
@@ -14,7 +15,9 @@ from pytest_clever import clever_scores
 from pytest_clever.errors import CleverWarning, ExecutorError, InvalidInputError, MisclassifiedInputError, ModelError
 from pytest_clever.settings import OPTIONS
 
-from .executor_models import POISON, CountingLinear, DropoutLinear, ExitingLinear, FailingLinear, UnloadableLinear, linear
+from .executor_models import (
+    POISON, CountingLinear, DropoutLinear, ExitingLinear, FailingLinear, UnloadableLinear, call_model, linear,
+)
 from .helpers import Linear, one_torch_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -104,6 +107,21 @@ def test_thread_pool_matches_serial():
         parallel = clever_scores(model, inputs(), executor=executor, **FAST)
     same_results(clever_scores(model, inputs(), **FAST), parallel)
 
+
+
+def test_a_worker_prepares_the_modules_inside_a_wrapped_model_for_good():
+    """Threads of one worker share the loaded model: a partial over a train-mode module must come out of
+    the worker's cache already in eval mode, so no thread's restore can switch another's module back."""
+    from pytest_clever.executor import _cached_model, serialise_model
+
+    model = DropoutLinear(*linear())
+    model.train()
+    data = serialise_model(functools.partial(call_model, model))
+    loaded = _cached_model("test-wrapped-" + str(id(data)), None, data, torch.device("cpu"))
+    inner = loaded.args[0]
+    assert inner is not model and not inner.training and not inner.drop.training
+    assert not any(p.requires_grad for p in inner.parameters())
+    assert model.training  # the caller's model is untouched
 
 # -- errors --------------------------------------------------------------------------------
 
