@@ -9,12 +9,13 @@ statistic, the dual norm of every margin gradient (``gradients.py``);
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
-from .evt import fit_endpoint
+from .evt import endpoint_bracket, fit_endpoint
 from .gradients import margin_gradients
 from .maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, sample_maxima
 from .norms import dual_norm
@@ -55,26 +56,59 @@ def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
     return GradientSamples(sampled)
 
 
+#: ``TargetScore.fit_method`` of a target whose fit was skipped: its bracket shows it cannot decide the minimum.
+UNFITTED = "unfitted"
+
+
+def _score(margin: float, lipschitz: float, radius: float) -> float:
+    """``min(margin / L, R)``; ``R`` when ``L`` is not positive (the margin cannot change)."""
+    return min(margin / lipschitz, radius) if lipschitz > 0 else radius
+
+
 def score_targets(
     samples: GradientSamples, targets: Sequence[int], margins: Sequence[float], settings: Settings
 ) -> dict[int, TargetScore]:
-    """Fit the Lipschitz end point and score ``min(margin / L, R)`` per target."""
+    """Fit the Lipschitz end point and score ``min(margin / L, R)`` per target, fitting only targets that can decide.
+
+    Before any fit each target's end point is bracketed (:func:`~pytest_clever.evt.endpoint_bracket`),
+    hence its score: at least ``margin / upper``. Targets are fitted in order of that
+    lower bound; once it exceeds the smallest fitted score, no later target can
+    attain (or tie) the minimum, so the rest are recorded unfitted (``fit_method``
+    ``"unfitted"``, ``lipschitz`` the bracket's upper end, ``score`` its lower bound).
+    The deciding target and score are those of fitting every target.
+    """
     maxima = samples.sampled.maxima.double().cpu().numpy()
     lower = samples.sampled.slopes.double().cpu().tolist()
+    _, highest = endpoint_bracket(maxima)
+    radius = settings.radius
+    # The score falls as L grows (margins at x0 are >= 0 for the predicted class);
+    # a negative or NaN margin gets no bound and is always fitted.
+    floor = [_score(m, h, radius) if m >= 0 else -math.inf for m, h in zip(margins, highest.tolist())]
+    order = sorted(range(len(targets)), key=lambda t: (floor[t], targets[t]))
+    best = math.inf
     per_target: dict[int, TargetScore] = {}
-    for t, j in enumerate(targets):
+    for t in order:
+        j = targets[t]
+        if floor[t] > best:  # strictly: an equal score could still win the tie on the class index
+            per_target[j] = TargetScore(
+                target=j, score=floor[t], margin=margins[t], lipschitz=float(highest[t]),
+                lipschitz_lower_bound=lower[t], sample_max=float(maxima[:, t].max()), fit_method=UNFITTED,
+                shape=math.nan, loc=math.nan, scale=math.nan, ks_statistic=math.nan, ks_pvalue=math.nan,
+                fit_reason=f"not fitted: cannot decide the minimum (score >= {floor[t]:.6g} > {best:.6g})",
+            )
+            continue
         fit = fit_endpoint(maxima[:, t])
-        lipschitz = fit.endpoint
-        score = min(margins[t] / lipschitz, settings.radius) if lipschitz > 0 else settings.radius
+        score = _score(margins[t], fit.endpoint, radius)
+        best = min(best, score)
         per_target[j] = TargetScore(
             target=j,
             score=float(score),
             margin=margins[t],
-            lipschitz=float(lipschitz),
+            lipschitz=float(fit.endpoint),
             lipschitz_lower_bound=lower[t],
             **fit.result_fields(),
         )
-    return per_target
+    return {j: per_target[j] for j in targets}
 
 
-__all__ = ["GRADIENT_COPIES", "GradientSamples", "chunk_size_for", "sample_targets", "score_targets"]
+__all__ = ["GRADIENT_COPIES", "UNFITTED", "GradientSamples", "chunk_size_for", "sample_targets", "score_targets"]
