@@ -16,12 +16,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from . import first_order, second_order
+from . import first_order, progress, second_order
 from .diagnostics import check_masking, score_notes
 from .errors import CleverError, InvalidInputError, WeakFitWarning
 from .inputs import as_input_tensor, check_in_bounds, check_prediction, resolve_single_input, warn_if_probabilities
 from .maxima import Problem
 from .model_state import borrowed_model, model_device_and_dtype
+from .numerics import exact_float32
 from .results import CleverReport, CleverResult
 from .seeds import derive_seed, resolve_seed
 from .targets import TargetSpec, combine_target_and_targets, resolve_targets
@@ -69,6 +70,9 @@ def _score_one(
     predicted = check_prediction(logits0, label, target)
     spec, targets = targets, resolve_targets(targets, logits0, predicted, seed)
     margins0 = logits0[predicted] - logits0[targets]
+    tracker = progress.current()
+    if tracker is not None:
+        tracker.input(len(targets))
 
     generator = torch.Generator(device=device).manual_seed(seed)
     problem = Problem(model, x0, margins0, predicted, targets, generator, chunk_size)
@@ -122,6 +126,7 @@ def _score_inputs(
     chunk_size: Any,
     curvature: Any,
     indexed: bool,
+    progress_to: progress.ProgressSetting = False,
     **settings: Any,
 ) -> tuple[list[CleverResult], int]:
     """The one preparation path: validate once, resolve the device, borrow the model, score each input.
@@ -151,7 +156,9 @@ def _score_inputs(
         raise InvalidInputError(f"got {len(labels)} labels for {len(tensors)} inputs")
     dev, dtype = _resolve_device(model, tensors[0], device)
     results = []
-    with borrowed_model(model, dev) as prepared:
+    points = checked.n_batches * checked.batch_size
+    with borrowed_model(model, dev) as prepared, exact_float32(), \
+            progress.tracking(progress_to, len(tensors), points) as tracker:
         for i, x in enumerate(tensors):
             try:
                 results.append(_score_one(
@@ -163,6 +170,8 @@ def _score_inputs(
                 if not indexed:
                     raise
                 raise type(exc)(f"input {i}: {exc}") from exc
+            if tracker is not None:
+                tracker.scored()
     for i, result in enumerate(results):
         _warn(result, i if indexed else None)
     return results, run_seed
@@ -185,6 +194,7 @@ def clever_score(
     order: int = 1,
     chunk_size: int | None = None,
     curvature: str = "spectral",
+    progress: progress.ProgressSetting = False,
 ) -> CleverResult:
     """CLEVER score of one input (first order by default, second order with ``order=2``).
 
@@ -243,7 +253,7 @@ def clever_score(
     """
     (result,), _ = _score_inputs(
         model, [x], None if label is None else [label], seed, target=target, targets=targets, device=device,
-        chunk_size=chunk_size, curvature=curvature, indexed=False,
+        chunk_size=chunk_size, curvature=curvature, indexed=False, progress_to=progress,
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order,
     )
     return result
@@ -266,13 +276,15 @@ def clever_scores(
     order: int = 1,
     chunk_size: int | None = None,
     curvature: str = "spectral",
+    progress: progress.ProgressSetting = False,
 ) -> CleverReport:
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 
     Takes the settings of :func:`clever_score`; input ``i`` is scored with the
     seed ``derive_seed(seed, i)`` (:mod:`pytest_clever.seeds`), so each score is reproducible on its own.
     Returns a :class:`~pytest_clever.results.CleverReport` with ``min``,
-    ``mean``, ``median`` and ``quantile(q)``.
+    ``mean``, ``median`` and ``quantile(q)``. With ``progress=True`` a long call
+    shows the first input's time and the estimate for the rest on stderr.
     """
     started = time.perf_counter()
     inputs = xs.unbind(0) if isinstance(xs, torch.Tensor) else list(xs)
@@ -280,7 +292,7 @@ def clever_scores(
         labels = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
     results, run_seed = _score_inputs(
         model, inputs, labels, seed, target=target, targets=targets, device=device,
-        chunk_size=chunk_size, curvature=curvature, indexed=True,
+        chunk_size=chunk_size, curvature=curvature, indexed=True, progress_to=progress,
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order,
     )
     return CleverReport(tuple(results), seed=run_seed, elapsed=time.perf_counter() - started)

@@ -16,13 +16,14 @@ from typing import Sequence
 import torch
 
 from .evt import endpoint_bracket, fit_endpoint
-from .gradients import margin_gradients
+from . import progress
+from .gradients import margin_gradient_norms, targets_per_pass
 from .maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, sample_maxima
 from .norms import dual_norm
 from .results import TargetScore
 from .validation import Settings
 
-#: Working copies per point, target and input element: the gradients and their autograd buffers.
+#: Working copies per point, target alive at once and input element: the gradients and their autograd buffers.
 GRADIENT_COPIES = 2
 
 
@@ -34,8 +35,13 @@ class GradientSamples:
 
 
 def chunk_size_for(n_targets: int, x0: torch.Tensor) -> int:
-    """Default points per chunk for the first-order pass on ``x0``'s device."""
-    bytes_per_point = GRADIENT_COPIES * n_targets * x0.numel() * x0.element_size()
+    """Default points per chunk for the first-order pass on ``x0``'s device.
+
+    Gradients are reduced to norms as they come (``margin_gradient_norms``), so
+    only one block of targets' gradients is alive at a time.
+    """
+    alive = targets_per_pass(n_targets, x0.device)
+    bytes_per_point = GRADIENT_COPIES * alive * x0.numel() * x0.element_size()
     return default_chunk_size(bytes_per_point, 1, x0.device)
 
 
@@ -45,10 +51,12 @@ def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
     dual = dual_norm(settings.norm)
     target_index = torch.as_tensor(list(targets), device=x0.device)
 
+    block = targets_per_pass(len(targets), x0.device)
+
     def gradient_norms(points: torch.Tensor) -> ChunkValues:
-        logits, grads = margin_gradients(model, points, predicted, targets)
-        norms = torch.linalg.vector_norm(grads.flatten(2), ord=dual, dim=2)  # (n, T)
+        logits, norms = margin_gradient_norms(model, points, predicted, targets, dual, block)  # norms: (n, T)
         own, other = logits[:, predicted : predicted + 1], logits[:, target_index]
+        progress.points_done(len(points))
         return ChunkValues(values=norms, gradient_norms=norms, margins=own - other, logit_scale=own.abs() + other.abs())
 
     chunk_size = problem.chunk_size or chunk_size_for(len(targets), x0)

@@ -89,3 +89,32 @@ def test_unfitted_targets_survive_json_and_are_not_weak():
     again = CleverResult.from_dict(result.to_dict())
     assert again.per_target[unfitted[0].target] == unfitted[0]
     assert not any("unfitted" in note or "not fitted" in note for note in result.notes)
+
+
+def small_conv(classes: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Linear(36, classes)
+    ).eval()
+
+
+@pytest.mark.parametrize("ord", [1.0, 2.0, math.inf])
+def test_batched_and_looped_gradient_norms_are_the_same_bits(ord):
+    from pytest_clever.gradients import margin_gradient_norms, margin_gradients
+
+    model, points = small_conv(40), torch.rand(5, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    targets = [j for j in range(40) if j != 3]
+    logits, grads = margin_gradients(model, points, 3, targets)
+    reference = torch.linalg.vector_norm(grads.flatten(2), ord=ord, dim=2)
+    for block in (1, 7, 32, 64):
+        out_logits, norms = margin_gradient_norms(model, points, 3, targets, ord, block)
+        assert torch.equal(out_logits, logits) and torch.equal(norms, reference), block
+
+
+def test_targets_per_pass_rule():
+    from pytest_clever.gradients import CPU_BATCHED_FROM, CPU_TARGET_BLOCK, targets_per_pass
+
+    cpu = torch.device("cpu")
+    assert targets_per_pass(CPU_BATCHED_FROM - 1, cpu) == 1
+    assert targets_per_pass(CPU_BATCHED_FROM, cpu) == CPU_TARGET_BLOCK
+    assert targets_per_pass(999, torch.device("meta")) == 1
