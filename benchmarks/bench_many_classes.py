@@ -19,12 +19,14 @@ Three parts, every ratio taken within this one run (timings are noisy on a share
   ``first_order.score_targets``).
 - ``top2``: targets="top-2" at 3x224x224, K=1000, vs its floor.
 
-Measured on the 2-core dev machine (1 thread, load ~9 from other jobs), small
-conv net, 32 points of 3x32x32 per chunk: the loop vs blocks of 32 took
-K=10 0.032 vs 0.049 s, K=100 0.43 vs 0.55 s, K=300 1.55 vs 1.20 s,
-K=1000 6.0-7.0 vs 5.0-6.1 s, bit-identical norms throughout. Hence on CPU the
-loop below 200 targets and blocks of 32 from there; on CUDA the loop (see the
-docstring of ``gradients.targets_per_pass``).
+Measured on the 2-core dev machine (1 thread, load 6-12 from other jobs), small
+conv net, 32 points of 3x32x32 in one chunk: the loop vs blocks of 8 / 32 took
+K=10 0.032 vs 0.052 / 0.049 s, K=100 0.43 vs 0.53 / 0.55 s, K=300 1.55 vs 1.30 / 1.20 s,
+K=1000 6.0-7.0 vs 5.2 / 5.0-6.1 s, bit-identical norms throughout; with chunks
+sized by memory (the batched path's chunks are ``block`` times smaller) and
+larger inputs the loop wins (see ``gradients.CPU_BATCHED_FROM`` for the numbers).
+Hence on CPU blocks of 8 from 500 targets on inputs of at most 3x32x32, else
+the loop; on CUDA the loop until this benchmark shows otherwise there.
 
 Self-contained for a GPU machine without this package installed: it puts the
 repository root on ``sys.path``.
@@ -49,6 +51,7 @@ from pytest_clever import clever_score  # noqa: E402
 from pytest_clever.first_order import UNFITTED, chunk_size_for  # noqa: E402
 from pytest_clever.gradients import margin_gradient_norms, targets_per_pass  # noqa: E402
 from pytest_clever.numerics import exact_float32  # noqa: E402
+from pytest_clever.sampling import sample_ball  # noqa: E402
 
 
 def small_net(classes: int, seed: int = 0) -> nn.Module:
@@ -94,7 +97,7 @@ def gradient_paths(device: torch.device, size: int, n_points: int, classes: list
             else:
                 row[name + "_same_bits"] = bool(torch.equal(norms, ref))
                 row[name + "_max_rel_diff"] = float(((norms - ref).abs().max() / ref.abs().max()).item())
-        row["chosen_block"] = targets_per_pass(len(targets), device)
+        row["chosen_block"] = targets_per_pass(len(targets), points[0])
         rows.append(row)
     return rows
 
@@ -133,6 +136,17 @@ def floor_seconds(model, x0, predicted, targets, n_points, chunk, device) -> flo
     return timed(run, device)[0]
 
 
+def sampling_seconds(x0, n_points, chunk, device) -> float:
+    """Drawing the same number of points of the L2 ball (clipped to [0, 1]), which the floor leaves out."""
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def run() -> None:
+        for start in range(0, n_points, chunk):
+            sample_ball(x0, min(chunk, n_points - start), 2.0, 1.0, generator, (0.0, 1.0))
+
+    return timed(run, device)[0]
+
+
 def versus_floor(model, x0, device, targets: str, n_batches: int, batch_size: int) -> dict:
     """``clever_score`` on ``x0`` vs the floor of its backward passes (both after a warm-up)."""
     for p in model.parameters():
@@ -154,11 +168,13 @@ def versus_floor(model, x0, device, targets: str, n_batches: int, batch_size: in
     with exact_float32():  # the numerics clever_score uses
         floor_seconds(model, x0, predicted, classes, min(chunk, 4), chunk, device)  # warm-up
         floor = floor_seconds(model, x0, predicted, classes, n_batches * batch_size, chunk, device)
+    sampling = sampling_seconds(x0, n_batches * batch_size, chunk, device)
     fitted = sum(t.fit_method != UNFITTED for t in result.per_target.values())
     return {
         "targets": targets, "n_targets": len(classes), "input": list(x0.shape), "samples": [n_batches, batch_size],
-        "chunk_size": chunk, "targets_per_pass": targets_per_pass(len(classes), device),
+        "chunk_size": chunk, "targets_per_pass": targets_per_pass(len(classes), x0),
         "ours_s": round(ours, 3), "floor_s": round(floor, 3), "ratio": round(ours / floor, 3),
+        "sampling_s": round(sampling, 3), "ratio_without_sampling": round((ours - sampling) / floor, 3),
         "fits_run": fitted, "score": result.score, "deciding_target": result.target,
         "peak_memory_mib": None if peak is None else round(peak, 1),
     }

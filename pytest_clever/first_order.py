@@ -4,7 +4,16 @@ The same two steps as :mod:`pytest_clever.second_order`: :func:`sample_targets`
 runs the shared sampling loop (``maxima.py``) with this order's per-chunk
 statistic, the dual norm of every margin gradient (``gradients.py``);
 :func:`score_targets` fits the end point ``L_j`` per target and scores
-``min(g_j(x0) / L_j, R)``.
+``min(g_j(x0) / L_j, R)``, fitting only the targets that can decide the minimum.
+
+Inputs are scored one at a time, never several in one forward/backward
+pass: at the default 100 x 128 samples one input fills every chunk but its
+last (chunks hold at most 1024 points on CPU, 4096 on a GPU), so sharing
+passes could save at most one partial chunk per input, while each input has
+its own predicted class and targets, and kernels may pick other algorithms
+for another batch size (cuDNN does), which would break bit-identity with
+scoring the input alone (benchmarks/bench_many_classes.py checks the latter
+per device: ``same_bits_when_the_chunk_grows``).
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ def chunk_size_for(n_targets: int, x0: torch.Tensor) -> int:
     Gradients are reduced to norms as they come (``margin_gradient_norms``), so
     only one block of targets' gradients is alive at a time.
     """
-    alive = targets_per_pass(n_targets, x0.device)
+    alive = targets_per_pass(n_targets, x0)
     bytes_per_point = GRADIENT_COPIES * alive * x0.numel() * x0.element_size()
     return default_chunk_size(bytes_per_point, 1, x0.device)
 
@@ -51,7 +60,7 @@ def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
     dual = dual_norm(settings.norm)
     target_index = torch.as_tensor(list(targets), device=x0.device)
 
-    block = targets_per_pass(len(targets), x0.device)
+    block = targets_per_pass(len(targets), x0)
 
     def gradient_norms(points: torch.Tensor) -> ChunkValues:
         logits, norms = margin_gradient_norms(model, points, predicted, targets, dual, block)  # norms: (n, T)

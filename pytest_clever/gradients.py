@@ -50,21 +50,28 @@ def margin_gradients(
     return logits.detach(), torch.stack(grads, dim=1)
 
 
-#: On CPU, from this many targets on one batched product per block beats the per-target loop.
-#: Measured (1 thread, small conv net, 32 points of 3x32x32): K=100 loop 0.43 s vs blocks of 32
-#: 0.55 s; K=300 1.55 s vs 1.20 s; K=1000 7.05 s vs 5.0 s.
-CPU_BATCHED_FROM = 200
-#: Targets per batched product on CPU (8..128 measured; 32 was fastest, and memory grows with it).
-CPU_TARGET_BLOCK = 32
+#: On CPU, batched products pay off only for many targets of a small input, where each backward
+#: pass is dominated by per-call overhead. Measured (1 thread, 2 shared cores, the small conv net of
+#: benchmarks/bench_many_classes.py, chunks sized by memory as chunk_size_for does): 3x32x32, K=1000:
+#: loop 12.1/9.6 s, blocks of 8 10.2/7.8 s, of 32 9.9/8.0 s (two rounds); 3x32x32, K=300: loop 3.5-3.8 s,
+#: blocks of 8 3.2 s, of 32 4.6 s (a tie within the noise); 3x64x64 and 3x112x112, K=300, and
+#: 3x224x224, K=300: the loop fastest (blocks of 32: +15% to +40%).
+CPU_BATCHED_FROM = 500
+#: ... and at most this many input elements (3x32x32).
+CPU_BATCHED_MAX_ELEMENTS = 3 * 32 * 32
+#: Targets per batched product on CPU: 8 and 32 tie; 8 keeps four times larger chunks in the same memory.
+CPU_TARGET_BLOCK = 8
 
 
-def targets_per_pass(n_targets: int, device: torch.device) -> int:
-    """How many margin gradients one backward pass computes: 1 (the loop) or a block (batched).
+def targets_per_pass(n_targets: int, x0: torch.Tensor) -> int:
+    """How many margin gradients one backward pass computes for inputs like ``x0``: 1 (the loop) or a block.
 
-    On accelerators the loop: with the chunk sized by memory, a chunk already
-    fills the device, and a batched pass would need ``block`` times the memory.
+    On accelerators the loop, until measured otherwise (``bench_many_classes.py
+    --device cuda`` reports both paths): a batched pass needs ``block`` times
+    the memory, so the memory-sized chunk shrinks by as much.
     """
-    if device.type == "cpu" and n_targets >= CPU_BATCHED_FROM:
+    small = x0.numel() <= CPU_BATCHED_MAX_ELEMENTS
+    if x0.device.type == "cpu" and n_targets >= CPU_BATCHED_FROM and small:
         return CPU_TARGET_BLOCK
     return 1
 

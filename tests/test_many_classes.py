@@ -114,7 +114,8 @@ def test_batched_and_looped_gradient_norms_are_the_same_bits(ord):
 def test_targets_per_pass_rule():
     from pytest_clever.gradients import CPU_BATCHED_FROM, CPU_TARGET_BLOCK, targets_per_pass
 
-    cpu = torch.device("cpu")
-    assert targets_per_pass(CPU_BATCHED_FROM - 1, cpu) == 1
-    assert targets_per_pass(CPU_BATCHED_FROM, cpu) == CPU_TARGET_BLOCK
-    assert targets_per_pass(999, torch.device("meta")) == 1
+    small, large = torch.zeros(3, 32, 32), torch.zeros(3, 64, 64)
+    assert targets_per_pass(CPU_BATCHED_FROM - 1, small) == 1
+    assert targets_per_pass(CPU_BATCHED_FROM, small) == CPU_TARGET_BLOCK
+    assert targets_per_pass(999, large) == 1
+    assert targets_per_pass(999, small.to("meta")) == 1
