@@ -63,7 +63,16 @@ def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
     block = targets_per_pass(len(targets), x0)
 
     def gradient_norms(points: torch.Tensor) -> ChunkValues:
-        logits, norms = margin_gradient_norms(model, points, predicted, targets, dual, block)  # norms: (n, T)
+        nonlocal block
+        try:
+            logits, norms = margin_gradient_norms(model, points, predicted, targets, dual, block)  # norms: (n, T)
+        except RuntimeError:
+            if block == 1:
+                raise
+            # The model's backward cannot run under vmap (numpy inside a custom backward, say):
+            # the loop can, with the same bits. A genuine model error is raised by the loop again.
+            block = 1
+            logits, norms = margin_gradient_norms(model, points, predicted, targets, dual, block)
         own, other = logits[:, predicted : predicted + 1], logits[:, target_index]
         progress.points_done(len(points))
         return ChunkValues(values=norms, gradient_norms=norms, margins=own - other, logit_scale=own.abs() + other.abs())

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from pytest_clever import clever_score
+from pytest_clever import WeakFitWarning, clever_score
 from pytest_clever.evt import MAX_GAP_RANGES, endpoint_bracket, fit_endpoint
 from pytest_clever.first_order import UNFITTED, GradientSamples, sample_targets, score_targets
 from pytest_clever.maxima import Problem
@@ -119,3 +119,40 @@ def test_targets_per_pass_rule():
     assert targets_per_pass(CPU_BATCHED_FROM, small) == CPU_TARGET_BLOCK
     assert targets_per_pass(999, large) == 1
     assert targets_per_pass(999, small.to("meta")) == 1
+
+
+class NumpyBackward(torch.autograd.Function):
+    """Identity whose backward goes through numpy: fine in a loop, impossible under vmap."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.from_numpy(grad.detach().numpy().copy())
+
+
+class NumpyGuarded(nn.Module):
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.net = small_conv(classes)
+
+    def forward(self, x):
+        return self.net(NumpyBackward.apply(x))
+
+
+def test_a_backward_that_vmap_cannot_run_falls_back_to_the_loop(monkeypatch):
+    import pytest_clever.first_order as first_order
+    from pytest_clever.gradients import CPU_BATCHED_FROM
+
+    model = NumpyGuarded(CPU_BATCHED_FROM + 1)
+    x0 = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    kwargs = dict(radius=0.5, n_batches=10, batch_size=2, seed=1, targets="all")
+    with pytest.warns(WeakFitWarning):  # 10 batches of 2 points: a weak fit, and expected
+        batched = clever_score(model, x0, **kwargs)
+    monkeypatch.setattr(first_order, "targets_per_pass", lambda n, x: 1)
+    with pytest.warns(WeakFitWarning):
+        looped = clever_score(model, x0, **kwargs)
+    assert batched.batch_maxima == looped.batch_maxima and batched.score == looped.score
+    assert len(batched.per_target) == CPU_BATCHED_FROM
