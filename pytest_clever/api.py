@@ -250,6 +250,16 @@ def clever_score(
         "negative" only its negative part ``max(0, -lambda_min)`` (tighter,
         as in the authors' code; twice the Hessian-vector products, and
         ``g / ||grad g(x)||`` when no negative curvature is sampled).
+    progress:
+        True prints progress of a long call to stderr (inputs and points done,
+        the first input's time, the estimated time left; at most once a
+        second, nothing in the first 2 s); a callable receives every
+        :class:`~pytest_clever.progress.ProgressEvent` instead. Off by default.
+
+    Scoring runs in IEEE float32: TF32 (and oneDNN's bf16) for float32
+    matmuls and convolutions is off during the call, whatever the session set
+    (``torch.backends.cudnn.allow_tf32`` is on by default), and the settings are
+    restored afterwards; see :mod:`pytest_clever.numerics`.
     """
     (result,), _ = _score_inputs(
         model, [x], None if label is None else [label], seed, target=target, targets=targets, device=device,
