@@ -9,7 +9,7 @@ from torch import nn
 
 from pytest_clever import WeakFitWarning, clever_score
 from pytest_clever.evt import MAX_GAP_RANGES, endpoint_bracket, fit_endpoint
-from pytest_clever.first_order import UNFITTED, GradientSamples, sample_targets, score_targets
+from pytest_clever.first_order import UNFITTED, sample_targets, score_targets
 from pytest_clever.maxima import Problem
 from pytest_clever.validation import check_settings
 
