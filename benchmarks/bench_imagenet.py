@@ -4,6 +4,7 @@ Run on purpose (not part of the test suite); prints ONE JSON document:
 
     python benchmarks/bench_imagenet.py --device cuda            # defaults (100x128), top-2 and all
     python benchmarks/bench_imagenet.py --device cuda --paper    # plus the paper's 500x1024
+    python benchmarks/bench_imagenet.py --device cuda --quick    # <= 4 min: DenseNet top-2 + small net K=1000 "all"
     python benchmarks/bench_imagenet.py --device cpu --inputs 1 --n-batches 10 --batch-size 4 --targets top-2
 
 For each configuration (samples x targets) it reports the time per input of
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -40,6 +40,8 @@ from torch import nn  # noqa: E402
 
 from pytest_clever import clever_score  # noqa: E402
 from pytest_clever.densenet import IMAGE_SHAPE, _torchvision_densenet121, defended_densenet121, densenet121  # noqa: E402
+from pytest_clever.first_order import chunk_size_for  # noqa: E402
+from pytest_clever.numerics import exact_float32, float32_settings  # noqa: E402
 from pytest_clever.targets import resolve_targets  # noqa: E402
 
 DEFAULT_SIZE = (100, 128)
@@ -82,13 +84,9 @@ def images(n: int) -> torch.Tensor:
     return nn.functional.interpolate(coarse, size=IMAGE_SHAPE[1:], mode="bicubic").clamp(0, 1)
 
 
-def chunk_size(n_targets: int, device: torch.device) -> int:
+def chunk_size(n_targets: int, x0: torch.Tensor) -> int:
     """The chunk size clever_score picks by default (the floor uses the same chunks)."""
-    try:
-        from pytest_clever.gradients import default_chunk_size
-    except ImportError:  # moved by a refactor: fall back to its formula at the time of writing
-        return max(1, min(4096 if device.type != "cpu" else 1024, 64 * 2**20 // (2 * n_targets * 150528 * 4)))
-    return default_chunk_size(n_targets, math.prod(IMAGE_SHAPE), 4, device)
+    return chunk_size_for(n_targets, x0)
 
 
 def sync(device: torch.device) -> None:
@@ -155,13 +153,15 @@ def run_configuration(model, xs, device, n_batches, batch_size, targets, radius,
         logits0 = model(x0[None])[0]
     predicted = int(logits0.argmax())
     classes = resolve_targets(targets, logits0, predicted, seed=0)
-    chunk = chunk_size(len(classes), device)
+    chunk = chunk_size(len(classes), x0)
     config = {
         "n_batches": n_batches, "batch_size": batch_size, "targets": targets,
         "n_targets": len(classes), "chunk_size": chunk,
     }
-    # Calibrate on a few points to decide whether the configuration fits.
-    forward, backward = calibrate(model, x0, predicted, classes[0], min(chunk, 4, n_points), device)
+    # Calibrate on a few points (on a GPU a whole chunk: small batches are launch-bound) to decide whether it fits.
+    few = min(chunk, n_points) if device.type == "cuda" else min(chunk, 4, n_points)
+    with exact_float32():
+        forward, backward = calibrate(model, x0, predicted, classes[0], few, device)
     per_point = forward + len(classes) * backward
     estimate = per_point * n_points * (1 + ESTIMATED_RATIO * len(xs))
     config["estimated_s"] = round(estimate, 2)
@@ -184,7 +184,8 @@ def run_configuration(model, xs, device, n_batches, batch_size, targets, radius,
 def _measure(model, xs, device, n_batches, batch_size, targets, radius, x0, predicted, classes, chunk) -> dict:
     n_points = n_batches * batch_size
     reset_peak(device)
-    floor = floor_seconds(model, x0, predicted, classes, n_points, chunk, device)
+    with exact_float32():  # the numerics clever_score uses
+        floor = floor_seconds(model, x0, predicted, classes, n_points, chunk, device)
     floor_peak = peak_mib(device)
     times, scores, notes = [], [], 0
     reset_peak(device)
@@ -215,21 +216,30 @@ def _measure(model, xs, device, n_batches, batch_size, targets, radius, x0, pred
     )
 
 
+#: ``--quick``: (model, defence, targets) at the default samples, one input each; <= 4 min on one H100.
+QUICK = [("densenet", "jpeg", "top-2"), ("small", "none", "all")]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--model", choices=["densenet", "small"], default="densenet")
     parser.add_argument("--defence", choices=["jpeg", "bit-depth", "none"], default="jpeg")
     parser.add_argument("--targets", nargs="+", default=["top-2", "all"], help="target specs (default: top-2 all)")
-    parser.add_argument("--inputs", type=int, default=2, help="images scored per configuration (default 2)")
+    parser.add_argument("--inputs", type=int, help="images scored per configuration (default 2; 1 with --quick)")
     parser.add_argument("--n-batches", type=int, help="only this many batches (with --batch-size)")
     parser.add_argument("--batch-size", type=int, help="only this batch size (with --n-batches)")
     parser.add_argument("--paper", action="store_true", help="also the paper's 500 x 1024 samples")
+    parser.add_argument("--quick", action="store_true",
+                        help="DenseNet-121 + BPDA(jpeg) top-2 and the small net at K=1000 'all', defaults, 1 input")
     parser.add_argument("--radius", type=float, default=10.0)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--max-seconds", type=float, default=540.0, help="time budget; later configurations are skipped")
+    parser.add_argument("--max-seconds", type=float, help="time budget; later configurations are skipped "
+                        "(default 540; 220 with --quick)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    max_seconds = args.max_seconds or (220.0 if args.quick else 540.0)
+    n_inputs = args.inputs or (1 if args.quick else 2)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -238,29 +248,33 @@ def main(argv: list[str] | None = None) -> dict:
     if args.n_batches is not None:
         sizes = [(args.n_batches, args.batch_size)]
     else:
-        sizes = [DEFAULT_SIZE] + ([PAPER_SIZE] if args.paper else [])
+        sizes = [DEFAULT_SIZE] + ([PAPER_SIZE] if args.paper and not args.quick else [])
+    jobs = QUICK if args.quick else [(args.model, args.defence, t) for t in args.targets]
 
-    model, label = build_model(args.model, args.defence)
-    model = model.to(device)
-    xs = images(args.inputs)
-    configurations = []
+    xs = images(n_inputs)
+    configurations, models = [], {}
     for n_batches, batch_size in sizes:
-        for targets in args.targets:
-            remaining = args.max_seconds - (time.perf_counter() - started)
-            configurations.append(
-                run_configuration(model, xs, device, n_batches, batch_size, targets, args.radius, remaining)
-            )
+        for name, defence, targets in jobs:
+            if (name, defence) not in models:
+                net, label = build_model(name, defence)
+                models[(name, defence)] = net.to(device), label
+            model, label = models[(name, defence)]
+            remaining = max_seconds - (time.perf_counter() - started)
+            config = run_configuration(model, xs, device, n_batches, batch_size, targets, args.radius, remaining)
+            configurations.append({"model": label, **config})
     document = {
         "benchmark": "bench_imagenet",
-        "model": label,
         "classes": 1000,
         "input_shape": list(IMAGE_SHAPE),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "inputs": args.inputs,
-        "max_seconds": args.max_seconds,
+        "load_average": os.getloadavg(),
+        "inputs": n_inputs,
+        "max_seconds": max_seconds,
+        "numerics": "IEEE float32 for ours and the floor (pytest_clever.numerics.exact_float32)",
+        "session_float32_settings": float32_settings(),
         "memory": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS of the process so far",
         "configurations": configurations,
         "total_s": round(time.perf_counter() - started, 2),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
-from . import first_order, second_order
+from . import first_order, progress, second_order
 from .diagnostics import check_masking, score_notes
 from .errors import CleverError, InvalidInputError, WeakFitWarning
 from .inputs import (
@@ -30,6 +30,7 @@ from .inputs import (
 )
 from .maxima import Problem
 from .model_state import borrowed_model, check_model_tensors, model_device_and_dtype
+from .numerics import exact_float32
 from .results import CleverReport, CleverResult
 from .seeds import derive_seed, resolve_seed
 from .targets import TargetSpec, combine_target_and_targets, resolve_targets
@@ -107,6 +108,9 @@ def _score_one(
     predicted = check_prediction(logits0, label, target)
     spec, targets = targets, resolve_targets(targets, logits0, predicted, seed)
     margins0 = logits0[predicted] - logits0[targets]
+    tracker = progress.current()
+    if tracker is not None:
+        tracker.input(len(targets))
 
     problem = Problem(model, x0, margins0, predicted, targets, seed, chunk_size)
     if settings.order == 2:
@@ -160,6 +164,7 @@ def _score_inputs(
     curvature: Any,
     indexed: bool,
     executor: Executor | None = None,
+    progress_to: progress.ProgressSetting = False,
     **settings: Any,
 ) -> tuple[list[CleverResult], int]:
     """The one preparation path: validate once, resolve the device, borrow the model, score each input.
@@ -209,7 +214,9 @@ def _score_inputs(
             _warn(result, i if indexed else None)
         return results, run_seed
     results = []
-    with borrowed_model(model, dev) as prepared:
+    points = checked.n_batches * checked.batch_size
+    with borrowed_model(model, dev) as prepared, exact_float32(), \
+            progress.tracking(progress_to, len(tensors), points) as tracker:
         for i, x in enumerate(tensors):
             try:
                 results.append(_score_one(
@@ -221,6 +228,8 @@ def _score_inputs(
                 if not indexed:
                     raise
                 raise type(exc)(f"input {i}: {exc}") from exc
+            if tracker is not None:
+                tracker.scored()
     for i, result in enumerate(results):
         _warn(result, i if indexed else None)
     return results, run_seed
@@ -243,6 +252,7 @@ def clever_score(
     order: int = 1,
     chunk_size: int | None = None,
     curvature: str = "spectral",
+    progress: progress.ProgressSetting = False,
 ) -> CleverResult:
     """CLEVER score of one input (first order by default, second order with ``order=2``).
 
@@ -303,10 +313,20 @@ def clever_score(
         "negative" only its negative part ``max(0, -lambda_min)`` (tighter,
         as in the authors' code; twice the Hessian-vector products, and
         ``g / ||grad g(x)||`` when no negative curvature is sampled).
+    progress:
+        True prints progress of a long call to stderr (inputs and points done,
+        the first input's time, the estimated time left; at most once a
+        second, nothing in the first 2 s); a callable receives every
+        :class:`~pytest_clever.progress.ProgressEvent` instead. Off by default.
+
+    Scoring runs in IEEE float32: TF32 (and oneDNN's bf16) for float32
+    matmuls and convolutions is off during the call, whatever the session set
+    (``torch.backends.cudnn.allow_tf32`` is on by default), and the settings are
+    restored afterwards; see :mod:`pytest_clever.numerics`.
     """
     (result,), _ = _score_inputs(
         model, [x], None if label is None else [label], seed, target=target, targets=targets, device=device,
-        chunk_size=chunk_size, curvature=curvature, indexed=False,
+        chunk_size=chunk_size, curvature=curvature, indexed=False, progress_to=progress,
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order,
     )
     return result
@@ -330,6 +350,7 @@ def clever_scores(
     chunk_size: int | None = None,
     curvature: str = "spectral",
     executor: Executor | None = None,
+    progress: progress.ProgressSetting = False,
 ) -> CleverReport:
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 
@@ -343,6 +364,8 @@ def clever_scores(
     each input is one task there, with the same result as the serial run on
     the same device and torch build; the model travels to each worker once
     (see :mod:`pytest_clever.executor` and docs/cluster.md).
+    With ``progress=True`` a long call shows the first input's time and the estimate
+    for the rest on stderr.
     """
     started = time.perf_counter()
     inputs = xs.unbind(0) if isinstance(xs, torch.Tensor) else list(xs)
@@ -350,7 +373,7 @@ def clever_scores(
         labels = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
     results, run_seed = _score_inputs(
         model, inputs, labels, seed, target=target, targets=targets, device=device,
-        chunk_size=chunk_size, curvature=curvature, indexed=True, executor=executor,
+        chunk_size=chunk_size, curvature=curvature, indexed=True, executor=executor, progress_to=progress,
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order,
     )
     return CleverReport(tuple(results), seed=run_seed, elapsed=time.perf_counter() - started)

@@ -153,3 +153,26 @@ def fit_endpoint(maxima: np.ndarray | Sequence[float]) -> EndpointFit:
         sample_max=top,
         n=int(b.size),
     )
+
+
+
+#: Relative widening of :func:`endpoint_bracket`, so that rounding in the fit's
+#: ``top - loc_z * spread`` can never put an end point outside the bracket.
+BRACKET_SLACK = 1e-9
+
+
+def endpoint_bracket(maxima: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds on what :func:`fit_endpoint` returns, per column of ``maxima`` ``(n_batches, T)``, without fitting.
+
+    An accepted Weibull end point lies in ``(max, max + MAX_GAP_RANGES * range]``
+    and every fallback is the sample maximum itself, so the end point is in
+    ``[max, max + MAX_GAP_RANGES * range]`` (widened by ``BRACKET_SLACK``, far
+    beyond rounding). Columns ``fit_endpoint`` rejects (non-finite) get ``(-inf, inf)``.
+    """
+    b = np.asarray(maxima, dtype=np.float64)
+    with np.errstate(all="ignore"):  # non-finite columns are replaced below
+        top = b.max(axis=0)
+        high = top + MAX_GAP_RANGES * (top - b.min(axis=0))
+        low, high = top - BRACKET_SLACK * np.abs(top), high + BRACKET_SLACK * np.abs(high)
+    finite = np.isfinite(b).all(axis=0)
+    return np.where(finite, low, -np.inf), np.where(finite, high, np.inf)

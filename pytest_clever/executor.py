@@ -36,6 +36,7 @@ import torch
 
 from .errors import CleverError, ExecutorError, InvalidInputError
 from .model_state import borrowed_model, find_modules
+from .numerics import exact_float32
 
 #: Exceptions (by class name, so that no cluster library is imported) meaning the
 #: worker running a task died or left, not that scoring the input failed.
@@ -87,7 +88,7 @@ def _score_task(
 ) -> Any:
     """One input, in a worker: what the serial loop does for it."""
     model = _cached_model(key, path, data, device)
-    with borrowed_model(model, device) as prepared:
+    with borrowed_model(model, device) as prepared, exact_float32():
         return score(prepared, x, label=label, seed=seed)
 
 

@@ -4,24 +4,35 @@ The same two steps as :mod:`pytest_clever.second_order`: :func:`sample_targets`
 runs the shared sampling loop (``maxima.py``) with this order's per-chunk
 statistic, the dual norm of every margin gradient (``gradients.py``);
 :func:`score_targets` fits the end point ``L_j`` per target and scores
-``min(g_j(x0) / L_j, R)``.
+``min(g_j(x0) / L_j, R)``, fitting only the targets that can decide the minimum.
+
+Inputs are scored one at a time, never several in one forward/backward
+pass: at the default 100 x 128 samples one input fills every chunk but its
+last (chunks hold at most 1024 points on CPU, 4096 on a GPU), so sharing
+passes could save at most one partial chunk per input, while each input has
+its own predicted class and targets, and kernels may pick other algorithms
+for another batch size (cuDNN does), which would break bit-identity with
+scoring the input alone (benchmarks/bench_many_classes.py checks the latter
+per device: ``same_bits_when_the_chunk_grows``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
-from .evt import fit_endpoint
-from .gradients import margin_gradients
+from .evt import endpoint_bracket, fit_endpoint
+from . import progress
+from .gradients import margin_gradient_norms, targets_per_pass
 from .maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, sample_maxima
 from .norms import dual_norm
 from .results import TargetScore
 from .validation import Settings
 
-#: Working copies per point, target and input element: the gradients and their autograd buffers.
+#: Working copies per point, target alive at once and input element: the gradients and their autograd buffers.
 GRADIENT_COPIES = 2
 
 
@@ -33,8 +44,13 @@ class GradientSamples:
 
 
 def chunk_size_for(n_targets: int, x0: torch.Tensor) -> int:
-    """Default points per chunk for the first-order pass on ``x0``'s device."""
-    bytes_per_point = GRADIENT_COPIES * n_targets * x0.numel() * x0.element_size()
+    """Default points per chunk for the first-order pass on ``x0``'s device.
+
+    Gradients are reduced to norms as they come (``margin_gradient_norms``), so
+    only one block of targets' gradients is alive at a time.
+    """
+    alive = targets_per_pass(n_targets, x0)
+    bytes_per_point = GRADIENT_COPIES * alive * x0.numel() * x0.element_size()
     return default_chunk_size(bytes_per_point, 1, x0.device)
 
 
@@ -44,10 +60,21 @@ def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
     dual = dual_norm(settings.norm)
     target_index = torch.as_tensor(list(targets), device=x0.device)
 
+    block = targets_per_pass(len(targets), x0)
+
     def gradient_norms(points: torch.Tensor, first: int) -> ChunkValues:
-        logits, grads = margin_gradients(model, points, predicted, targets)
-        norms = torch.linalg.vector_norm(grads.flatten(2), ord=dual, dim=2)  # (n, T)
+        nonlocal block
+        try:
+            logits, norms = margin_gradient_norms(model, points, predicted, targets, dual, block)  # norms: (n, T)
+        except RuntimeError:
+            if block == 1:
+                raise
+            # The model's backward cannot run under vmap (numpy inside a custom backward, say):
+            # the loop can, with the same bits. A genuine model error is raised by the loop again.
+            block = 1
+            logits, norms = margin_gradient_norms(model, points, predicted, targets, dual, block)
         own, other = logits[:, predicted : predicted + 1], logits[:, target_index]
+        progress.points_done(len(points))
         return ChunkValues(values=norms, gradient_norms=norms, margins=own - other, logit_scale=own.abs() + other.abs())
 
     chunk_size = problem.chunk_size or chunk_size_for(len(targets), x0)
@@ -55,26 +82,59 @@ def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
     return GradientSamples(sampled)
 
 
+#: ``TargetScore.fit_method`` of a target whose fit was skipped: its bracket shows it cannot decide the minimum.
+UNFITTED = "unfitted"
+
+
+def _score(margin: float, lipschitz: float, radius: float) -> float:
+    """``min(margin / L, R)``; ``R`` when ``L`` is not positive (the margin cannot change)."""
+    return min(margin / lipschitz, radius) if lipschitz > 0 else radius
+
+
 def score_targets(
     samples: GradientSamples, targets: Sequence[int], margins: Sequence[float], settings: Settings
 ) -> dict[int, TargetScore]:
-    """Fit the Lipschitz end point and score ``min(margin / L, R)`` per target."""
+    """Fit the Lipschitz end point and score ``min(margin / L, R)`` per target, fitting only targets that can decide.
+
+    Before any fit each target's end point is bracketed (:func:`~pytest_clever.evt.endpoint_bracket`),
+    hence its score: at least ``margin / upper``. Targets are fitted in order of that
+    lower bound; once it exceeds the smallest fitted score, no later target can
+    attain (or tie) the minimum, so the rest are recorded unfitted (``fit_method``
+    ``"unfitted"``, ``lipschitz`` the bracket's upper end, ``score`` its lower bound).
+    The deciding target and score are those of fitting every target.
+    """
     maxima = samples.sampled.maxima.double().cpu().numpy()
     lower = samples.sampled.slopes.double().cpu().tolist()
+    _, highest = endpoint_bracket(maxima)
+    radius = settings.radius
+    # The score falls as L grows (margins at x0 are >= 0 for the predicted class);
+    # a negative or NaN margin gets no bound and is always fitted.
+    floor = [_score(m, h, radius) if m >= 0 else -math.inf for m, h in zip(margins, highest.tolist())]
+    order = sorted(range(len(targets)), key=lambda t: (floor[t], targets[t]))
+    best = math.inf
     per_target: dict[int, TargetScore] = {}
-    for t, j in enumerate(targets):
+    for t in order:
+        j = targets[t]
+        if floor[t] > best:  # strictly: an equal score could still win the tie on the class index
+            per_target[j] = TargetScore(
+                target=j, score=floor[t], margin=margins[t], lipschitz=float(highest[t]),
+                lipschitz_lower_bound=lower[t], sample_max=float(maxima[:, t].max()), fit_method=UNFITTED,
+                shape=math.nan, loc=math.nan, scale=math.nan, ks_statistic=math.nan, ks_pvalue=math.nan,
+                fit_reason=f"not fitted: cannot decide the minimum (score >= {floor[t]:.6g} > {best:.6g})",
+            )
+            continue
         fit = fit_endpoint(maxima[:, t])
-        lipschitz = fit.endpoint
-        score = min(margins[t] / lipschitz, settings.radius) if lipschitz > 0 else settings.radius
+        score = _score(margins[t], fit.endpoint, radius)
+        best = min(best, score)
         per_target[j] = TargetScore(
             target=j,
             score=float(score),
             margin=margins[t],
-            lipschitz=float(lipschitz),
+            lipschitz=float(fit.endpoint),
             lipschitz_lower_bound=lower[t],
             **fit.result_fields(),
         )
-    return per_target
+    return {j: per_target[j] for j in targets}
 
 
-__all__ = ["GRADIENT_COPIES", "GradientSamples", "chunk_size_for", "sample_targets", "score_targets"]
+__all__ = ["GRADIENT_COPIES", "UNFITTED", "GradientSamples", "chunk_size_for", "sample_targets", "score_targets"]

@@ -5,9 +5,16 @@ of each margin ``g_j = f_c - f_j`` is one vector-Jacobian product of the
 logits with ``e_c - e_j`` (the rows of the logits' Jacobian combined), so
 every target shares the same samples. Because the samples of a chunk do not
 interact (the model is in eval mode), the gradient of the margin summed over
-the chunk is the per-sample gradient. Measured on CPU, a loop of backward
-passes over a retained graph beats ``is_grads_batched`` (vmap) and
-``torch.func.jacrev`` for small convolutional nets; see benchmarks/.
+the chunk is the per-sample gradient.
+
+First order only needs each gradient's norm: :func:`margin_gradient_norms`
+reduces each gradient as soon as it exists, so memory does not grow with the
+number of targets. It takes the targets one backward pass at a time (a loop
+over a retained graph) or ``block`` at a time through one batched
+vector-Jacobian product (``is_grads_batched=True``, vmap over the backward
+pass); :func:`targets_per_pass` is the measured rule choosing between them
+(numbers in benchmarks/bench_many_classes.py's docstring). Both give the same
+bits on CPU (checked in tests/test_many_classes.py).
 """
 
 from __future__ import annotations
@@ -43,6 +50,69 @@ def margin_gradients(
     return logits.detach(), torch.stack(grads, dim=1)
 
 
+#: On CPU, batched products pay off only for many targets of a small input, where each backward
+#: pass is dominated by per-call overhead. Measured (1 thread, 2 shared cores, the small conv net of
+#: benchmarks/bench_many_classes.py, chunks sized by memory as chunk_size_for does): 3x32x32, K=1000:
+#: loop 12.1/9.6 s, blocks of 8 10.2/7.8 s, of 32 9.9/8.0 s (two rounds); 3x32x32, K=300: loop 3.5-3.8 s,
+#: blocks of 8 3.2 s, of 32 4.6 s (a tie within the noise); 3x64x64 and 3x112x112, K=300, and
+#: 3x224x224, K=300: the loop fastest (blocks of 32: +15% to +40%).
+CPU_BATCHED_FROM = 500
+#: ... and at most this many input elements (3x32x32).
+CPU_BATCHED_MAX_ELEMENTS = 3 * 32 * 32
+#: Targets per batched product on CPU: 8 and 32 tie; 8 keeps four times larger chunks in the same memory.
+CPU_TARGET_BLOCK = 8
+
+
+def targets_per_pass(n_targets: int, x0: torch.Tensor) -> int:
+    """How many margin gradients one backward pass computes for inputs like ``x0``: 1 (the loop) or a block.
+
+    On accelerators the loop, until measured otherwise (``bench_many_classes.py
+    --device cuda`` reports both paths): a batched pass needs ``block`` times
+    the memory, so the memory-sized chunk shrinks by as much.
+    """
+    small = x0.numel() <= CPU_BATCHED_MAX_ELEMENTS
+    if x0.device.type == "cpu" and n_targets >= CPU_BATCHED_FROM and small:
+        return CPU_TARGET_BLOCK
+    return 1
+
+
+def margin_gradient_norms(
+    model: Model, points: torch.Tensor, predicted: int, targets: Sequence[int], ord: float, block: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at ``points`` ``(n, K)`` and the ``ord``-norm of every margin gradient ``(n, len(targets))``.
+
+    ``block`` targets share one batched backward pass (1: one pass per
+    target). Only one block of gradients is alive at a time.
+    """
+    points = points.detach().requires_grad_(True)
+    logits = model(points)
+    n, n_targets = points.shape[0], len(targets)
+    if not logits.requires_grad:  # graph cut between input and output: see margin_gradients
+        return logits.detach(), points.new_zeros((n, n_targets))
+    norms = []
+    if block <= 1:
+        for i, j in enumerate(targets):
+            margin = (logits[:, predicted] - logits[:, j]).sum()
+            (g,) = torch.autograd.grad(margin, points, retain_graph=i < n_targets - 1, allow_unused=True)
+            norms.append(points.new_zeros(n) if g is None else torch.linalg.vector_norm(g.flatten(1), ord=ord, dim=1))
+        return logits.detach(), torch.stack(norms, dim=1)
+    index = torch.as_tensor(list(targets), device=logits.device)
+    for start in range(0, n_targets, block):
+        rows = index[start : start + block]
+        # The gradient of f_c - f_j with respect to the logits, for each j of the block: e_c - e_j per point.
+        seeds = logits.new_zeros((len(rows), *logits.shape))
+        seeds[:, :, predicted] = 1
+        seeds[torch.arange(len(rows), device=logits.device), :, rows] -= 1
+        (g,) = torch.autograd.grad(
+            logits, points, seeds, retain_graph=start + block < n_targets, is_grads_batched=True, allow_unused=True
+        )
+        if g is None:
+            norms.append(points.new_zeros((n, len(rows))))
+        else:
+            norms.append(torch.linalg.vector_norm(g.flatten(2), ord=ord, dim=2).T)
+    return logits.detach(), torch.cat(norms, dim=1)
+
+
 def input_reaches_output(model: Model, x0: torch.Tensor) -> bool:
     """Whether autograd connects the model's output at ``x0`` to its input at all.
 
@@ -59,4 +129,4 @@ def input_reaches_output(model: Model, x0: torch.Tensor) -> bool:
     return grad is not None
 
 
-__all__ = ["input_reaches_output", "margin_gradients"]
+__all__ = ["input_reaches_output", "margin_gradient_norms", "margin_gradients", "targets_per_pass"]

@@ -1,0 +1,65 @@
+"""Exact float32 numerics while scoring: reduced-precision float32 math off for the call, restored afterwards.
+
+On Ampere and newer GPUs PyTorch runs float32 convolutions in TF32 by default
+(``torch.backends.cudnn.conv.fp32_precision == "tf32"``, legacy
+``torch.backends.cudnn.allow_tf32``), matmuls too when the user asks for it,
+and oneDNN on CPU can be told to use bf16 or TF32 for float32: ~10 bits of
+mantissa or fewer, which moves scores by far more than rounding and would
+make them depend on a global flag that any other test may flip. Scoring
+therefore sets every float32 precision it knows to IEEE and restores the
+caller's settings on exit, so a seed reproduces the same score whatever the
+session set. (A faster TF32 mode could be offered later as an explicit,
+recorded option; it is never silent.) Autocast and channels_last are never
+applied by us.
+
+PyTorch >= 2.9 has the ``fp32_precision`` settings and refuses to mix them
+with the legacy ``allow_tf32`` flags, so the new ones are used where present.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+
+#: Backends whose float32 math can be reduced, as paths under ``torch.backends``.
+_PRECISION_SETTINGS = ("cuda.matmul", "cudnn.conv", "cudnn.rnn", "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn")
+
+
+def _backend(path: str) -> Any:
+    node: Any = torch.backends
+    for part in path.split("."):
+        node = getattr(node, part, None)
+    return node
+
+
+@contextlib.contextmanager
+def exact_float32() -> Iterator[None]:
+    """IEEE float32 for matmuls and convolutions inside the block; the caller's settings restored on exit."""
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        backends = [b for b in map(_backend, _PRECISION_SETTINGS) if hasattr(b, "fp32_precision")]
+        saved: list[tuple[Any, str]] = [(b, b.fp32_precision) for b in backends]
+        try:
+            for backend in backends:
+                backend.fp32_precision = "ieee"
+            yield
+        finally:
+            for backend, value in saved:
+                backend.fp32_precision = value
+        return
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn  # PyTorch < 2.9
+    legacy = (matmul.allow_tf32, cudnn.allow_tf32)
+    matmul.allow_tf32, cudnn.allow_tf32 = False, False
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = legacy
+
+
+def float32_settings() -> dict[str, str]:
+    """The float32 precision of each backend now ("ieee", "tf32", "bf16", "none" = inherited)."""
+    return {path: str(getattr(_backend(path), "fp32_precision", "")) for path in _PRECISION_SETTINGS}
+
+
+__all__ = ["exact_float32", "float32_settings"]

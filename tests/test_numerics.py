@@ -1,0 +1,58 @@
+"""Scoring runs in IEEE float32 whatever the session set (no TF32/bf16), and hands the settings back."""
+
+import pytest
+import torch
+from torch import nn
+
+from pytest_clever import clever_score
+from pytest_clever.numerics import float32_settings
+
+needs_new_api = pytest.mark.skipif(
+    not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="PyTorch < 2.9: legacy allow_tf32 flags only"
+)
+
+
+class Spy(nn.Module):
+    """Records the float32 settings in force while the model runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear, self.seen = nn.Linear(4, 3), []
+
+    def forward(self, x):
+        self.seen.append(float32_settings())
+        return self.linear(x.flatten(1))
+
+
+def score(model: nn.Module) -> None:
+    clever_score(model, torch.rand(1, 2, 2), radius=1.0, n_batches=10, batch_size=2, seed=0)
+
+
+@needs_new_api
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_reduced_float32_is_off_while_scoring_and_restored(precision):
+    backend = torch.backends.mkldnn.matmul if precision == "bf16" else torch.backends.cuda.matmul
+    saved = backend.fp32_precision
+    backend.fp32_precision = precision
+    try:
+        before = float32_settings()
+        model = Spy()
+        score(model)
+        assert model.seen and all(set(seen.values()) == {"ieee"} for seen in model.seen)
+        assert float32_settings() == before
+    finally:
+        backend.fp32_precision = saved
+
+
+@pytest.mark.parametrize("flags", [(True, True), (False, True), (True, False)])
+def test_legacy_tf32_flags_are_restored(flags):
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = (matmul.allow_tf32, cudnn.allow_tf32)
+    matmul.allow_tf32, cudnn.allow_tf32 = flags
+    try:
+        model = Spy()
+        score(model)
+        assert all(seen["cuda.matmul"] in ("ieee", "") for seen in model.seen)
+        assert (matmul.allow_tf32, cudnn.allow_tf32) == flags
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
