@@ -81,8 +81,12 @@ class _CurvatureChunks:
     """The per-chunk statistic of second order, keeping its own lower bounds across chunks."""
 
     def __init__(self, model: Callable, x0: torch.Tensor, margins0: torch.Tensor, predicted: int,
-                 targets: Sequence[int], method: str, generator: torch.Generator) -> None:
+                 targets: Sequence[int], method: str, generator: torch.Generator, settings: Settings) -> None:
         self.model, self.x0, self.margins0 = model, x0, margins0
+        # Only batch maxima are fitted: Lanczos stops rows that cannot be their (batch, target)'s
+        # maximum, given what earlier chunks of the batch reached (``best``); chunks arrive in order.
+        self.batch_size, self.seen = settings.batch_size, 0
+        self.best = torch.full((settings.n_batches * len(targets),), -math.inf, dtype=x0.dtype, device=x0.device)
         self.predicted, self.targets, self.method, self.generator = predicted, list(targets), method, generator
         _, grad0 = margin_gradients(model, x0.unsqueeze(0), predicted, targets)
         self.gradient0 = grad0[0].detach()  # (T, *shape)
@@ -96,9 +100,14 @@ class _CurvatureChunks:
 
     def __call__(self, points: torch.Tensor) -> ChunkValues:
         n, n_targets, eps = len(points), len(self.targets), rounding(self.x0.dtype)
+        batch = torch.arange(self.seen, self.seen + n, device=points.device) // self.batch_size
+        groups = (batch.unsqueeze(1) * n_targets + torch.arange(n_targets, device=points.device)).flatten()
+        self.seen += n
         hessians, estimate = margin_curvatures(
-            self.model, points, self.predicted, self.targets, method=self.method, generator=self.generator
+            self.model, points, self.predicted, self.targets, method=self.method, generator=self.generator,
+            groups=groups, floor=self.best,
         )
+        self.best.scatter_reduce_(0, groups, estimate.value.nan_to_num(nan=0.0), "amax")
         self.steps = max(self.steps, estimate.steps)
         grads = hessians.grads.view(n, n_targets, -1)
         margins = hessians.margins.view(n, n_targets)
@@ -134,7 +143,7 @@ def sample_targets(problem: Problem, settings: Settings, *, curvature: str = "sp
     """Batch maxima of the margins' curvature over ``n_batches * batch_size`` sampled points, every target at once."""
     x0, n_targets = problem.x0, len(problem.targets)
     chunks = _CurvatureChunks(
-        problem.model, x0, problem.margins0, problem.predicted, problem.targets, curvature, problem.generator
+        problem.model, x0, problem.margins0, problem.predicted, problem.targets, curvature, problem.generator, settings
     )
     bytes_per_point = HESSIAN_COPIES * n_targets * x0.numel() * x0.element_size()
     chunk_size = problem.chunk_size or default_chunk_size(bytes_per_point, n_targets, x0.device)
