@@ -16,6 +16,7 @@ import torch
 
 from .evt import fit_endpoint
 from .gradients import margin_gradients
+from .memory import bytes_per_row
 from .maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, sample_maxima
 from .norms import dual_norm
 from .results import TargetScore
@@ -32,9 +33,15 @@ class GradientSamples:
     sampled: SampleMaxima
 
 
-def chunk_size_for(n_targets: int, x0: torch.Tensor) -> int:
-    """Default points per chunk for the first-order pass on ``x0``'s device."""
+def chunk_size_for(n_targets: int, x0: torch.Tensor, problem: Problem | None = None) -> int:
+    """Default points per chunk for the first-order pass on ``x0``'s device.
+
+    With ``problem``, the model's activation memory per point is measured
+    (``memory.py``); without, only the input-sized tensors are counted.
+    """
     bytes_per_point = GRADIENT_COPIES * n_targets * x0.numel() * x0.element_size()
+    if problem is not None:
+        bytes_per_point += bytes_per_row(problem.model, x0, problem.predicted, problem.targets, order=1)
     return default_chunk_size(bytes_per_point, 1, x0.device)
 
 
@@ -50,7 +57,7 @@ def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
         own, other = logits[:, predicted : predicted + 1], logits[:, target_index]
         return ChunkValues(values=norms, gradient_norms=norms, margins=own - other, logit_scale=own.abs() + other.abs())
 
-    chunk_size = problem.chunk_size or chunk_size_for(len(targets), x0)
+    chunk_size = problem.chunk_size or chunk_size_for(len(targets), x0, problem)
     sampled = sample_maxima(gradient_norms, x0, problem.margins0, settings, generator=problem.generator, chunk_size=chunk_size)
     return GradientSamples(sampled)
 

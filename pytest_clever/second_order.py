@@ -23,14 +23,29 @@ from .curvature import margin_curvatures
 from .diagnostics import check_twice_differentiable
 from .evt import fit_endpoint
 from .gradients import margin_gradients
+from .lanczos import MAX_STEPS
+from .memory import bytes_per_row
 from .maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, masked_max, rounding, sample_maxima
 from .norms import dual_norm
 from .results import TargetScore
 from .validation import Settings
 
-#: Working copies per row and input element: the double-backward graph of a row is a few
-#: times the size of a plain gradient's (first order: ``GRADIENT_COPIES``).
+#: Input-sized tensors per row besides the Lanczos basis (start vector, products, gradients).
 HESSIAN_COPIES = 8
+
+
+def chunk_size_for(problem: Problem) -> int:
+    """Default points per chunk for the second-order pass: each point is one row per target.
+
+    A row costs its double-backward graph (measured, ``memory.py``), the
+    Lanczos basis (up to ``MAX_STEPS`` input-sized vectors) and a few
+    input-sized working copies.
+    """
+    x0, n_targets = problem.x0, len(problem.targets)
+    dim, element = x0.numel(), x0.element_size()
+    graph = bytes_per_row(problem.model, x0, problem.predicted, problem.targets, order=2)
+    row = graph + (min(MAX_STEPS, dim) + HESSIAN_COPIES) * dim * element
+    return default_chunk_size(n_targets * row, n_targets, x0.device)
 
 
 def norm_factor(norm: float, dim: int) -> float:
@@ -145,8 +160,7 @@ def sample_targets(problem: Problem, settings: Settings, *, curvature: str = "sp
     chunks = _CurvatureChunks(
         problem.model, x0, problem.margins0, problem.predicted, problem.targets, curvature, problem.generator, settings
     )
-    bytes_per_point = HESSIAN_COPIES * n_targets * x0.numel() * x0.element_size()
-    chunk_size = problem.chunk_size or default_chunk_size(bytes_per_point, n_targets, x0.device)
+    chunk_size = problem.chunk_size or chunk_size_for(problem)
     sampled = sample_maxima(chunks, x0, problem.margins0, settings, generator=problem.generator, chunk_size=chunk_size)
     total = settings.n_batches * settings.batch_size
     return CurvatureSamples(
@@ -210,6 +224,7 @@ def score_targets(
 __all__ = [
     "HESSIAN_COPIES",
     "CurvatureSamples",
+    "chunk_size_for",
     "norm_factor",
     "sample_targets",
     "score_targets",
