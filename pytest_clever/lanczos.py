@@ -139,6 +139,9 @@ def lanczos(
         # (measured: 11% lower batch maxima of the negative curvature when steady rows stopped).
         stop = exhausted
         if may_stop is not None:
+            t2 = t @ t
+            t2[:, -1, -1] += beta**2
+            square[live] = torch.linalg.eigvalsh(t2)[:, -1]
             running = torch.zeros(rows, dtype=torch.bool, device=device)
             running[live] = True
             stop = stop | may_stop(RitzState(lo, hi, square, running, steps))[live]
