@@ -32,6 +32,9 @@ from .validation import Settings
 
 #: Input-sized tensors per row besides the Lanczos basis (start vector, products, gradients).
 HESSIAN_COPIES = 8
+#: Each product walks the saved graph and allocates about as much again in temporaries
+#: (peak RSS on the 3x32x32 ResNet of bench_second_order.py was 1.4x the saved bytes).
+GRAPH_WORKSPACE = 2
 
 
 def chunk_size_for(problem: Problem) -> int:
@@ -44,7 +47,7 @@ def chunk_size_for(problem: Problem) -> int:
     x0, n_targets = problem.x0, len(problem.targets)
     dim, element = x0.numel(), x0.element_size()
     graph = bytes_per_row(problem.model, x0, problem.predicted, problem.targets, order=2)
-    row = graph + (min(MAX_STEPS, dim) + HESSIAN_COPIES) * dim * element
+    row = GRAPH_WORKSPACE * graph + (min(MAX_STEPS, dim) + HESSIAN_COPIES) * dim * element
     return default_chunk_size(n_targets * row, n_targets, x0.device)
 
 
@@ -222,6 +225,7 @@ def score_targets(
 
 
 __all__ = [
+    "GRAPH_WORKSPACE",
     "HESSIAN_COPIES",
     "CurvatureSamples",
     "chunk_size_for",
