@@ -120,6 +120,7 @@ def main() -> None:
             "peak_rss_mib": {order: max(r["peak_rss_mib"] for r in runs[order]) for order in (1, 2)},
             "memory_ratio": max(r["peak_rss_mib"] for r in runs[2]) / max(r["peak_rss_mib"] for r in runs[1]),
             "solver_steps": best[2]["solver_steps"],
+            "scores": {order: best[order]["score"] for order in (1, 2)},
         }
     report["load_average_end"] = os.getloadavg()
     print(json.dumps(report, indent=1))

@@ -32,9 +32,9 @@ from .validation import Settings
 
 #: Input-sized tensors per row besides the Lanczos basis (start vector, products, gradients).
 HESSIAN_COPIES = 8
-#: Each product walks the saved graph and allocates about as much again in temporaries
-#: (peak RSS on the 3x32x32 ResNet of bench_second_order.py was 1.4x the saved bytes).
-GRAPH_WORKSPACE = 2
+#: Each product walks the saved graph and allocates temporaries on top: sized so that the
+#: peak RSS of a second-order run on bench_second_order.py's 3x32x32 ResNet stays in budget.
+GRAPH_WORKSPACE = 3
 
 
 def chunk_size_for(problem: Problem) -> int:
