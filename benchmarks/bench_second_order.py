@@ -29,6 +29,10 @@ from pytest_clever import clever_score
 from pytest_clever.toy import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
 
+#: Sampled points per batch: the library default for the digits CNN, fewer for the slow ResNet.
+DEFAULT_BATCH_SIZE = {"digits": 128, "resnet": 8}
+
+
 class Block(nn.Module):
     """A residual block: two 3x3 convolutions with softplus, a 1x1 projection when the shape changes."""
 
@@ -88,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["digits", "resnet"], choices=["digits", "resnet"])
     parser.add_argument("--n-batches", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, nargs="+", default=[128, 8], help="per model, in --models order")
+    parser.add_argument("--batch-size", type=int, help="for every model (default: digits 128, resnet 8)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--curvature", default="spectral", choices=["spectral", "negative"])
     parser.add_argument("--threads", type=int, default=1)
@@ -96,12 +100,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.n_batches, args.batch_size[0], args.curvature)))
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.n_batches, args.batch_size, args.curvature)))
         return
 
     report: dict = {"torch_threads": args.threads, "load_average_start": os.getloadavg(), "models": {}}
-    for index, name in enumerate(args.models):
-        batch_size = args.batch_size[min(index, len(args.batch_size) - 1)]
+    for name in args.models:
+        batch_size = args.batch_size or DEFAULT_BATCH_SIZE[name]
         runs: dict[int, list[dict]] = {1: [], 2: []}
         for _ in range(args.repeats):
             for order in (1, 2):
