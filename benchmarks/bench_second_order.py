@@ -1,58 +1,133 @@
-"""Cost of second-order CLEVER relative to first order on the smooth (softplus) digits CNN.
+"""Cost and peak memory of second-order CLEVER relative to first order, per sampled point.
 
-Run: ``python benchmarks/bench_second_order.py [--inputs 3 --n-batches 10 --batch-size 32]``.
-Both orders score the same inputs untargeted (all 9 other classes) with the
-same number of sampled points ``n_batches * batch_size``; the second order
-spends its time on Hessian-vector products (one double backward per Lanczos
-step for a whole chunk of points x targets). Timings alternate the two orders
-so that load from other processes hits both alike; the CPU time of this
-process is printed too, as it is less sensitive to such load than wall time.
+Run: ``python benchmarks/bench_second_order.py [--models digits resnet --repeats 2]``.
+Prints one JSON object. Each (model, order) configuration runs in a fresh
+subprocess, so that its peak resident memory (``resource.getrusage``) is its
+own; the orders alternate so that load from other processes hits both alike.
+Both orders score the same input untargeted (all 9 other classes) with the
+same sampled points and the automatically chosen chunk size; the cost is
+the CPU time of the scoring call in that subprocess, divided by the number of
+sampled points. Models: the softplus digits CNN (``pytest_clever.toy``) and a
+small softplus ResNet on 3x32x32 inputs (random weights: cost does not
+depend on training).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
 import time
 
 import torch
+from torch import nn
 
-from pytest_clever import clever_scores
+from pytest_clever import clever_score
 from pytest_clever.toy import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
+
+
+#: Sampled points per batch: the library default for the digits CNN, fewer for the slow ResNet.
+DEFAULT_BATCH_SIZE = {"digits": 128, "resnet": 8}
+
+
+class Block(nn.Module):
+    """A residual block: two 3x3 convolutions with softplus, a 1x1 projection when the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.act = nn.Softplus()
+        self.skip = nn.Conv2d(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv2(self.act(self.conv1(x))) + self.skip(x))
+
+
+class SmallResNet(nn.Module):
+    """A softplus ResNet for 3x32x32 inputs: a stem, three blocks (16, 32, 64 channels), pooling, a linear head."""
+
+    def __init__(self, width: int = 16, classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1), nn.Softplus())
+        self.blocks = nn.Sequential(Block(width, width, 1), Block(width, 2 * width, 2), Block(2 * width, 4 * width, 2))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+
+def _setup(model_name: str):
+    if model_name == "digits":
+        return cached_digits_cnn("softplus"), load_digits_data().x_test[0], dict(radius=2.0, bounds=DIGITS_BOUNDS)
+    torch.manual_seed(0)
+    model = SmallResNet().eval().requires_grad_(False)
+    return model, torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1)), dict(radius=0.5, bounds=(0.0, 1.0))
+
+
+def worker(model_name: str, order: int, n_batches: int, batch_size: int, curvature: str) -> dict:
+    """Score one input in this process; CPU seconds, peak RSS above the set-up's, and what the result says."""
+    model, x, kw = _setup(model_name)
+    clever_score(model, x, order=1, seed=1, n_batches=10, batch_size=1, **kw)  # warm-up: lazy init, allocator
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.process_time()
+    result = clever_score(model, x, order=order, curvature=curvature, seed=0, n_batches=n_batches, batch_size=batch_size, **kw)
+    seconds = time.process_time() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    deciding = result.per_target[result.target]
+    return {
+        "cpu_s": seconds,
+        "points": n_batches * batch_size,
+        "peak_rss_increase_mib": (peak - base) / 1024,
+        "peak_rss_mib": peak / 1024,
+        "score": result.score,
+        "solver_steps": deciding.solver_steps,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--inputs", type=int, default=3)
+    parser.add_argument("--models", nargs="+", default=["digits", "resnet"], choices=["digits", "resnet"])
     parser.add_argument("--n-batches", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, help="for every model (default: digits 128, resnet 8)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--curvature", default="spectral", choices=["spectral", "negative"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--worker", nargs=2, metavar=("MODEL", "ORDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.n_batches, args.batch_size, args.curvature)))
+        return
 
-    data = load_digits_data()
-    model = cached_digits_cnn("softplus")
-    with torch.no_grad():
-        ok = model(data.x_test[:40]).argmax(1) == data.y_test[:40]
-    xs, ys = data.x_test[:40][ok][: args.inputs], data.y_test[:40][ok][: args.inputs]
-    kw = dict(radius=2.0, bounds=DIGITS_BOUNDS, seed=0, n_batches=args.n_batches, batch_size=args.batch_size)
-
-    times: dict[int, list[float]] = {1: [], 2: []}
-    cpu: dict[int, list[float]] = {1: [], 2: []}
-    for _ in range(args.repeats):
-        for order in (1, 2):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            report = clever_scores(model, xs, ys, order=order, curvature=args.curvature, **kw)
-            times[order].append(time.perf_counter() - started)
-            cpu[order].append(time.process_time() - cpu_started)
-            if order == 2:
-                iterations = [r.per_target[r.target].power_iterations for r in report]
-    first, second = min(times[1]), min(times[2])
-    print(f"{len(xs)} inputs, {args.n_batches}x{args.batch_size} points, 9 targets, torch threads {torch.get_num_threads()}")
-    print(f"first order : {first:.2f} s ({first / len(xs):.2f} s/input)")
-    print(f"second order: {second:.2f} s ({second / len(xs):.2f} s/input, curvature={args.curvature}, "
-          f"Lanczos steps per chunk {iterations})")
-    print(f"ratio second/first: {second / first:.1f}x wall, "
-          f"{min(cpu[2]) / min(cpu[1]):.1f}x CPU ({min(cpu[1]):.2f} s vs {min(cpu[2]):.2f} s)")
+    report: dict = {"torch_threads": args.threads, "load_average_start": os.getloadavg(), "models": {}}
+    for name in args.models:
+        batch_size = args.batch_size or DEFAULT_BATCH_SIZE[name]
+        runs: dict[int, list[dict]] = {1: [], 2: []}
+        for _ in range(args.repeats):
+            for order in (1, 2):
+                command = [sys.executable, __file__, "--worker", name, str(order), "--n-batches", str(args.n_batches),
+                           "--batch-size", str(batch_size), "--curvature", args.curvature, "--threads", str(args.threads)]
+                out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                runs[order].append(json.loads(out.strip().splitlines()[-1]))
+        best = {order: min(r, key=lambda run: run["cpu_s"]) for order, r in runs.items()}
+        report["models"][name] = {
+            "points": best[1]["points"],
+            "first_cpu_s_per_point": best[1]["cpu_s"] / best[1]["points"],
+            "second_cpu_s_per_point": best[2]["cpu_s"] / best[2]["points"],
+            "cost_ratio": best[2]["cpu_s"] / best[1]["cpu_s"],
+            "first_peak_rss_increase_mib": max(r["peak_rss_increase_mib"] for r in runs[1]),
+            "second_peak_rss_increase_mib": max(r["peak_rss_increase_mib"] for r in runs[2]),
+            "peak_rss_mib": {order: max(r["peak_rss_mib"] for r in runs[order]) for order in (1, 2)},
+            "memory_ratio": max(r["peak_rss_mib"] for r in runs[2]) / max(r["peak_rss_mib"] for r in runs[1]),
+            "solver_steps": best[2]["solver_steps"],
+            "scores": {order: best[order]["score"] for order in (1, 2)},
+        }
+    report["load_average_end"] = os.getloadavg()
+    print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

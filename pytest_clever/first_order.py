@@ -24,9 +24,10 @@ from typing import Sequence
 
 import torch
 
-from .evt import endpoint_bracket, fit_endpoint
 from . import progress
+from .evt import endpoint_bracket, fit_endpoint
 from .gradients import margin_gradient_norms, targets_per_pass
+from .memory import bytes_per_row
 from .maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, sample_maxima
 from .norms import dual_norm
 from .results import TargetScore
@@ -43,14 +44,17 @@ class GradientSamples:
     sampled: SampleMaxima
 
 
-def chunk_size_for(n_targets: int, x0: torch.Tensor) -> int:
+def chunk_size_for(n_targets: int, x0: torch.Tensor, problem: Problem | None = None) -> int:
     """Default points per chunk for the first-order pass on ``x0``'s device.
 
     Gradients are reduced to norms as they come (``margin_gradient_norms``), so
-    only one block of targets' gradients is alive at a time.
+    only one block of targets' gradients is alive at a time. With ``problem``,
+    the model's activation memory per point is measured too (``memory.py``).
     """
     alive = targets_per_pass(n_targets, x0)
     bytes_per_point = GRADIENT_COPIES * alive * x0.numel() * x0.element_size()
+    if problem is not None:
+        bytes_per_point += bytes_per_row(problem.model, x0, problem.predicted, problem.targets, order=1)
     return default_chunk_size(bytes_per_point, 1, x0.device)
 
 
@@ -77,7 +81,7 @@ def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
         progress.points_done(len(points))
         return ChunkValues(values=norms, gradient_norms=norms, margins=own - other, logit_scale=own.abs() + other.abs())
 
-    chunk_size = problem.chunk_size or chunk_size_for(len(targets), x0)
+    chunk_size = problem.chunk_size or chunk_size_for(len(targets), x0, problem)
     sampled = sample_maxima(gradient_norms, x0, problem.margins0, settings, seed=problem.seed, chunk_size=chunk_size)
     return GradientSamples(sampled)
 

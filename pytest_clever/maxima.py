@@ -32,8 +32,10 @@ from .validation import Settings
 CPU_CHUNK = 1024
 #: Points per chunk on an accelerator, where larger batches pay off.
 ACCELERATOR_CHUNK = 4096
-#: Upper bound for the per-chunk working set (what each order states as bytes per point).
-CHUNK_BYTES = 64 * 2**20
+#: Per-chunk working set on CPU (what each order measures as bytes per point, see ``memory.py``).
+CHUNK_BYTES = 256 * 2**20
+#: Share of the accelerator's free memory one chunk may use.
+ACCELERATOR_MEMORY_SHARE = 0.25
 #: Rounding allowance, in units of the dtype's epsilon times the size of the numbers
 #: involved, that a difference must exceed to count as real (as proof of a slope or curvature).
 ROUNDING_ULPS = 64
@@ -44,15 +46,27 @@ SAMPLE_BLOCK_BYTES = 16 * 2**20
 SAMPLE_BLOCK_MAX = 1024
 
 
-def default_chunk_size(bytes_per_point: int, rows_per_point: int, device: torch.device) -> int:
+def chunk_budget(device: torch.device) -> int:
+    """Bytes one chunk may use: ``CHUNK_BYTES`` on CPU, a share of the free memory on CUDA."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(ACCELERATOR_MEMORY_SHARE * free)
+    return CHUNK_BYTES
+
+
+def default_chunk_size(
+    bytes_per_point: int, rows_per_point: int, device: torch.device, budget: int | None = None
+) -> int:
     """Points per chunk: fast for the device, and small enough to bound memory.
 
     ``rows_per_point`` is how many batch rows one point becomes (second order
     repeats each point once per target); ``bytes_per_point`` the working set
-    the order needs per point.
+    the order needs per point (measured from the model, ``memory.py``);
+    ``budget`` the bytes a chunk may use (default :func:`chunk_budget`).
     """
     rows = ACCELERATOR_CHUNK if device.type != "cpu" else CPU_CHUNK
-    by_memory = CHUNK_BYTES // max(1, bytes_per_point)
+    budget = chunk_budget(device) if budget is None else budget
+    by_memory = budget // max(1, bytes_per_point)
     return int(max(1, min(rows // max(1, rows_per_point), by_memory)))
 
 
@@ -277,6 +291,7 @@ __all__ = [
     "ChunkValues",
     "Problem",
     "SampleMaxima",
+    "chunk_budget",
     "default_chunk_size",
     "masked_max",
     "rounding",

@@ -21,17 +21,36 @@ import torch
 
 from .curvature import margin_curvatures
 from .diagnostics import check_twice_differentiable
+from . import progress
 from .evt import fit_endpoint
 from .gradients import margin_gradients
+from .lanczos import MAX_STEPS
+from .memory import bytes_per_row
 from .maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, masked_max, rounding, sample_maxima
 from .norms import dual_norm
 from .results import TargetScore
 from .sampling import point_generators
 from .validation import Settings
 
-#: Working copies per row and input element: the double-backward graph of a row is a few
-#: times the size of a plain gradient's (first order: ``GRADIENT_COPIES``).
+#: Input-sized tensors per row besides the Lanczos basis (start vector, products, gradients).
 HESSIAN_COPIES = 8
+#: Each product walks the saved graph and allocates temporaries on top: sized so that the
+#: peak RSS of a second-order run on bench_second_order.py's 3x32x32 ResNet stays in budget.
+GRAPH_WORKSPACE = 3
+
+
+def chunk_size_for(problem: Problem) -> int:
+    """Default points per chunk for the second-order pass: each point is one row per target.
+
+    A row costs its double-backward graph (measured, ``memory.py``), the
+    Lanczos basis (up to ``MAX_STEPS`` input-sized vectors) and a few
+    input-sized working copies.
+    """
+    x0, n_targets = problem.x0, len(problem.targets)
+    dim, element = x0.numel(), x0.element_size()
+    graph = bytes_per_row(problem.model, x0, problem.predicted, problem.targets, order=2)
+    row = GRAPH_WORKSPACE * graph + (min(MAX_STEPS, dim) + HESSIAN_COPIES) * dim * element
+    return default_chunk_size(n_targets * row, n_targets, x0.device)
 
 
 def norm_factor(norm: float, dim: int) -> float:
@@ -82,8 +101,12 @@ class _CurvatureChunks:
     """The per-chunk statistic of second order, keeping its own lower bounds across chunks."""
 
     def __init__(self, model: Callable, x0: torch.Tensor, margins0: torch.Tensor, predicted: int,
-                 targets: Sequence[int], method: str, seed: int) -> None:
+                 targets: Sequence[int], method: str, seed: int, settings: Settings) -> None:
         self.model, self.x0, self.margins0 = model, x0, margins0
+        # Only batch maxima are fitted: Lanczos stops rows that cannot be their (batch, target)'s
+        # maximum, given what earlier chunks of the batch reached (``best``); chunks arrive in order.
+        self.batch_size = settings.batch_size
+        self.best = torch.full((settings.n_batches * len(targets),), -math.inf, dtype=x0.dtype, device=x0.device)
         self.predicted, self.targets, self.method, self.seed = predicted, list(targets), method, seed
         _, grad0 = margin_gradients(model, x0.unsqueeze(0), predicted, targets)
         self.gradient0 = grad0[0].detach()  # (T, *shape)
@@ -97,12 +120,17 @@ class _CurvatureChunks:
 
     def __call__(self, points: torch.Tensor, first: int) -> ChunkValues:
         n, n_targets, eps = len(points), len(self.targets), rounding(self.x0.dtype)
+        batch = torch.arange(first, first + n, device=points.device) // self.batch_size
+        groups = (batch.unsqueeze(1) * n_targets + torch.arange(n_targets, device=points.device)).flatten()
         # One generator per point: the Lanczos start vectors do not depend on the chunking.
         generators = point_generators(self.seed, first, n, points.device)
         hessians, estimate = margin_curvatures(
-            self.model, points, self.predicted, self.targets, method=self.method, generator=generators
+            self.model, points, self.predicted, self.targets, method=self.method, generator=generators,
+            groups=groups, floor=self.best,
         )
+        self.best.scatter_reduce_(0, groups, estimate.value.nan_to_num(nan=0.0), "amax")
         self.steps = max(self.steps, estimate.steps)
+        progress.points_done(n)
         grads = hessians.grads.view(n, n_targets, -1)
         margins = hessians.margins.view(n, n_targets)
         value = estimate.value.view(n, n_targets)
@@ -137,10 +165,9 @@ def sample_targets(problem: Problem, settings: Settings, *, curvature: str = "sp
     """Batch maxima of the margins' curvature over ``n_batches * batch_size`` sampled points, every target at once."""
     x0, n_targets = problem.x0, len(problem.targets)
     chunks = _CurvatureChunks(
-        problem.model, x0, problem.margins0, problem.predicted, problem.targets, curvature, problem.seed
+        problem.model, x0, problem.margins0, problem.predicted, problem.targets, curvature, problem.seed, settings
     )
-    bytes_per_point = HESSIAN_COPIES * n_targets * x0.numel() * x0.element_size()
-    chunk_size = problem.chunk_size or default_chunk_size(bytes_per_point, n_targets, x0.device)
+    chunk_size = problem.chunk_size or chunk_size_for(problem)
     sampled = sample_maxima(chunks, x0, problem.margins0, settings, seed=problem.seed, chunk_size=chunk_size)
     total = settings.n_batches * settings.batch_size
     return CurvatureSamples(
@@ -202,8 +229,10 @@ def score_targets(
 
 
 __all__ = [
+    "GRAPH_WORKSPACE",
     "HESSIAN_COPIES",
     "CurvatureSamples",
+    "chunk_size_for",
     "norm_factor",
     "sample_targets",
     "score_targets",
