@@ -18,6 +18,7 @@ import torch
 
 from . import first_order, second_order
 from .diagnostics import check_masking, score_notes
+from .evt import endpoint_interval
 from .errors import CleverError, InvalidInputError, WeakFitWarning
 from .inputs import as_input_tensor, check_in_bounds, check_prediction, resolve_single_input, warn_if_probabilities
 from .maxima import Problem
@@ -29,7 +30,9 @@ from .validation import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_N_BATCHES,
     Settings,
+    DEFAULT_CONFIDENCE,
     check_chunk_size,
+    check_confidence,
     check_curvature,
     check_settings,
 )
@@ -60,6 +63,7 @@ def _score_one(
     dtype: torch.dtype,
     chunk_size: int | None,
     curvature: str,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> CleverResult:
     started = time.perf_counter()
     x = x.to(device=device, dtype=dtype)
@@ -80,7 +84,13 @@ def _score_one(
     per_target = order.score_targets(samples, targets, margins0.double().cpu().tolist(), settings)
 
     deciding = min(per_target.values(), key=lambda s: (s.score, s.target))
-    maxima = samples.sampled.maxima[:, targets.index(deciding.target)]
+    maxima = samples.sampled.maxima[:, targets.index(deciding.target)].double().cpu().numpy()
+    # The interval of the deciding target only: the score's, and ~10 ms (docs/maths.md, "Uncertainty").
+    deciding = per_target[deciding.target] = deciding.with_interval(
+        endpoint_interval(maxima, method=deciding.fit_method, reason=deciding.fit_reason,
+                          endpoint=deciding.endpoint, confidence=confidence),
+        settings.radius,
+    )
     return CleverResult(
         score=deciding.score,
         target=deciding.target,
@@ -100,7 +110,8 @@ def _score_one(
         bounds=settings.bounds,
         device=str(device),
         notes=score_notes(per_target, deciding.target, radius=settings.radius, order=settings.order),
-        batch_maxima=tuple(maxima.double().cpu().tolist()),
+        batch_maxima=tuple(maxima.tolist()),
+        confidence=confidence,
     )
 
 
@@ -122,6 +133,7 @@ def _score_inputs(
     chunk_size: Any,
     curvature: Any,
     indexed: bool,
+    confidence: Any = DEFAULT_CONFIDENCE,
     **settings: Any,
 ) -> tuple[list[CleverResult], int]:
     """The one preparation path: validate once, resolve the device, borrow the model, score each input.
@@ -134,6 +146,7 @@ def _score_inputs(
     checked = check_settings(**settings)
     chunk_size = check_chunk_size(chunk_size)
     curvature = check_curvature(curvature)
+    confidence = check_confidence(confidence)
     run_seed = resolve_seed(seed)
     spec = combine_target_and_targets(target, targets)
 
@@ -157,7 +170,7 @@ def _score_inputs(
                 results.append(_score_one(
                     prepared, x, checked, target=target, targets=spec, label=None if labels is None else labels[i],
                     seed=derive_seed(run_seed, i) if indexed else run_seed,
-                    device=dev, dtype=dtype, chunk_size=chunk_size, curvature=curvature,
+                    device=dev, dtype=dtype, chunk_size=chunk_size, curvature=curvature, confidence=confidence,
                 ))
             except CleverError as exc:
                 if not indexed:
@@ -185,6 +198,7 @@ def clever_score(
     order: int = 1,
     chunk_size: int | None = None,
     curvature: str = "spectral",
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> CleverResult:
     """CLEVER score of one input (first order by default, second order with ``order=2``).
 
@@ -240,10 +254,14 @@ def clever_score(
         "negative" only its negative part ``max(0, -lambda_min)`` (tighter,
         as in the authors' code; twice the Hessian-vector products, and
         ``g / ||grad g(x)||`` when no negative curvature is sampled).
+    confidence:
+        Level of the score's confidence interval ``result.interval`` (the
+        profile likelihood of the deciding target's end point), strictly
+        between 0 and 1.
     """
     (result,), _ = _score_inputs(
         model, [x], None if label is None else [label], seed, target=target, targets=targets, device=device,
-        chunk_size=chunk_size, curvature=curvature, indexed=False,
+        chunk_size=chunk_size, curvature=curvature, indexed=False, confidence=confidence,
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order,
     )
     return result
@@ -266,6 +284,7 @@ def clever_scores(
     order: int = 1,
     chunk_size: int | None = None,
     curvature: str = "spectral",
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> CleverReport:
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 
@@ -280,7 +299,7 @@ def clever_scores(
         labels = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
     results, run_seed = _score_inputs(
         model, inputs, labels, seed, target=target, targets=targets, device=device,
-        chunk_size=chunk_size, curvature=curvature, indexed=True,
+        chunk_size=chunk_size, curvature=curvature, indexed=True, confidence=confidence,
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order,
     )
     return CleverReport(tuple(results), seed=run_seed, elapsed=time.perf_counter() - started)
