@@ -17,7 +17,9 @@ Recipe (after the original CLEVER code, see docs/maths.md, "The extreme-value fi
   the observed maximum (a diverged fit, not an estimate) or below it (scipy's
   penalised likelihood can leave data points outside the support);
 - fall back to the plain sample maximum when the maxima are degenerate or no
-  fit reaches a p-value of ``FALLBACK_PVALUE``.
+  fit reaches a p-value of ``FALLBACK_PVALUE`` (``WEAK_PVALUE`` for discrete
+  maxima, at most ``DISCRETE_SHARE`` of them distinct: a law of a few atoms
+  is not a reverse Weibull, and its sample maximum is the natural estimate).
 
 Tied maxima (piecewise-linear nets have piecewise-constant gradients, so their
 batch maxima take few distinct values): a largest value attained by
@@ -60,6 +62,15 @@ TOP_ATOM = "the largest batch maximum recurs (an atom at the top: piecewise-cons
 TOP_ATOM_TIES = 3
 #: Relative tolerance under which two maxima count as equal (float32 rounding of one value).
 TIE_RTOL = 1e-6
+#: ``EndpointFit.reason`` when tied maxima fit no Weibull law: a discrete law, whose estimate is the sample maximum.
+DISCRETE_MAXIMA = (
+    "the batch maxima take few distinct values and fit no Weibull law (a piecewise-constant "
+    "statistic, e.g. a ReLU net's gradient norm): the sample maximum is the estimate"
+)
+#: Maxima with at most this share of distinct values are discrete.
+DISCRETE_SHARE = 0.5
+#: The upper quantile whose distance below max(b) bounds a discrete law's unseen atoms (see endpoint_interval).
+DISCRETE_QUANTILE = 0.9
 
 
 @dataclass(frozen=True)
@@ -186,6 +197,11 @@ def endpoint_interval(
       point any tighter. Coverage of the true end point, measured on reverse
       Weibull maxima at n = 100: 93-94% at 95% (tests/test_intervals.py).
     - Exact fallbacks (``EXACT_REASONS``): zero width.
+    - Discrete maxima (``DISCRETE_MAXIMA``): from ``max(b)`` to ``max(b)``
+      plus its distance above the ``DISCRETE_QUANTILE`` quantile: an atom
+      above ``max(b)`` unseen in n batches is rare (per batch below ~3 / n
+      at 95%), and the top decile shows how far apart atoms that rare lie.
+      A heuristic, not a likelihood interval.
     - Other fallbacks: no likelihood to profile; the end point lies above
       ``max(b)``, and an accepted fit would have put it at most
       ``MAX_GAP_RANGES`` ranges above, which is the interval.
@@ -193,7 +209,11 @@ def endpoint_interval(
     b = np.asarray(maxima, dtype=np.float64).ravel()
     top, spread = float(b.max()), float(b.max() - b.min())
     if method != "weibull":
-        return (top, top) if reason in EXACT_REASONS else (top, top + MAX_GAP_RANGES * spread)
+        if reason in EXACT_REASONS:
+            return top, top
+        if reason == DISCRETE_MAXIMA:
+            return top, 2 * top - float(np.quantile(b, DISCRETE_QUANTILE))
+        return top, top + MAX_GAP_RANGES * spread
     from scipy import stats
 
     z = (top - b) / spread
@@ -258,9 +278,14 @@ def fit_endpoint(maxima: np.ndarray | Sequence[float]) -> EndpointFit:
         if best[0] >= GOOD_PVALUE or (repeated and best[0] >= WEAK_PVALUE):
             break
 
+    if best is None and len(np.unique(b)) <= DISCRETE_SHARE * b.size:
+        return _fallback(b, DISCRETE_MAXIMA)
     if best is None:
         return _fallback(b, "every Weibull fit diverged or was ill-conditioned")
     pvalue, ks_stat, c, loc_z, scale_z = best
+    discrete = len(np.unique(b)) <= DISCRETE_SHARE * b.size
+    if discrete and pvalue < WEAK_PVALUE:
+        return _fallback(b, DISCRETE_MAXIMA)
     if pvalue < FALLBACK_PVALUE:
         return _fallback(b, f"best Weibull fit has KS p-value {pvalue:.2g} < {FALLBACK_PVALUE}")
     endpoint = top - loc_z * spread
