@@ -37,7 +37,9 @@ def test_fits_are_reported_for_every_target(plain_report):
     for result in plain_report:
         assert len(result.per_target) == 9
         for t in result.per_target.values():
-            assert t.fit_method in ("weibull", "max")
+            # The CNN's gradient norms vary continuously in the ball: every fit must succeed
+            # (a fallback here is a regression of the fit, not an accepted outcome).
+            assert t.fit_method == "weibull", t.fit_reason
             assert t.lipschitz >= t.sample_max > 0
             if t.fit_method == "weibull":
                 assert 0 <= t.ks_pvalue <= 1 and t.shape > 0

@@ -43,4 +43,4 @@ def test_end_to_end_fit_tests_catch_a_disabled_fit(pytester):
     )
     assert result.parseoutcomes().get("failed", 0) == 2, result.stdout.str()
     # They fail on the numbers: the gap the "fit" closes.
-    result.stdout.fnmatch_lines(["E *assert np.float64(0.0) >= 0.5"])
+    result.stdout.fnmatch_lines(["E *assert *0.0* >= 0.5"])
