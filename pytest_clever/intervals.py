@@ -80,12 +80,13 @@ def statistic_interval(
 def paired_change_interval(
     new: Sequence[float], new_intervals: Sequence[tuple[float, float] | None],
     old: Sequence[float], old_intervals: Sequence[tuple[float, float] | None],
-    statistic: str, confidence: float, *, n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED,
+    statistic: str, confidence: float, *, relative: bool = True, n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED,
 ) -> tuple[float, float, float]:
-    """Relative change ``stat(new) / stat(old) - 1`` of two runs on the same inputs, and its interval.
+    """Change of ``statistic`` between two runs on the same inputs, and its interval: ``(change, lo, hi)``.
 
-    Input ``i`` of ``new`` and of ``old`` is the same input (same test, same
-    call); the bootstrap resamples the pairs together.
+    The change is ``stat(new) / stat(old) - 1`` when ``relative``, else
+    ``stat(new) - stat(old)``. Input ``i`` of ``new`` and of ``old`` is the
+    same input (same test, same call); the bootstrap resamples the pairs together.
     """
     new, old = np.asarray(new, dtype=np.float64), np.asarray(old, dtype=np.float64)
     if new.shape != old.shape:
@@ -95,9 +96,23 @@ def paired_change_interval(
     new_stat = statistic_rows(draw_scores(new, new_intervals, confidence, index, rng), statistic)
     old_stat = statistic_rows(draw_scores(old, old_intervals, confidence, index, rng), statistic)
     with np.errstate(divide="ignore", invalid="ignore"):
-        change = float(statistic_rows(new, statistic) / statistic_rows(old, statistic) - 1)
-        lo, hi = _percentiles(new_stat / old_stat - 1, confidence)
+        if relative:
+            change = float(statistic_rows(new, statistic) / statistic_rows(old, statistic) - 1)
+            lo, hi = _percentiles(new_stat / old_stat - 1, confidence)
+        else:
+            change = float(statistic_rows(new, statistic) - statistic_rows(old, statistic))
+            lo, hi = _percentiles(new_stat - old_stat, confidence)
     return change, min(lo, change), max(hi, change)
 
 
-__all__ = ["N_BOOTSTRAP", "draw_scores", "paired_change_interval", "statistic_interval", "statistic_rows"]
+def difference_interval(
+    new: float, new_interval: tuple[float, float] | None, old: float, old_interval: tuple[float, float] | None,
+) -> tuple[float, float, float]:
+    """``new - old`` of one input's two independent scores, and its interval (half-widths add in quadrature per side)."""
+    n_lo, n_hi = new_interval or (new, new)
+    o_lo, o_hi = old_interval or (old, old)
+    delta = new - old
+    return delta, delta - float(np.hypot(new - n_lo, o_hi - old)), delta + float(np.hypot(n_hi - new, old - o_lo))
+
+
+__all__ = ["N_BOOTSTRAP", "difference_interval", "draw_scores", "paired_change_interval", "statistic_interval", "statistic_rows"]
