@@ -14,7 +14,7 @@ is a percentile bootstrap that combines:
   from its two-piece normal.
 
 :func:`paired_change_interval` compares two runs on the same inputs: the
-same input resample for both runs (pairing), independent score draws.
+inputs stay fixed (pairing), the scores of both runs are drawn independently.
 """
 
 from __future__ import annotations
@@ -86,13 +86,18 @@ def paired_change_interval(
 
     The change is ``stat(new) / stat(old) - 1`` when ``relative``, else
     ``stat(new) - stat(old)``. Input ``i`` of ``new`` and of ``old`` is the
-    same input (same test, same call); the bootstrap resamples the pairs together.
+    same input (same test, same call), so the question is whether the
+    statistic over these inputs changed: only the scores' own uncertainty
+    enters (independent draws for both runs), not the spread from input to
+    input, which the pairing cancels. Measured on the digits CNN
+    (benchmarks/bench_intervals.py): resampling the inputs as well detected
+    a 28% loss of mean robustness in only 16% of trials.
     """
     new, old = np.asarray(new, dtype=np.float64), np.asarray(old, dtype=np.float64)
     if new.shape != old.shape:
         raise ValueError(f"paired runs need the same inputs, got {len(new)} and {len(old)} scores")
     rng = np.random.default_rng(seed)
-    index = _indices(len(new), statistic, rng, n_boot)
+    index = np.broadcast_to(np.arange(len(new)), (n_boot, len(new)))
     new_stat = statistic_rows(draw_scores(new, new_intervals, confidence, index, rng), statistic)
     old_stat = statistic_rows(draw_scores(old, old_intervals, confidence, index, rng), statistic)
     with np.errstate(divide="ignore", invalid="ignore"):
