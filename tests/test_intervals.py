@@ -112,3 +112,16 @@ def test_paired_change_of_identical_runs_is_zero_and_of_a_loss_is_negative():
     assert change == 0 and lo < 0 < hi and hi - lo < 0.05
     change, lo, hi = paired_change_interval(0.7 * points, [(0.7 * a, 0.7 * b) for a, b in ivs], points, ivs, "mean", 0.95)
     assert change == pytest.approx(-0.3) and lo < -0.3 < hi < -0.25
+
+
+def test_second_order_interval_maps_the_curvature_end_point():
+    # CubicMargin's Hessian is 2 alpha x_1 e_1 e_1^T: spectral norm up to 2 alpha R.
+    result = clever_score(CubicMargin(b=0.2), torch.zeros(8, dtype=torch.float64), radius=1.0, seed=0, order=2)
+    t = result.per_target[result.target]
+    assert t.fit_method == "weibull"
+    # The score formula recovered from the stored fields gives back the score at the fitted end point.
+    assert t.score_at(t.endpoint, result.radius) == pytest.approx(result.score, rel=1e-9)
+    lo, hi = result.interval
+    assert lo < result.score < hi
+    # A larger curvature bound, a smaller radius.
+    assert t.score_at(2 * t.endpoint, result.radius) < result.score
