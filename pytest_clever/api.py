@@ -19,6 +19,7 @@ import torch
 
 from . import first_order, progress, second_order
 from .diagnostics import check_masking, score_notes
+from .evt import endpoint_interval
 from .errors import CleverError, InvalidInputError, WeakFitWarning
 from .inputs import (
     as_input_tensor,
@@ -38,7 +39,9 @@ from .validation import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_N_BATCHES,
     Settings,
+    DEFAULT_CONFIDENCE,
     check_chunk_size,
+    check_confidence,
     check_curvature,
     check_settings,
 )
@@ -98,6 +101,7 @@ def _score_one(
     dtype: torch.dtype,
     chunk_size: int | None,
     curvature: str,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> CleverResult:
     started = time.perf_counter()
     x = x.to(device=device, dtype=dtype)
@@ -121,7 +125,13 @@ def _score_one(
     per_target = order.score_targets(samples, targets, margins0.double().cpu().tolist(), settings)
 
     deciding = min(per_target.values(), key=lambda s: (s.score, s.target))
-    maxima = samples.sampled.maxima[:, targets.index(deciding.target)]
+    maxima = samples.sampled.maxima[:, targets.index(deciding.target)].double().cpu().numpy()
+    # The interval of the deciding target only: the score's, and ~10 ms (docs/maths.md, "Uncertainty").
+    deciding = per_target[deciding.target] = deciding.with_interval(
+        endpoint_interval(maxima, method=deciding.fit_method, reason=deciding.fit_reason,
+                          endpoint=deciding.endpoint, confidence=confidence),
+        settings.radius,
+    )
     return CleverResult(
         score=deciding.score,
         target=deciding.target,
@@ -141,7 +151,8 @@ def _score_one(
         bounds=settings.bounds,
         device=str(device),
         notes=score_notes(per_target, deciding.target, radius=settings.radius, order=settings.order),
-        batch_maxima=tuple(maxima.double().cpu().tolist()),
+        batch_maxima=tuple(maxima.tolist()),
+        confidence=confidence,
     )
 
 
@@ -165,6 +176,7 @@ def _score_inputs(
     indexed: bool,
     executor: Executor | None = None,
     progress_to: progress.ProgressSetting = False,
+    confidence: Any = DEFAULT_CONFIDENCE,
     **settings: Any,
 ) -> tuple[list[CleverResult], int]:
     """The one preparation path: validate once, resolve the device, borrow the model, score each input.
@@ -177,6 +189,7 @@ def _score_inputs(
     checked = check_settings(**settings)
     chunk_size = check_chunk_size(chunk_size)
     curvature = check_curvature(curvature)
+    confidence = check_confidence(confidence)
     run_seed = resolve_seed(seed)
     spec = combine_target_and_targets(target, targets)
 
@@ -222,7 +235,7 @@ def _score_inputs(
                 results.append(_score_one(
                     prepared, x, checked, target=target, targets=spec, label=None if labels is None else labels[i],
                     seed=seeds[i],
-                    device=dev, dtype=dtype, chunk_size=chunk_size, curvature=curvature,
+                    device=dev, dtype=dtype, chunk_size=chunk_size, curvature=curvature, confidence=confidence,
                 ))
             except CleverError as exc:
                 if not indexed:
@@ -253,6 +266,7 @@ def clever_score(
     chunk_size: int | None = None,
     curvature: str = "spectral",
     progress: progress.ProgressSetting = False,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> CleverResult:
     """CLEVER score of one input (first order by default, second order with ``order=2``).
 
@@ -318,6 +332,10 @@ def clever_score(
         the first input's time, the estimated time left; at most once a
         second, nothing in the first 2 s); a callable receives every
         :class:`~pytest_clever.progress.ProgressEvent` instead. Off by default.
+    confidence:
+        Level of the score's confidence interval ``result.interval`` (the
+        profile likelihood of the deciding target's end point), strictly
+        between 0 and 1.
 
     Scoring runs in IEEE float32: TF32 (and oneDNN's bf16) for float32
     matmuls and convolutions is off during the call, whatever the session set
@@ -327,6 +345,7 @@ def clever_score(
     (result,), _ = _score_inputs(
         model, [x], None if label is None else [label], seed, target=target, targets=targets, device=device,
         chunk_size=chunk_size, curvature=curvature, indexed=False, progress_to=progress,
+        confidence=confidence,
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order,
     )
     return result
@@ -351,6 +370,7 @@ def clever_scores(
     curvature: str = "spectral",
     executor: Executor | None = None,
     progress: progress.ProgressSetting = False,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> CleverReport:
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 
@@ -374,6 +394,7 @@ def clever_scores(
     results, run_seed = _score_inputs(
         model, inputs, labels, seed, target=target, targets=targets, device=device,
         chunk_size=chunk_size, curvature=curvature, indexed=True, executor=executor, progress_to=progress,
+        confidence=confidence,
         norm=norm, radius=radius, n_batches=n_batches, batch_size=batch_size, bounds=bounds, order=order,
     )
     return CleverReport(tuple(results), seed=run_seed, elapsed=time.perf_counter() - started)

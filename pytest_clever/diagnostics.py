@@ -134,8 +134,9 @@ def score_notes(per_target: dict[int, TargetScore], deciding: int, *, radius: fl
     elif s.weak and s.fit_method == "max":
         notes.append(
             f"target {deciding}: no trustworthy Weibull fit ({s.fit_reason}); the sample maximum "
-            f"{estimate:.4g} was used as {what} estimate (the score may be too high: "
-            "raise n_batches/batch_size)" + see("Troubleshooting")
+            f"{estimate:.4g} was used as {what} estimate (the score may be too high"
+            + (f", down to {s.interval[0]:.4g}" if s.interval is not None else "")
+            + ": raise n_batches/batch_size)" + see("Troubleshooting")
         )
     elif s.weak:
         of = " of the curvature" if order == 2 else ""

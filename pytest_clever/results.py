@@ -7,14 +7,15 @@ reported without torch. The ``weak`` and ``consistent`` rules of a score live he
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .evt import CONSTANT_MAXIMA, WEAK_PVALUE
+from .evt import EXACT_REASONS, WEAK_PVALUE
+from .intervals import statistic_interval, statistic_rows
 from .norms import norm_label, norm_to_json, parse_norm
-from .validation import STATISTICS, parse_statistic
+from .validation import DEFAULT_CONFIDENCE, STATISTICS, check_confidence, parse_statistic
 
 
 def _json_float(value: float | None) -> float | None:
@@ -35,6 +36,30 @@ def _from_json_float(value: Any) -> float:
 #: Relative slack of the consistency check: float32 finite differences of the
 #: margin carry rounding error, which must not read as proof of a low estimate.
 CONSISTENCY_SLACK = 1e-3
+
+
+#: A fallback to the sample maximum whose score interval is narrower than this share of
+#: the score is not weak: whatever an accepted fit could have said would change the score
+#: by less (a ReLU net's tied maxima often span a fraction of a percent).
+NEGLIGIBLE_WIDTH = 0.02
+
+
+def _interval_to_json(interval: tuple[float, float] | None) -> list | None:
+    return None if interval is None else [_json_float(float(v)) for v in interval]
+
+
+def _interval_from_json(value: Any) -> tuple[float, float] | None:
+    return None if value is None else (_from_json_float(value[0]), _from_json_float(value[1]))
+
+
+def second_order_radius(margin: float, gradient_norm: float, curvature: float) -> float:
+    """The root ``(-a + sqrt(a^2 + 2 M g)) / M`` of ``g - a r - M r^2 / 2``, written without cancellation.
+
+    Tends to ``g / a`` as ``M -> 0``; infinite when both ``a`` and ``M`` vanish.
+    (Here, torch-free, so that results can map a curvature interval to a score interval.)
+    """
+    denominator = gradient_norm + math.sqrt(gradient_norm**2 + 2.0 * curvature * margin)
+    return 2.0 * margin / denominator if denominator > 0 else math.inf
 
 
 #: Field names of files saved before the rename -> their names now.
@@ -67,6 +92,10 @@ class TargetScore:
     There ``lipschitz`` is ``margin / r`` for the uncapped second-order
     radius ``r`` (so ``score == min(margin / lipschitz, radius)`` still holds)
     and ``lipschitz_lower_bound`` is not measured (0).
+
+    ``interval`` is the score's confidence interval ``(lo, hi)`` from the
+    fit's end-point interval (:meth:`with_interval`); None when unknown
+    (not computed, or a record saved before intervals existed).
     """
 
     target: int
@@ -88,6 +117,34 @@ class TargetScore:
     curvature_method: str = ""
     solver_steps: int = 0
     solver_converged: float = math.nan
+    interval: tuple[float, float] | None = None
+
+    @property
+    def endpoint(self) -> float:
+        """The fitted end point: the Lipschitz estimate (order 1) or the curvature's (order 2), before clipping."""
+        return -self.loc if self.fit_method == "weibull" else self.sample_max
+
+    def score_at(self, endpoint: float, radius: float) -> float:
+        """The score this target would have with the fitted end point at ``endpoint``.
+
+        First order: ``min(margin / L, R)``. Second order: the Taylor radius,
+        whose curvature coefficient ``M k_p^2`` scales with the end point
+        (``k_p^2`` recovered from ``lipschitz = a + M k_p^2 r / 2``).
+        """
+        if math.isnan(self.curvature):  # first order
+            return min(self.margin / endpoint, radius) if endpoint > 0 else radius
+        reach = self.margin / self.lipschitz if self.lipschitz > 0 else math.inf
+        if self.curvature <= 0 or not math.isfinite(reach):
+            coefficient = 0.0  # no curvature measured: the radius does not depend on it
+        else:
+            coefficient = 2 * (self.lipschitz - self.gradient_norm) / reach / self.curvature
+        return min(second_order_radius(self.margin, self.gradient_norm, max(endpoint, 0.0) * coefficient), radius)
+
+    def with_interval(self, endpoint_interval: tuple[float, float], radius: float) -> "TargetScore":
+        """This score with ``interval`` mapped from the end point's interval (a higher end point, a lower score)."""
+        lo, hi = endpoint_interval
+        interval = (min(self.score_at(hi, radius), self.score), max(self.score_at(lo, radius), self.score))
+        return replace(self, interval=interval)
 
     @property
     def consistent(self) -> bool:
@@ -101,14 +158,23 @@ class TargetScore:
     def weak(self) -> bool:
         """True when the estimate needs a second look: no trustworthy Weibull fit, or a weak one.
 
-        The sample maximum of constant batch maxima is exact, not weak.
+        The sample maximum of constant batch maxima, or of maxima whose top
+        value recurs, is exact, not weak; so is a fallback whose score interval
+        is narrower than ``NEGLIGIBLE_WIDTH`` of the score (no fit could have
+        moved it further).
         """
         if self.fit_method == "max":
-            return self.fit_reason != CONSTANT_MAXIMA
+            if self.fit_reason in EXACT_REASONS:
+                return False
+            if self.interval is not None and self.score > 0:
+                return (self.interval[1] - self.interval[0]) > NEGLIGIBLE_WIDTH * self.score
+            return True
         return self.ks_pvalue < WEAK_PVALUE
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: _json_float(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        data = {k: _json_float(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        data["interval"] = _interval_to_json(self.interval)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TargetScore":
@@ -118,7 +184,10 @@ class TargetScore:
             if f.name not in data:  # fields added later keep their defaults
                 continue
             value = data[f.name]
-            kwargs[f.name] = value if f.type in ("int", "str") else _from_json_float(value)
+            if f.name == "interval":
+                kwargs[f.name] = _interval_from_json(value)
+            else:
+                kwargs[f.name] = value if f.type in ("int", "str") else _from_json_float(value)
         return cls(**kwargs)
 
 
@@ -132,6 +201,7 @@ class CleverResult:
     ``predicted``. ``per_target`` maps every scored class to its
     :class:`TargetScore`. ``seed`` reproduces the run bit-for-bit on the same
     device. ``notes`` lists anything worth a second look (weak fits, ...).
+    ``confidence`` is the level of the score's :attr:`interval`.
     """
 
     score: float
@@ -156,6 +226,15 @@ class CleverResult:
     #: and the classes it resolved to for this input, in scoring order.
     targets: str = "all"
     target_classes: tuple[int, ...] = ()
+    confidence: float = DEFAULT_CONFIDENCE
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """Confidence interval ``(lo, hi)`` of :attr:`score` at :attr:`confidence`, from the deciding target's fit.
+
+        None when unknown (a record saved before intervals existed).
+        """
+        return self.per_target[self.target].interval
 
     @property
     def lipschitz(self) -> float:
@@ -183,8 +262,9 @@ class CleverResult:
         curvature = ""
         if self.order == 2:
             curvature = f"curvature={deciding.curvature:.4g}({deciding.curvature_method}), "
+        interval = "" if self.interval is None else f" [{self.interval[0]:.4g}, {self.interval[1]:.4g}]"
         return (
-            f"CleverResult(score={self.score:.4g}, target={self.target}, "
+            f"CleverResult(score={self.score:.4g}{interval}, target={self.target}, "
             f"predicted={self.predicted}, norm={norm_label(self.norm)}, radius={self.radius:g}, "
             f"order={self.order}, lipschitz={deciding.lipschitz:.4g}, {curvature}fit={fit}, "
             f"samples={self.n_batches}x{self.batch_size}, seed={self.seed}, "
@@ -213,6 +293,8 @@ class CleverResult:
             "batch_maxima": [float(v) for v in self.batch_maxima],
             "targets": self.targets,
             "target_classes": list(self.target_classes),
+            "interval": _interval_to_json(self.interval),
+            "confidence": self.confidence,
         }
 
     @classmethod
@@ -239,6 +321,7 @@ class CleverResult:
             # Records from before target selection: targeted meant the one class `target`.
             targets=str(data.get("targets", data["target"] if data.get("targeted") else "all")),
             target_classes=tuple(int(j) for j in data.get("target_classes", ())),
+            confidence=float(data.get("confidence", DEFAULT_CONFIDENCE)),
         )
 
 
@@ -290,10 +373,25 @@ class CleverReport(Sequence[CleverResult]):
 
     def statistic(self, name: str) -> float:
         """A statistic by name: "min", "mean", "median", "max" or "qNN" (e.g. "q10")."""
-        key = parse_statistic(name)
-        if key in STATISTICS:
-            return getattr(self, key)
-        return self.quantile(int(key[1:]) / 100)
+        return float(statistic_rows(self.scores, parse_statistic(name)))
+
+    @property
+    def intervals_known(self) -> bool:
+        """Whether every score carries its interval (records saved before intervals existed do not)."""
+        return all(r.interval is not None for r in self.results)
+
+    def interval(self, statistic: str, confidence: float | None = None) -> tuple[float, float]:
+        """Confidence interval of a statistic ("min", "mean", "median", "max", "qNN") of the scores.
+
+        Combines the spread from input to input (a bootstrap over inputs, for
+        all but "min" and "max") with each score's own interval; see
+        :mod:`pytest_clever.intervals`. ``confidence`` defaults to the
+        results' own level. Scores without an interval count as exact.
+        """
+        if not self.results:
+            raise ValueError("an empty report has no statistics")
+        level = self.results[0].confidence if confidence is None else check_confidence(confidence)
+        return statistic_interval(self.scores, [r.interval for r in self.results], parse_statistic(statistic), level)
 
     def worst(self, k: int = 3) -> list[int]:
         """Indices of the ``k`` lowest-scoring inputs, lowest first."""
@@ -307,8 +405,12 @@ class CleverReport(Sequence[CleverResult]):
         if not self.results:
             return "CleverReport(n=0)"
         first = self.results[0]
+        mean = f"{self.mean:.4g}"
+        if self.intervals_known:
+            lo, hi = self.interval("mean")
+            mean += f" [{lo:.4g}, {hi:.4g}]"
         return (
-            f"CleverReport(n={len(self)}, min={self.min:.4g}, mean={self.mean:.4g}, "
+            f"CleverReport(n={len(self)}, min={self.min:.4g}, mean={mean}, "
             f"median={self.median:.4g}, norm={norm_label(first.norm)}, "
             f"radius={first.radius:g}, order={first.order}, seed={self.seed}, "
             f"elapsed={self.elapsed:.2f}s)"
@@ -317,9 +419,11 @@ class CleverReport(Sequence[CleverResult]):
     def to_dict(self) -> dict[str, Any]:
         """Summary statistics plus every result's :meth:`CleverResult.to_dict`."""
         summary = {s: self.statistic(s) for s in STATISTICS} if self.results else {}
+        intervals = {f"{s}_interval": list(self.interval(s)) for s in STATISTICS} if self.intervals_known and self.results else {}
         return {
             "n": len(self),
             **summary,
+            **intervals,
             "seed": self.seed,
             "elapsed": self.elapsed,
             "results": [r.to_dict() for r in self.results],

@@ -28,7 +28,7 @@ from .lanczos import MAX_STEPS
 from .memory import bytes_per_row
 from .maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, masked_max, rounding, sample_maxima
 from .norms import dual_norm
-from .results import TargetScore
+from .results import TargetScore, second_order_radius
 from .sampling import point_generators
 from .validation import Settings
 
@@ -56,15 +56,6 @@ def chunk_size_for(problem: Problem) -> int:
 def norm_factor(norm: float, dim: int) -> float:
     """``k_p`` with ``||d||_2 <= k_p ||d||_p`` in ``dim`` dimensions (1 for p <= 2)."""
     return 1.0 if norm <= 2 else dim ** (0.5 - 1.0 / norm)
-
-
-def second_order_radius(margin: float, gradient_norm: float, curvature: float) -> float:
-    """The root ``(-a + sqrt(a^2 + 2 M g)) / M`` of ``g - a r - M r^2 / 2``, written without cancellation.
-
-    Tends to ``g / a`` as ``M -> 0``; infinite when both ``a`` and ``M`` vanish.
-    """
-    denominator = gradient_norm + math.sqrt(gradient_norm**2 + 2.0 * curvature * margin)
-    return 2.0 * margin / denominator if denominator > 0 else math.inf
 
 
 @dataclass

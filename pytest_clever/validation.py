@@ -121,6 +121,18 @@ def check_bounds(bounds: Any) -> tuple[float, float] | None:
     return lo, hi
 
 
+#: Default level of the confidence intervals of scores and statistics.
+DEFAULT_CONFIDENCE = 0.95
+
+
+def check_confidence(confidence: Any) -> float:
+    """A confidence level strictly between 0 and 1 (e.g. 0.95)."""
+    value = check_number("confidence", confidence)
+    if not 0.0 < value < 1.0:
+        raise InvalidInputError(f"confidence must lie strictly between 0 and 1 (e.g. 0.95), got {confidence!r}")
+    return value
+
+
 def parse_statistic(value: Any) -> str:
     """"min", "mean", "median", "max" or "qNN" with 0 <= NN <= 100 (case and blanks ignored)."""
     text = str(value).strip().lower()

@@ -40,7 +40,10 @@ def test_fits_are_reported_for_every_target(plain_report):
     for result in plain_report:
         assert len(result.per_target) == 9
         for t in result.per_target.values():
-            assert t.fit_method in ("weibull", "max", "unfitted")
+            # The CNN's gradient norms vary continuously in the ball: every fit that runs must succeed
+            # (a fallback here is a regression of the fit, not an accepted outcome); targets whose
+            # bracket cannot decide the minimum are not fitted at all.
+            assert t.fit_method in ("weibull", "unfitted"), t.fit_reason
             assert t.lipschitz >= t.sample_max > 0
             if t.fit_method == "unfitted":  # skipped: its bracket shows it cannot decide the minimum
                 assert t.score > result.score and t.target != result.target

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pytest_clever.evt import FALLBACK_PVALUE, WEAK_PVALUE, fit_endpoint
+from pytest_clever.evt import (
+    DISCRETE_MAXIMA,
+    FALLBACK_PVALUE,
+    TOP_ATOM,
+    WEAK_PVALUE,
+    endpoint_interval,
+    fit_endpoint,
+    ks_test,
+)
 from pytest_clever.results import TargetScore
 
 
@@ -92,3 +100,44 @@ def test_bad_maxima_are_rejected():
         fit_endpoint([1.0, math.nan])
     with pytest.raises(ValueError):
         fit_endpoint([])
+
+
+def test_a_recurring_top_value_is_an_exact_atom():
+    # A piecewise-constant statistic: its largest value, hit by several batches, is the end point.
+    b = np.r_[np.full(5, 3.0), np.random.default_rng(0).uniform(2.0, 2.9, 95)]
+    fit = fit_endpoint(b)
+    assert fit.method == "max" and fit.reason == TOP_ATOM and fit.endpoint == 3.0
+    assert not scored(fit).weak
+    assert endpoint_interval(b, method=fit.method, reason=fit.reason, endpoint=fit.endpoint, confidence=0.95) == (3.0, 3.0)
+
+
+def test_tied_maxima_of_a_good_fit_pass_the_tie_aware_ks_check():
+    # Reverse Weibull maxima rounded up to 8 levels (ties, as a ReLU net's maxima have), tested
+    # against the law of the unrounded values: scipy's KS test rejects the ties, ks_test does not.
+    rejected_plain, rejected_ties = 0, 0
+    for seed in range(20):
+        w = stats.weibull_min.rvs(3.0, scale=0.8, size=100, random_state=np.random.default_rng(seed))
+        z = np.ceil(w / w.max() * 8) / 8
+        c, loc, scale = stats.weibull_min.fit(w / w.max(), floc=0)
+        rejected_plain += stats.kstest(z, "weibull_min", args=(c, loc, scale)).pvalue < WEAK_PVALUE
+        rejected_ties += ks_test(z, c, loc, scale)[1] < WEAK_PVALUE
+    assert rejected_plain >= 18
+    assert rejected_ties <= 2
+
+
+def test_discrete_maxima_fall_back_to_the_sample_maximum_without_a_warning():
+    # A few atoms with uneven weights (a ReLU net's batch maxima: 16 distinct values of 100).
+    rng = np.random.default_rng(3)
+    b = rng.choice([21.07, 21.09, 21.104, 21.107, 21.122, 21.125, 21.127, 21.137], p=[.2, .1, .05, .3, .05, .2, .09, .01], size=100)
+    b[0] = 21.137  # the top value seen once: no atom at the top
+    b[1:] = np.where(b[1:] == 21.137, 21.127, b[1:])
+    fit = fit_endpoint(b)
+    assert fit.method == "max" and fit.reason == DISCRETE_MAXIMA
+    lo, hi = endpoint_interval(b, method=fit.method, reason=fit.reason, endpoint=fit.endpoint, confidence=0.95)
+    assert lo == 21.137 and 21.137 < hi < 21.137 * 1.01
+    target = TargetScore(target=1, score=0.5, margin=0.5 * fit.endpoint, lipschitz=fit.endpoint,
+                         lipschitz_lower_bound=0.0, **fit.result_fields()).with_interval((lo, hi), radius=10.0)
+    assert target.interval[1] == 0.5 and 0.495 < target.interval[0] < 0.5
+    assert not target.weak
+    # The same fallback with a wide interval is weak: the score could be much lower.
+    assert TargetScore(**{**target.__dict__, "interval": (0.5 * target.score, target.score)}).weak

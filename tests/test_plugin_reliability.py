@@ -198,8 +198,9 @@ import torch
 
 
 def kink(x):
-    # A gradient norm with two values: batch maxima of single points fit a Weibull poorly.
-    a = torch.relu(x[:, 0]) * 3 + x[:, 1]
+    # A step the gradients cannot see: the sampled margins prove every Lipschitz estimate too low,
+    # so each score carries a note (tied or discrete batch maxima alone no longer do).
+    a = x[:, 0] + 2.0 * (x[:, 1] > 0.3).to(x.dtype)
     return torch.stack([a + 1.0, torch.zeros_like(a), -a], 1)
 
 
@@ -231,16 +232,16 @@ def test_fixture_threads_under_xdist_keyword_typos_and_weak_fit_warnings(pyteste
     doc = json.loads((pytester.path / "out.json").read_text())
     (record,) = doc["records"]
     notes = [n for r in record["results"] for n in r["notes"]]
-    assert notes, "the kink model should give weak fits at these settings"
+    assert notes, "the kink model's scores should all carry notes"
     # One summary line per test (count + first note), one warning per call at the user's line.
     result.stdout.fnmatch_lines(
         [
             "CLEVER fit notes*",
-            f"  test_fixture_ux.py::test_weak: {len(notes)} note{'s' if len(notes) > 1 else ''}; first (input *): target *",
+            f"  test_fixture_ux.py::test_weak: {len(notes)} note{'s' if len(notes) > 1 else ''}; first (input *): *",
         ]
     )
     result.stdout.fnmatch_lines(
-        ["*test_fixture_ux.py:14: WeakFitWarning: test_fixture_ux.py::test_weak: "
+        ["*test_fixture_ux.py:15: WeakFitWarning: test_fixture_ux.py::test_weak: "
          f"{len(notes)} weak-fit note*; first: CLEVER input *"]
     )
     assert out.count("WeakFitWarning") == 1
