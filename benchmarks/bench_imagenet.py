@@ -41,6 +41,7 @@ from torch import nn  # noqa: E402
 from pytest_clever import clever_score  # noqa: E402
 from pytest_clever.densenet import IMAGE_SHAPE, _torchvision_densenet121, defended_densenet121, densenet121  # noqa: E402
 from pytest_clever.first_order import chunk_size_for  # noqa: E402
+from pytest_clever.maxima import Problem  # noqa: E402
 from pytest_clever.numerics import exact_float32, float32_settings  # noqa: E402
 from pytest_clever.targets import resolve_targets  # noqa: E402
 
@@ -84,9 +85,11 @@ def images(n: int) -> torch.Tensor:
     return nn.functional.interpolate(coarse, size=IMAGE_SHAPE[1:], mode="bicubic").clamp(0, 1)
 
 
-def chunk_size(n_targets: int, x0: torch.Tensor) -> int:
-    """The chunk size clever_score picks by default (the floor uses the same chunks)."""
-    return chunk_size_for(n_targets, x0)
+def chunk_size(model, x0: torch.Tensor, logits0: torch.Tensor, predicted: int, classes: list[int]) -> int:
+    """The chunk size clever_score picks by default, from the model's measured activation memory
+    (the floor uses the same chunks)."""
+    problem = Problem(model, x0, logits0[predicted] - logits0[classes], predicted, classes, seed=0)
+    return chunk_size_for(len(classes), x0, problem)
 
 
 def sync(device: torch.device) -> None:
@@ -153,7 +156,8 @@ def run_configuration(model, xs, device, n_batches, batch_size, targets, radius,
         logits0 = model(x0[None])[0]
     predicted = int(logits0.argmax())
     classes = resolve_targets(targets, logits0, predicted, seed=0)
-    chunk = chunk_size(len(classes), x0)
+    with exact_float32():
+        chunk = chunk_size(model, x0, logits0, predicted, classes)
     config = {
         "n_batches": n_batches, "batch_size": batch_size, "targets": targets,
         "n_targets": len(classes), "chunk_size": chunk,

@@ -36,7 +36,24 @@ def _backend(path: str) -> Any:
 
 @contextlib.contextmanager
 def exact_float32() -> Iterator[None]:
-    """IEEE float32 for matmuls and convolutions inside the block; the caller's settings restored on exit."""
+    """IEEE float32 and deterministic cuDNN inside the block; the caller's settings restored on exit.
+
+    cuDNN picks convolution algorithms by benchmarking and some of its backward
+    kernels accumulate with atomics, so without ``deterministic`` the same seed
+    gave scores differing in the 6th digit on an H200.
+    """
+    cudnn = torch.backends.cudnn
+    saved_cudnn = (cudnn.deterministic, cudnn.benchmark)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        with _ieee_float32():
+            yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved_cudnn
+
+
+@contextlib.contextmanager
+def _ieee_float32() -> Iterator[None]:
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
         backends = [b for b in map(_backend, _PRECISION_SETTINGS) if hasattr(b, "fp32_precision")]
         saved: list[tuple[Any, str]] = [(b, b.fp32_precision) for b in backends]

@@ -56,3 +56,24 @@ def test_legacy_tf32_flags_are_restored(flags):
         assert (matmul.allow_tf32, cudnn.allow_tf32) == flags
     finally:
         matmul.allow_tf32, cudnn.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("flags", [(False, True), (True, False)])
+def test_cudnn_is_deterministic_while_scoring_and_restored(flags):
+    """cuDNN's benchmarked, atomics-based kernels made the same seed give other scores on a GPU."""
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.deterministic, cudnn.benchmark)
+    cudnn.deterministic, cudnn.benchmark = flags
+    seen = []
+
+    class Watch(nn.Module):
+        def forward(self, x):
+            seen.append((cudnn.deterministic, cudnn.benchmark))
+            return torch.stack([x.flatten(1).sum(1), -x.flatten(1).sum(1)], 1)
+
+    try:
+        score(Watch())
+        assert seen and set(seen) == {(True, False)}
+        assert (cudnn.deterministic, cudnn.benchmark) == flags
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
