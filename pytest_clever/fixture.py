@@ -123,11 +123,13 @@ class CleverFixture:
         user_properties: list,
         records: list[RunRecord],
         threads: int | None = None,
+        progress: Callable[[], Callable | None] | None = None,
     ) -> None:
         self.nodeid = nodeid
         self.defaults = defaults
         self.records = records
         self.threads = threads
+        self.progress = progress  # a fresh terminal progress sink per call (or None), unless the call passes progress=
         self._user_properties = user_properties
         self._calls: dict[str | None, int] = {}
 
@@ -219,6 +221,8 @@ class CleverFixture:
         self._check_keywords(kw, clever_scores)
         threads = share_cores(self.threads)
         passthrough = {k: v for k, v in kw.items() if k not in OPTIONS}
+        if self.progress is not None and "progress" not in passthrough:
+            passthrough["progress"] = self.progress()
         settings = self._settings({k: v for k, v in kw.items() if k in OPTIONS})
         settings.update(overrides or {})
         if settings["radius"] is None:

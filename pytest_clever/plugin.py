@@ -14,6 +14,7 @@ index, so the output is the same serially and under xdist.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from .settings import MARKER, OPTIONS, THREADS, argparse_type, marker_settings, resolve
+from .settings import MARKER, OPTIONS, PROGRESS, THREADS, Option, argparse_type, marker_settings, resolve
 from .errors import CleverError
 from .storage import DEFAULT_STORAGE  # pure Python, like everything this module imports
 
@@ -105,11 +106,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"{not_comparable_help} (default: ini {NOT_COMPARABLE_INI} or warn)",
     )
     parser.addini(NOT_COMPARABLE_INI, help=f"pytest-clever: {not_comparable_help} (default: warn)", default=None)
-    group.addoption(
-        THREADS.flag, dest="clever_threads", type=argparse_type(THREADS), default=None, metavar="N",
-        help=f"{THREADS.help} (default: ini {THREADS.ini_key} or {THREADS.default_text})",
-    )
-    parser.addini(THREADS.ini_key, help=f"pytest-clever: {THREADS.help} (default: {THREADS.default_text})", default=None)
+    for option, metavar in ((THREADS, "N"), (PROGRESS, "MODE")):  # process-wide settings, not fixture ones
+        group.addoption(
+            option.flag, dest=f"clever_{option.name}", type=argparse_type(option), default=None, metavar=metavar,
+            help=f"{option.help} (default: ini {option.ini_key} or {option.default_text})",
+        )
+        parser.addini(option.ini_key, help=f"pytest-clever: {option.help} (default: {option.default_text})", default=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -171,6 +173,17 @@ def _check_writable_folder(folder: Path, what: str) -> None:
         raise pytest.UsageError(f"{what}: folder {existing} is not writable")
 
 
+def _process_setting(config: pytest.Config, option: Option) -> Any:
+    """A process-wide setting (``THREADS``, ``PROGRESS``): command line > ini > built-in default."""
+    value = config.getoption(f"clever_{option.name}")  # already parsed by argparse
+    if value is None and config.getini(option.ini_key) not in (None, ""):
+        try:
+            value = option.check(config.getini(option.ini_key), f"ini option {option.ini_key}")
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return option.default if value is None else value
+
+
 def _option_or_ini(config: pytest.Config, dest: str, ini: str, choices: tuple[str, ...], default: str) -> str:
     value = config.getoption(dest) or config.getini(ini) or default
     if value not in choices:
@@ -201,12 +214,8 @@ class CleverSession:
         self.compare_ref = _nonempty(config, COMPARE_OPTION, "clever_compare")
         self.json_path = _nonempty(config, JSON_OPTION, "clever_json")
         self.not_comparable = _option_or_ini(config, "clever_not_comparable", NOT_COMPARABLE_INI, POLICIES, "warn")
-        self.threads = config.getoption("clever_threads")
-        if self.threads is None and config.getini(THREADS.ini_key) not in (None, ""):
-            try:
-                self.threads = THREADS.check(config.getini(THREADS.ini_key), f"ini option {THREADS.ini_key}")
-            except ValueError as exc:
-                raise pytest.UsageError(str(exc)) from None
+        self.threads = _process_setting(config, THREADS)
+        self.progress = _process_setting(config, PROGRESS)
         if self.save_name:
             from .storage import StorageError, check_name
 
@@ -472,8 +481,12 @@ def clever(request: pytest.FixtureRequest):
     ``clever_*`` ini keys > built-in defaults; call arguments override all.
     """
     from .fixture import CleverFixture
+    from .terminal_progress import terminal_progress
 
     item = request.node
     state = request.config.stash[_SESSION]
     records = item.stash.setdefault(_RECORDS, [])
-    return CleverFixture(item.nodeid, state.defaults_for(item), item.user_properties, records, threads=state.threads)
+    progress = functools.partial(terminal_progress, request.config, state.progress, item.nodeid)
+    return CleverFixture(
+        item.nodeid, state.defaults_for(item), item.user_properties, records, threads=state.threads, progress=progress
+    )

@@ -248,3 +248,21 @@ def argparse_type(option: Option) -> Callable[[str], Any]:
 
 
 __all__ = ["MARKER", "OPTIONS", "ENGINE_SETTINGS", "Option", "argparse_type", "marker_settings", "resolve"]
+
+
+def _progress_mode(value: Any) -> str:
+    from .terminal_progress import MODES  # pure Python, like this module
+
+    text = str(value).strip().lower()
+    if text not in MODES:
+        raise InvalidInputError(f"progress must be one of {', '.join(MODES)}, got {value!r}")
+    return text
+
+
+#: Progress of long fixture calls on pytest's terminal: a process-wide plugin setting (CLI and ini only),
+#: not a fixture setting (a call's own ``progress=`` keyword goes to the API as it is).
+PROGRESS = Option(
+    "progress", _progress_mode, "auto",
+    "show progress of scoring calls running longer than a few seconds: auto (only on a TTY), on or off",
+    cli=True, marker=False,
+)
