@@ -19,6 +19,7 @@ with the legacy ``allow_tf32`` flags, so the new ones are used where present.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any, Iterator
 
 import torch
@@ -34,22 +35,51 @@ def _backend(path: str) -> Any:
     return node
 
 
+#: Scoring calls in flight in this process (threads of an executor worker score concurrently):
+#: the first one in sets the global flags, the last one out restores them. Nested or
+#: interleaved save/restore pairs would otherwise leave a mix of settings behind (seen:
+#: cuDNN conv and RNN precisions differing, which PyTorch then refuses to read).
+_lock = threading.Lock()
+_depth = 0
+_restore: contextlib.ExitStack | None = None
+
+
 @contextlib.contextmanager
 def exact_float32() -> Iterator[None]:
     """IEEE float32 and deterministic cuDNN inside the block; the caller's settings restored on exit.
 
     cuDNN picks convolution algorithms by benchmarking and some of its backward
     kernels accumulate with atomics, so without ``deterministic`` the same seed
-    gave scores differing in the 6th digit on an H200.
+    gave scores differing in the 6th digit on an H200. Re-entrant and
+    thread-safe: concurrent blocks share one save and one restore.
     """
+    global _depth, _restore
+    with _lock:
+        if _depth == 0:
+            stack = contextlib.ExitStack()
+            stack.enter_context(_deterministic_cudnn())
+            stack.enter_context(_ieee_float32())
+            _restore = stack
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0 and _restore is not None:
+                stack, _restore = _restore, None
+                stack.close()
+
+
+@contextlib.contextmanager
+def _deterministic_cudnn() -> Iterator[None]:
     cudnn = torch.backends.cudnn
-    saved_cudnn = (cudnn.deterministic, cudnn.benchmark)
+    saved = (cudnn.deterministic, cudnn.benchmark)
     cudnn.deterministic, cudnn.benchmark = True, False
     try:
-        with _ieee_float32():
-            yield
+        yield
     finally:
-        cudnn.deterministic, cudnn.benchmark = saved_cudnn
+        cudnn.deterministic, cudnn.benchmark = saved
 
 
 @contextlib.contextmanager

@@ -77,3 +77,29 @@ def test_cudnn_is_deterministic_while_scoring_and_restored(flags):
         assert (cudnn.deterministic, cudnn.benchmark) == flags
     finally:
         cudnn.deterministic, cudnn.benchmark = saved
+
+
+def test_concurrent_scoring_threads_restore_the_settings_once():
+    """Interleaved save/restore pairs of threads left cuDNN conv and RNN precisions differing."""
+    import threading
+
+    from pytest_clever.numerics import exact_float32
+
+    before, cudnn_before = float32_settings(), (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    entered, release = threading.Barrier(3), threading.Event()
+
+    def score_in_thread():
+        with exact_float32():
+            entered.wait()
+            release.wait()
+
+    threads = [threading.Thread(target=score_in_thread) for _ in range(2)]
+    for t in threads:
+        t.start()
+    entered.wait()
+    assert set(float32_settings().values()) <= {"ieee", ""} and torch.backends.cudnn.deterministic
+    release.set()
+    for t in threads:
+        t.join()
+    assert float32_settings() == before
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == cudnn_before
