@@ -126,14 +126,14 @@ def failure_message(record: RunRecord) -> str:
     lines = []
     if threshold is not None and verdict is not None and not verdict.passed:
         over = f"over {record.n} input{'s' if record.n != 1 else ''}"
-        if record.interval is not None:
-            over += f"; {interval_text(record)}"
         below = record.value < threshold.min_score
         lines += [
             f"CLEVER robustness {'below' if below else 'not significantly above'} threshold for {record.label}:",
             f"  {threshold.statistic} score {record.value:.4g} {'<' if below else '>='} "
             f"min_score {threshold.min_score:g}  ({over})",
         ]
+        if record.interval is not None:
+            lines.append(f"  {threshold.statistic}: {interval_text(record)}")
         if threshold.gate != "point":
             lines.append(f"  gate {threshold.gate}: {verdict.message}")
     if record.contradicted:
