@@ -186,7 +186,7 @@ def comparison_table(comparisons: list[Comparison], regression_reasons: bool = T
 
     ``regression_reasons=False`` leaves out why regressions failed, for callers that list them anyway.
     """
-    header = ("test", "mean before", "mean now", "delta", "min before", "min now", "delta", "status", "compared")
+    header = ("test", "mean before", "mean now", "delta", "min before", "min now", "delta", "compared", "status")
     rows = [header]
 
     def cell(value: float | None) -> str:
@@ -201,7 +201,7 @@ def comparison_table(comparisons: list[Comparison], regression_reasons: bool = T
             return f"{value:+.4g}" + ("" if interval is None else f" [{interval[0]:+.4g}, {interval[1]:+.4g}]")
 
         before = c.before
-        compared = ""  # nothing was compared
+        compared = "-"  # nothing was compared
         if c.status in ("ok", "regressed"):
             compared = f"by points ({c.by_points})" if c.by_points else f"paired, {_confidence(c.now):.0%} intervals"
         rows.append(
@@ -213,8 +213,8 @@ def comparison_table(comparisons: list[Comparison], regression_reasons: bool = T
                 cell(before.min if before else None),
                 cell(c.now.min if c.now else None),
                 delta("min"),
-                c.status.upper(),
                 compared,
+                c.status.upper(),
             )
         )
     lines = format_table(rows)

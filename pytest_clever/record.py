@@ -176,7 +176,10 @@ class Threshold:
     gate: str = POINT_GATE
 
     def to_dict(self) -> dict[str, Any]:
-        return {"statistic": self.statistic, "min_score": self.min_score, "gate": self.gate}
+        data: dict[str, Any] = {"statistic": self.statistic, "min_score": self.min_score}
+        if self.gate != POINT_GATE:  # absent means the point gate, as in records saved before gate modes
+            data["gate"] = self.gate
+        return data
 
     def __str__(self) -> str:
         text = f"{self.statistic}>={self.min_score:g}"
