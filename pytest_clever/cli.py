@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .compare import DropRule, compare_records, comparison_table
+from .compare import compare_records, comparison_table
+from .gates import ChangeRule
 from .errors import CleverError
 from .record import RunRecord
 from .report import format_table
@@ -128,7 +129,7 @@ def cmd_list(storage: Storage, args: argparse.Namespace) -> int:
 
 def cmd_compare(storage: Storage, args: argparse.Namespace) -> int:
     before, now = _find(storage, args.baseline), _find(storage, args.current)
-    rules = [DropRule.parse(text) for text in args.fail]
+    rules = [rule for text in args.fail for rule in ChangeRule.parse_many(text)]
     comparisons = compare_records(now.records, before.records, rules)
     print(f"baseline {before.name} ({before.id}, {_commit(before)}) -> {now.name} ({now.id}, {_commit(now)})")
     print("\n".join(comparison_table(comparisons)))
@@ -239,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="compare two runs: deltas per test, non-zero exit past --fail")
     p.add_argument("baseline", help="name, id or path of the baseline run")
     p.add_argument("current", nargs="?", default="latest", help="name, id or path (default: latest)")
-    p.add_argument("--fail", action="append", default=[], metavar="STAT:DROP", help="e.g. mean:10%% or min:0.05")
+    p.add_argument("--fail", action="append", default=[], metavar="STAT:DROP[:significant]",
+                   help="e.g. mean:10%% or min:0.05; mean:10%%:significant fails only on a significant drop")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("history", help="scores of matching tests over saved runs")

@@ -5,16 +5,29 @@ record whose statistic dropped by more than that. Records match by their
 key (test id, model name, call index; see ``record``), and a key that occurs
 twice on either side is an error; a baseline recorded with different settings
 (``record.COMPARABLE_SETTINGS``) is "not comparable", never silently compared.
+
+Rules may require significance (``mean:10%:significant``, see :mod:`.gates`).
+Two records are **paired** input by input (same key, so same test, call and
+inputs): when both carry every score's interval, the deltas get intervals and
+significant rules are tested with them (numpy, imported then). Otherwise
+(input counts differ, or a baseline saved before intervals existed) they
+are compared by point values, and the table says why.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence, Union
 
 from .record import RunRecord, index_records
 from .report import format_table
-from .validation import STATISTICS, parse_statistic
+from .validation import DEFAULT_CONFIDENCE, STATISTICS, parse_statistic
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .gates import ChangeRule
+
+#: Statistics whose deltas the comparison table shows.
+TABLE_STATISTICS = ("mean", "min")
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,9 @@ class Comparison:
 
     ``status``: ok, regressed, not comparable, missing baseline (``before`` is
     None), or not run (a baseline entry this run did not record; ``now`` is None).
+    ``by_points`` says why a comparable pair was compared by point values (None when
+    paired with intervals); ``intervals`` holds the confidence interval of each
+    table statistic's delta, when paired.
     """
 
     label: str
@@ -70,6 +86,8 @@ class Comparison:
     now: RunRecord | None
     before: RunRecord | None
     reasons: tuple[str, ...] = ()
+    by_points: str | None = None
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def delta(self, statistic: str) -> float | None:
         if self.before is None or self.now is None or self.status == "not comparable":
@@ -77,14 +95,71 @@ class Comparison:
         return self.now.statistic(statistic) - self.before.statistic(statistic)
 
 
+def _confidence(record: RunRecord) -> float:
+    """The level of a record's score intervals."""
+    first = record.results[0] if record.results else {}
+    return float(first.get("confidence", record.confidence or DEFAULT_CONFIDENCE))
+
+
+def points_reason(now: RunRecord, before: RunRecord) -> str | None:
+    """Why two records of the same key cannot be paired with intervals; None when they can."""
+    if len(now.results) != len(before.results) or now.n != before.n:
+        return f"input counts differ ({before.n} -> {now.n})"
+    for side, record in (("baseline", before), ("this run", now)):
+        if not record.results or any(r.get("interval") is None for r in record.results):
+            return f"{side} has no intervals"
+    if _confidence(now) != _confidence(before):
+        return f"confidence levels differ ({_confidence(before):g} -> {_confidence(now):g})"
+    return None
+
+
+def _change_rule(rule: "Union[ChangeRule, DropRule]") -> "ChangeRule":
+    from .gates import ChangeRule  # gates imports this module
+
+    return rule if isinstance(rule, ChangeRule) else ChangeRule(rule)
+
+
+def _check_pair(
+    record: RunRecord, before: RunRecord, rules: "Sequence[ChangeRule]"
+) -> tuple[tuple[str, ...], str | None, dict[str, tuple[float, float]]]:
+    """``(failure reasons, why by points or None, delta intervals)`` of one comparable pair."""
+    why = points_reason(record, before)
+    if why is not None:  # pure Python: the saved statistics
+        reasons = []
+        for rule in rules:
+            reason = rule.drop.fails(before.statistic(rule.drop.statistic), record.statistic(rule.drop.statistic))
+            if reason and rule.significant:
+                reason += f" (compared by point values: {why})"
+            if reason:
+                reasons.append(reason)
+        return tuple(reasons), why, {}
+    from .gates import compare_paired
+    from .intervals import paired_change_interval
+
+    now_scores, now_intervals = record.paired_scores()
+    before_scores, before_intervals = before.paired_scores()
+    level = _confidence(record)
+    verdicts = [compare_paired(rule, now_scores, now_intervals, before_scores, before_intervals, level) for rule in rules]
+    intervals = {}
+    for stat in TABLE_STATISTICS:
+        _, lo, hi = paired_change_interval(
+            now_scores, now_intervals, before_scores, before_intervals, stat, level, relative=False
+        )
+        intervals[stat] = (lo, hi)
+    return tuple(v.failure for v in verdicts if v.failure), None, intervals
+
+
 def compare_records(
-    current: Sequence[RunRecord], baseline: Sequence[RunRecord], rules: Sequence[DropRule]
+    current: Sequence[RunRecord], baseline: Sequence[RunRecord], rules: "Sequence[Union[ChangeRule, DropRule]]"
 ) -> list[Comparison]:
     """Compare each current record with the baseline record of the same key, in the current order;
     then one "not run" comparison per baseline record this run did not record, in baseline order.
 
-    Raises :class:`~pytest_clever.record.RecordError` when a key occurs twice in either list.
+    ``rules`` are :class:`~pytest_clever.gates.ChangeRule` objects (a plain
+    :class:`DropRule` is a rule without significance). Raises
+    :class:`~pytest_clever.record.RecordError` when a key occurs twice in either list.
     """
+    rules = [_change_rule(rule) for rule in rules]
     now_keys = index_records(current, "this run")
     by_key = index_records(baseline, "the baseline")
     out = []
@@ -97,12 +172,8 @@ def compare_records(
         if differences:
             out.append(Comparison(record.label, "not comparable", record, before, tuple(differences)))
             continue
-        reasons = tuple(
-            reason
-            for rule in rules
-            if (reason := rule.fails(before.statistic(rule.statistic), record.statistic(rule.statistic)))
-        )
-        out.append(Comparison(record.label, "regressed" if reasons else "ok", record, before, reasons))
+        reasons, why, intervals = _check_pair(record, before, rules)
+        out.append(Comparison(record.label, "regressed" if reasons else "ok", record, before, reasons, why, intervals))
     out.extend(
         Comparison(record.label, "not run", None, record) for record in baseline if record.key not in now_keys
     )
@@ -110,26 +181,39 @@ def compare_records(
 
 
 def comparison_table(comparisons: list[Comparison], regression_reasons: bool = True) -> list[str]:
-    """Rows: test, before and now mean/min with deltas, status; then the reasons behind statuses.
+    """Rows: test, before and now mean/min with deltas (and each delta's interval when paired),
+    status, and how the pair was compared; then the reasons behind statuses.
 
     ``regression_reasons=False`` leaves out why regressions failed, for callers that list them anyway.
     """
-    header = ("test", "mean before", "mean now", "delta", "min before", "min now", "delta", "status")
+    header = ("test", "mean before", "mean now", "delta", "min before", "min now", "delta", "compared", "status")
     rows = [header]
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
     for c in comparisons:
-        def cell(value: float | None, signed: bool = False) -> str:
-            return "-" if value is None else (f"{value:+.4g}" if signed else f"{value:.4g}")
+        def delta(stat: str) -> str:
+            value = c.delta(stat)
+            if value is None:
+                return "-"
+            interval = c.intervals.get(stat)
+            return f"{value:+.4g}" + ("" if interval is None else f" [{interval[0]:+.4g}, {interval[1]:+.4g}]")
 
         before = c.before
+        compared = "-"  # nothing was compared
+        if c.status in ("ok", "regressed"):
+            compared = f"by points ({c.by_points})" if c.by_points else f"paired, {_confidence(c.now):.0%} intervals"
         rows.append(
             (
                 c.label,
                 cell(before.mean if before else None),
                 cell(c.now.mean if c.now else None),
-                cell(c.delta("mean"), signed=True),
+                delta("mean"),
                 cell(before.min if before else None),
                 cell(c.now.min if c.now else None),
-                cell(c.delta("min"), signed=True),
+                delta("min"),
+                compared,
                 c.status.upper(),
             )
         )

@@ -258,7 +258,7 @@ class CleverFixture:
             pytest.fail(problem, pytrace=False)  # outside the except: no chained traceback
         record = RunRecord.from_report(
             self.nodeid, name, call, report, statistic=settings["statistic"], min_score=settings["min_score"],
-            targets=settings["targets"] or "all", checks=checks,
+            gate=settings["gate"], targets=settings["targets"] or "all", checks=checks,
         )
         record = replace(record, settings=replace(record.settings, threads=threads))
         _reissue(caught, record.label)

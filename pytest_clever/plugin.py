@@ -45,10 +45,10 @@ _REPORT_ATTR = "clever_records"
 
 
 def _rule_type(text: str):
-    from .compare import DropRule
+    from .gates import ChangeRule
 
     try:
-        return DropRule.parse(text)
+        return ChangeRule.parse_many(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{COMPARE_FAIL_OPTION}: {exc}") from None
 
@@ -85,9 +85,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="compare with a saved baseline: a name, a run id or 'latest' (the default)",
     )
     group.addoption(
-        COMPARE_FAIL_OPTION, dest="clever_compare_fail", action="append", default=[], metavar="STAT:DROP",
+        COMPARE_FAIL_OPTION, dest="clever_compare_fail", action="append", default=[], metavar="STAT:DROP[:significant]",
         type=_rule_type, help="fail the run when STAT (min, mean, median, max) dropped by more than DROP "
-        "versus the baseline: relative (mean:10%%) or absolute (min:0.05); repeatable",
+        "versus the baseline: relative (mean:10%%) or absolute (min:0.05); with :significant only when the "
+        "paired drop is significantly larger (mean:10%%:significant); comma-separated or repeatable",
     )
     group.addoption(
         MISSING_OPTION, dest="clever_baseline_missing", choices=("warn", "fail"), default="warn",
@@ -347,7 +348,7 @@ class CleverSession:
             if strict:
                 self.regressions.append(f"baseline: {exc}")
             return
-        rules = self.config.getoption("clever_compare_fail")
+        rules = [rule for given in self.config.getoption("clever_compare_fail") for rule in given]
         try:
             self.comparisons = compare_records(self.records, self.baseline.records, rules)
         except RecordError as exc:

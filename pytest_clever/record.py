@@ -31,6 +31,7 @@ from .errors import CleverError
 from .norms import norm_label, norm_to_json, parse_norm
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .gates import GateVerdict
     from .results import CleverReport
 
 #: Layout version of a record as written by this version (2 added ``call``; 3 replaced the
@@ -38,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
 SCHEMA = 3
 #: Settings that must agree for two records to be compared.
 COMPARABLE_SETTINGS = ("norm", "radius", "order", "n_batches", "batch_size", "bounds", "targets")
+#: The threshold gate mode of records saved before gate modes existed (``gates.GATE_MODES``).
+POINT_GATE = "point"
 #: What a record's ``status`` can be.
 STATUSES = ("recorded", "passed", "failed")
 
@@ -165,16 +168,22 @@ class RecordSettings:
 
 @dataclass(frozen=True)
 class Threshold:
-    """The gate a call was held to: ``statistic`` of its scores must be >= ``min_score``."""
+    """The gate a call was held to: ``statistic`` of its scores must be >= ``min_score``,
+    with the evidence ``gate`` asks for (``gates.GATE_MODES``; "point" compares the statistic itself)."""
 
     statistic: str
     min_score: float
+    gate: str = POINT_GATE
 
     def to_dict(self) -> dict[str, Any]:
-        return {"statistic": self.statistic, "min_score": self.min_score}
+        data: dict[str, Any] = {"statistic": self.statistic, "min_score": self.min_score}
+        if self.gate != POINT_GATE:  # absent means the point gate, as in records saved before gate modes
+            data["gate"] = self.gate
+        return data
 
     def __str__(self) -> str:
-        return f"{self.statistic}>={self.min_score:g}"
+        text = f"{self.statistic}>={self.min_score:g}"
+        return text if self.gate == POINT_GATE else f"{text} ({self.gate})"
 
 
 @dataclass(frozen=True)
@@ -184,7 +193,9 @@ class RunRecord:
     ``value`` is the thresholded statistic (``mean`` when there is no
     threshold); ``results`` holds each input's ``CleverResult.to_dict()``;
     ``attack`` the attack cross-check (``checked``, ``found``,
-    ``contradicted`` input indices, ``checks``) or None.
+    ``contradicted`` input indices, ``checks``) or None. ``interval`` is the
+    confidence interval of ``value`` at level ``confidence`` (both None in
+    records saved before intervals existed, or when a score has none).
     """
 
     nodeid: str
@@ -202,6 +213,8 @@ class RunRecord:
     settings: RecordSettings
     results: tuple[dict[str, Any], ...] = ()
     attack: dict[str, Any] | None = None
+    interval: tuple[float, float] | None = None
+    confidence: float | None = None
 
     # -- identity -------------------------------------------------------------------------
 
@@ -234,6 +247,20 @@ class RunRecord:
         """Inputs whose score an attack cross-check contradicted."""
         return list(self.attack["contradicted"]) if self.attack else []
 
+    def verdict(self) -> "GateVerdict | None":
+        """The threshold gate's verdict on ``value`` and its ``interval`` (None without a threshold)."""
+        from .gates import threshold_gate  # pure Python; gates imports this module
+
+        if self.threshold is None:
+            return None
+        return threshold_gate(self.value, self.interval, self.threshold.min_score, self.threshold.gate)
+
+    def paired_scores(self) -> tuple[list[float], list["tuple[float, float] | None"]]:
+        """Each input's score and its interval (None when the result has none), in input order."""
+        scores = [float(r["score"]) for r in self.results]
+        intervals = [None if r.get("interval") is None else (float(r["interval"][0]), float(r["interval"][1])) for r in self.results]
+        return scores, intervals
+
     def settings_differences(self, before: "RunRecord") -> list[str]:
         """The comparable settings that differ from ``before``'s; empty when comparable."""
         return self.settings.differences(before.settings)
@@ -256,17 +283,25 @@ class RunRecord:
         *,
         statistic: str,
         min_score: float | None,
+        gate: str = POINT_GATE,
         targets: str = "all",
         checks: Sequence[Any] | None = None,
     ) -> "RunRecord":
         """The record of a :class:`CleverReport` scored by the fixture.
 
-        ``checks`` are the :class:`~pytest_clever.attack.AttackCheck` objects of
+        ``gate`` is the threshold gate mode (``gates.GATE_MODES``): the status
+        is :func:`~pytest_clever.gates.threshold_gate`'s verdict on ``statistic``
+        and its interval (computed when every score has one). ``checks`` are the :class:`~pytest_clever.attack.AttackCheck` objects of
         an attack cross-check, one per input; any contradiction fails the record.
         """
+        from .gates import threshold_gate
+
         value = report.statistic(statistic)
-        threshold = None if min_score is None else Threshold(statistic, min_score)
-        status = "recorded" if threshold is None else ("passed" if value >= min_score else "failed")
+        interval = report.interval(statistic) if report.intervals_known else None
+        threshold = None if min_score is None else Threshold(statistic, min_score, gate)
+        status = "recorded"
+        if threshold is not None:
+            status = "passed" if threshold_gate(value, interval, min_score, gate).passed else "failed"
         attack = None
         if checks is not None:
             contradicted = [i for i, c in enumerate(checks) if c.contradicts]
@@ -307,6 +342,8 @@ class RunRecord:
             ),
             results=tuple(r.to_dict() for r in report.results),
             attack=attack,
+            interval=None if interval is None else (float(interval[0]), float(interval[1])),
+            confidence=first.confidence,
         )
 
     # -- JSON -----------------------------------------------------------------------------
@@ -329,6 +366,8 @@ class RunRecord:
             "settings": self.settings.to_dict(),
             "results": list(self.results),
             "attack": self.attack,
+            "interval": list(self.interval) if self.interval is not None else None,
+            "confidence": self.confidence,
         }
 
     @classmethod
@@ -343,9 +382,11 @@ class RunRecord:
         stats = {s: _number(_get(data, s, where), s, where) for s in ("min", "mean", "median", "max")}
         threshold = _object(data.get("threshold"), "threshold", where, optional=True)
         if threshold is not None:
+            gate = threshold.get("gate", POINT_GATE)  # records saved before gate modes: the point gate
             threshold = Threshold(
                 _str(_get(threshold, "statistic", where), "threshold.statistic", where),
                 _number(_get(threshold, "min_score", where), "threshold.min_score", where),
+                _str(gate, "threshold.gate", where),
             )
         status = _get(data, "status", where)
         if status not in STATUSES:
@@ -360,6 +401,13 @@ class RunRecord:
             _list(_get(attack, "checks", where), "attack.checks", where)
         value = data.get("value", stats["mean"])
         elapsed = data.get("elapsed", 0.0)
+        interval = data.get("interval")  # absent before intervals existed
+        if interval is not None:
+            pair = _list(interval, "interval", where)
+            if len(pair) != 2:
+                raise RecordError(f"{where}: field 'interval' must be two numbers, got {interval!r}")
+            interval = (_number(pair[0], "interval", where), _number(pair[1], "interval", where))
+        confidence = data.get("confidence")
         return cls(
             nodeid=nodeid,
             name=_str(data.get("name"), "name", where, optional=True),
@@ -373,6 +421,8 @@ class RunRecord:
             settings=RecordSettings.from_dict(_get(data, "settings", where), where),
             results=tuple(results),
             attack=attack,
+            interval=interval,
+            confidence=None if confidence is None else _number(confidence, "confidence", where),
         )
 
 

@@ -111,17 +111,31 @@ def attack_lines(record: RunRecord, k: int = 3) -> list[str]:
     return lines
 
 
+def interval_text(record: RunRecord) -> str:
+    """``95% interval [lo, hi]`` of the record's gated statistic, or "-" when it has none."""
+    if record.interval is None:
+        return "-"
+    level = f"{record.confidence:.0%} " if record.confidence is not None else ""
+    return f"{level}interval [{record.interval[0]:.4g}, {record.interval[1]:.4g}]"
+
+
 def failure_message(record: RunRecord) -> str:
     """What a failing robustness test prints: statistic vs threshold, worst inputs, settings, fit
     quality; and, when an attack cross-check contradicted scores, the distortions found vs the scores."""
-    threshold = record.threshold
+    threshold, verdict = record.threshold, record.verdict()
     lines = []
-    if threshold is not None and record.value < threshold.min_score:
+    if threshold is not None and verdict is not None and not verdict.passed:
+        over = f"over {record.n} input{'s' if record.n != 1 else ''}"
+        below = record.value < threshold.min_score
         lines += [
-            f"CLEVER robustness below threshold for {record.label}:",
-            f"  {threshold.statistic} score {record.value:.4g} < min_score {threshold.min_score:g}"
-            f"  (over {record.n} input{'s' if record.n != 1 else ''})",
+            f"CLEVER robustness {'below' if below else 'not significantly above'} threshold for {record.label}:",
+            f"  {threshold.statistic} score {record.value:.4g} {'<' if below else '>='} "
+            f"min_score {threshold.min_score:g}  ({over})",
         ]
+        if record.interval is not None:
+            lines.append(f"  {threshold.statistic}: {interval_text(record)}")
+        if threshold.gate != "point":
+            lines.append(f"  gate {threshold.gate}: {verdict.message}")
     if record.contradicted:
         lines += attack_lines(record)
     report = record.report()
@@ -140,9 +154,17 @@ def format_table(rows: list[tuple[str, ...]]) -> list[str]:
     return ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
+def _interval_cell(record: RunRecord) -> str:
+    """The gated statistic (mean without a threshold) and its interval: ``mean [0.41, 0.52]``."""
+    if record.interval is None:
+        return "-"
+    statistic = record.threshold.statistic if record.threshold else "mean"
+    return f"{statistic} [{record.interval[0]:.4g}, {record.interval[1]:.4g}]"
+
+
 def summary_table(records: Iterable[RunRecord]) -> list[str]:
     """Rows of the end-of-run table, one per recorded call, sorted by test id, name and call index."""
-    header = ("test", "norm", "order", "targets", "n", "min", "mean", "median", "threshold", "status")
+    header = ("test", "norm", "order", "targets", "n", "min", "mean", "median", "interval", "threshold", "status")
     rows = [header]
     for r in sorted_records(records):
         rows.append(
@@ -155,6 +177,7 @@ def summary_table(records: Iterable[RunRecord]) -> list[str]:
                 f"{r.min:.4g}",
                 f"{r.mean:.4g}",
                 f"{r.median:.4g}",
+                _interval_cell(r),
                 str(r.threshold) if r.threshold else "-",
                 r.status.upper() + (" (attack)" if r.contradicted else ""),
             )

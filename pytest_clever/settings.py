@@ -13,9 +13,11 @@ from .errors import InvalidInputError
 from .norms import parse_norm
 from .validation import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_CONFIDENCE,
     DEFAULT_N_BATCHES,
     MIN_BATCHES,
     check_bounds,
+    check_confidence,
     check_int,
     check_number,
     check_order,
@@ -64,6 +66,16 @@ def _order(value: Any) -> int:
 
 def _seed(value: Any) -> int:
     return check_seed(_as_int("seed", value))
+
+
+def _confidence(value: Any) -> float:
+    return check_confidence(_as_number("confidence", value))
+
+
+def _gate(value: Any) -> str:
+    from .gates import check_gate_mode  # pure Python; imported on use to keep this module's imports small
+
+    return check_gate_mode(value)
 
 
 def _bounds(value: Any) -> tuple[float, float]:
@@ -167,6 +179,16 @@ OPTIONS: dict[str, Option] = {
         Option("bounds", _bounds, None, "valid input range 'lo, hi' (e.g. '0, 1'); samples are clipped to it"),
         Option("min_score", _non_negative_float("min_score"), None, "fail a test whose recorded statistic is below this"),
         Option("statistic", parse_statistic, "mean", "statistic compared with min_score: min, mean, median, max, qNN"),
+        Option(
+            "confidence", _confidence, DEFAULT_CONFIDENCE,
+            "level of the scores' and statistics' confidence intervals, strictly between 0 and 1", cli=True,
+        ),
+        Option(
+            "gate", _gate, "point",
+            "evidence min_score needs: point (the statistic itself), significant-fail (fail only if its "
+            "interval lies below min_score) or significant-pass (pass only if its interval lies at or above it)",
+            cli=True,
+        ),
         Option("target", _int_at_least("target", 0), None, "score against this class only (the same as targets='j')", ini=False),
         Option(
             "targets", _targets, None,
@@ -194,7 +216,7 @@ THREADS = Option(
 )
 
 #: Settings that are passed on to clever_score / clever_scores.
-ENGINE_SETTINGS = ("norm", "radius", "n_batches", "batch_size", "order", "device", "bounds", "targets")
+ENGINE_SETTINGS = ("norm", "radius", "n_batches", "batch_size", "order", "device", "bounds", "targets", "confidence")
 
 
 def marker_settings(kwargs: dict[str, Any], args: tuple = (), where: str = "@pytest.mark.clever") -> dict[str, Any]:
