@@ -9,26 +9,11 @@ import pytest
 
 from pytest_clever.storage import Storage
 
+from .test_plugin import MODEL  # a user's module: a linear model, exact and fast
+
 PLAIN = "def test_plain():\n    pass\n"
 
-SCORING = """
-import pytest
-import torch
-from torch import nn
-
-
-def linear():
-    gen = torch.Generator().manual_seed(0)
-    model = nn.Linear(4, 3)
-    with torch.no_grad():
-        model.weight.copy_(torch.randn(3, 4, generator=gen))
-        model.bias.copy_(torch.randn(3, generator=gen))
-    return model.eval()
-
-
-XS = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
-
-
+SCORING = MODEL + """
 @pytest.mark.clever(radius=RADIUS, n_batches=10, batch_size=16)
 def test_gate(clever):
     clever.scores(linear(), XS, name="linear")
