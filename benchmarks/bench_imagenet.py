@@ -111,7 +111,7 @@ def peak_mib(device: torch.device) -> float:
 
 def floor_seconds(model, x0, predicted, targets, n_points, chunk, device) -> float:
     """Forward plus one backward per target for ``n_points`` points in chunks: the unavoidable work."""
-    noise = torch.randn((chunk, *x0.shape), generator=torch.Generator().manual_seed(1)).to(device)
+    noise = torch.randn((min(chunk, n_points), *x0.shape), generator=torch.Generator().manual_seed(1)).to(device)
     points = (x0 + 0.01 * noise).clamp(0, 1)
     sync(device)
     started = time.perf_counter()

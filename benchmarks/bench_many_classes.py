@@ -53,6 +53,8 @@ from pytest_clever.gradients import margin_gradient_norms, targets_per_pass  # n
 from pytest_clever.numerics import exact_float32  # noqa: E402
 from pytest_clever.sampling import sample_ball  # noqa: E402
 
+from bench_imagenet import floor_seconds  # noqa: E402  (one definition of the floor for both benchmarks)
+
 
 def small_net(classes: int, seed: int = 0) -> nn.Module:
     """A small random conv net (any image size, ``classes`` outputs)."""
@@ -118,22 +120,6 @@ def batch_invariance(device: torch.device, size: int) -> dict:
         _, shared = margin_gradient_norms(model, points, 0, [1, 2, 3], 2.0)
         results[name] = bool(torch.equal(alone, shared[:64]))
     return results
-
-
-def floor_seconds(model, x0, predicted, targets, n_points, chunk, device) -> float:
-    """Forward plus one backward per target for ``n_points`` points in chunks: the unavoidable work."""
-    noise = torch.randn((min(chunk, n_points), *x0.shape), generator=torch.Generator().manual_seed(1)).to(device)
-    points = (x0 + 0.01 * noise).clamp(0, 1)
-
-    def run() -> None:
-        for start in range(0, n_points, chunk):
-            batch = points[: min(chunk, n_points - start)].detach().requires_grad_(True)
-            logits = model(batch)
-            for i, j in enumerate(targets):
-                margin = (logits[:, predicted] - logits[:, j]).sum()
-                torch.autograd.grad(margin, batch, retain_graph=i < len(targets) - 1)
-
-    return timed(run, device)[0]
 
 
 def sampling_seconds(x0, n_points, chunk, device) -> float:
