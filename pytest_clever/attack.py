@@ -15,7 +15,8 @@ from ``restarts`` starting points at once, inside the ``norm`` ball of radius
 ``(0, R]`` (several radii per batched run, then refined) shrinks the distortion. Norms:
 
 - L2 and Linf: standard PGD (normalised gradient / sign steps, projection onto the ball);
-  one restart per radius aims at the class CLEVER found easiest to reach.
+  one restart per radius aims at the class CLEVER found easiest to reach; it and the
+  first restart start at x0, the others at random points of the ball.
 - L1: a simple sparse variant: each step moves only the coordinates with the
   largest gradient magnitude (those that can still move inside the bounds),
   followed by an exact Euclidean projection onto the L1 ball. It is weaker
@@ -227,6 +228,10 @@ class _Attacker:
         eps = torch.tensor(radii, **kw).repeat_interleave(n).unsqueeze(1)
         unit = sample_ball_deltas(len(radii) * n, (d,), self.norm, 1.0, self.generator, **kw)
         unit[::n] = 0.0  # the first restart of every radius starts at x0 itself
+        if self.hint is not None:
+            # So does the one aimed at the hint: from x0 it climbs straight towards that boundary
+            # (exactly so on a linear margin), where a random start spends its steps turning.
+            unit[1::n] = 0.0
         x = self._clip(self.flat0 + unit * eps)
         alpha = 2.5 * eps / self.steps
         hits: list[torch.Tensor] = []
