@@ -1,7 +1,9 @@
 """Repository-wide pytest configuration (tests/ and benchmarks/; examples/ has its own).
 
-Tests marked ``slow`` (training-heavy or long statistical checks) are skipped
-by a plain ``pytest`` and run with ``pytest --run-slow``, as CI does.
+Tests marked ``slow`` (training-heavy or long statistical checks, and pytester
+runs that need real subprocesses: xdist workers, Ctrl-C, a dask cluster) are
+skipped by a plain ``pytest`` and run with ``pytest --run-slow``, as CI does.
+Every other pytester run is in-process (``tests/conftest.py`` preloads the engine).
 """
 
 import os
@@ -24,7 +26,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: training-heavy or long test; skipped unless --run-slow")
+    config.addinivalue_line("markers", "slow: training-heavy, long, or real-subprocess test; skipped unless --run-slow")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

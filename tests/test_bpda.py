@@ -191,6 +191,7 @@ def test_torch_median_filter_is_differentiable_almost_everywhere(digits_cnn, inp
     assert naive.consistent
 
 
+@pytest.mark.slow  # two 20-input reports and the undefended one (test_bpda_with_exact_backward covers BPDA scoring)
 @pytest.mark.parametrize("name", ["bit depth 4", "jpeg 75"])
 def test_with_bpda_a_rounding_defence_scores_like_the_undefended_net(undefended, with_bpda, name):
     report = with_bpda(name)

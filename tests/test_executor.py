@@ -229,6 +229,7 @@ def dask_client():
         yield client
 
 
+@pytest.mark.slow  # a real dask LocalCluster of 2 worker processes: CI runs it
 def test_dask_local_cluster_matches_serial_and_ships_the_model_once_per_worker(dask_client, tmp_path):
     log = tmp_path / "loads"
     model = CountingLinear(*linear(), log=str(log))
@@ -240,6 +241,7 @@ def test_dask_local_cluster_matches_serial_and_ships_the_model_once_per_worker(d
     assert 1 <= len(loads) <= 2 and set(loads.values()) == {1}, loads
 
 
+@pytest.mark.slow  # a real dask LocalCluster of 2 worker processes: CI runs it
 def test_dask_reschedules_the_input_of_a_killed_worker(dask_client, tmp_path):
     model = ExitingLinear(*linear(), once=str(tmp_path / "died"))
     serial = clever_scores(Linear(*linear()), inputs(poison=2), **FAST)
@@ -305,6 +307,7 @@ def test_scores(clever):
 """
 
 
+@pytest.mark.slow  # real pytest subprocesses (an xdist worker, a process pool): CI runs it
 def test_the_ini_setting_sends_the_fixture_s_calls_to_the_executor_with_the_same_records(pytester):
     pytester.makepyfile(
         execfactory="""
@@ -341,6 +344,6 @@ def test_the_ini_setting_sends_the_fixture_s_calls_to_the_executor_with_the_same
 
 def test_a_bad_executor_setting_is_a_usage_error(pytester):
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
-    result = pytester.runpytest_subprocess("--clever-executor=not-a-spec")
+    result = pytester.runpytest("--clever-executor=not-a-spec")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--clever-executor*module:factory*"])

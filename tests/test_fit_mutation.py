@@ -34,6 +34,7 @@ def _no_fit(monkeypatch):
 '''
 
 
+@pytest.mark.slow  # a real pytest subprocess running other test files: CI runs it
 def test_end_to_end_fit_tests_catch_a_disabled_fit(pytester):
     # The same tests pass unmutated in this suite (test_fit_end_to_end.py): the failures are the mutation's.
     pytester.makepyfile(no_fit_plugin=NO_FIT_PLUGIN)

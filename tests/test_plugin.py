@@ -5,11 +5,6 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-# In-process pytester runs drop modules first imported inside them; numpy's C
-# extensions cannot be imported twice, so load the engine's stack up front.
-import pytest_clever.api  # noqa: F401
-import scipy.stats  # noqa: F401
-
 # A user's test module: a linear model, whose scores are exact and fast.
 MODEL = """
 import pytest
@@ -279,6 +274,7 @@ def test_help_lists_the_options_in_their_own_group(pytester):
         assert key in text
 
 
+@pytest.mark.slow  # real pytest subprocesses (xdist workers): CI runs it
 def test_xdist_workers_report_to_the_controller(pytester):
     pytest.importorskip("xdist")
     tests = "".join(

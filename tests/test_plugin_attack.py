@@ -4,12 +4,6 @@ import json
 
 import pytest
 
-# In-process pytester runs drop modules first imported inside them; numpy's C
-# extensions cannot be imported twice, so load the engine's stack up front.
-import pytest_clever.api  # noqa: F401
-import pytest_clever.attack  # noqa: F401
-import scipy.stats  # noqa: F401
-
 from .helpers import one_torch_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -4,10 +4,6 @@ import json
 
 import pytest
 
-# In-process pytester runs: load the numeric stack up front (see test_plugin.py).
-import pytest_clever.api  # noqa: F401
-import scipy.stats  # noqa: F401
-
 from pytest_clever.storage import Storage
 
 
@@ -133,6 +129,7 @@ def test_ini_storage_folder_and_bad_save_name(pytester):
     assert "invalid run name" in bad.stderr.str()
 
 
+@pytest.mark.slow  # real pytest subprocesses (xdist workers): CI runs it
 def test_save_under_xdist_writes_one_complete_run(pytester):
     pytest.importorskip("xdist")
     pytester.makepyfile(test_model=_module(1.0))

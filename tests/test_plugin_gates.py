@@ -4,10 +4,6 @@ import json
 
 import pytest
 
-# In-process pytester runs: load the numeric stack up front (see test_plugin.py).
-import pytest_clever.api  # noqa: F401
-import scipy.stats  # noqa: F401
-
 from pytest_clever.storage import Storage
 
 # A small tanh MLP: its gradient norms vary in the ball, so every score has a real interval.

@@ -1,6 +1,6 @@
 """Record keys through pytest: several calls per test, matching baselines, order and seeds.
 
-Real pytest runs in subprocesses (``runpytest_subprocess``), as a user's CI would run them.
+Real pytest runs (in-process, as in test_plugin.py; the xdist one in subprocesses).
 """
 
 import json
@@ -46,9 +46,9 @@ def test_an_unnamed_model_that_dropped_fails_the_compare(pytester):
     # the second: matched by (test, name) alone it would be compared with the second's baseline
     # and pass; matched by call index it is a 35% drop.
     pytester.makepyfile(test_models=_two_models(1.0, 2.0))
-    pytester.runpytest_subprocess("--clever-save=main").assert_outcomes(passed=1)
+    pytester.runpytest("--clever-save=main").assert_outcomes(passed=1)
     pytester.makepyfile(test_models=_two_models(2.0, 2.0))
-    result = pytester.runpytest_subprocess("--clever-compare=main", "--clever-compare-fail=mean:10%")
+    result = pytester.runpytest("--clever-compare=main", "--clever-compare-fail=mean:10%")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         ["*CLEVER regressions (1):*", "*test_models.py::test_two_models: mean dropped * -> * (3*%, allowed mean:10%)"]
@@ -69,8 +69,8 @@ def test_loop(clever):
         clever.score(model, XS[i])
 """
     )
-    pytester.runpytest_subprocess("--clever-save=main").assert_outcomes(passed=1)
-    result = pytester.runpytest_subprocess("--clever-compare=main", "--clever-compare-fail=mean:10%", "--clever-json=out.json")
+    pytester.runpytest("--clever-save=main").assert_outcomes(passed=1)
+    result = pytester.runpytest("--clever-compare=main", "--clever-compare-fail=mean:10%", "--clever-json=out.json")
     assert result.ret == 0
     rows = [l for l in result.stdout.lines if l.startswith("test_loop.py::test_loop")]
     # Four summary rows and four comparison rows, told apart by the call index, all unchanged.
@@ -112,6 +112,7 @@ SORTED = [
 ]
 
 
+@pytest.mark.slow  # real pytest subprocesses (xdist workers): CI runs it
 def test_records_and_rows_are_sorted_the_same_serially_and_under_xdist(pytester):
     pytest.importorskip("xdist")
     pytester.makepyfile(test_order=ORDER)
@@ -134,7 +135,7 @@ def test_records_and_rows_are_sorted_the_same_serially_and_under_xdist(pytester)
 def test_a_key_recorded_twice_in_one_run_is_an_error_not_an_overwrite(pytester):
     pytester.makepyfile(test_twice=MODELS + f"\n@pytest.mark.clever({FAST})\ndef test_gate(clever):\n    clever.scores(linear(), XS[:2])\n")
     # The same test collected twice records the same key twice.
-    result = pytester.runpytest_subprocess("test_twice.py", "test_twice.py", "--keep-duplicates", "--clever-save=main")
+    result = pytester.runpytest("test_twice.py", "test_twice.py", "--keep-duplicates", "--clever-save=main")
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*CLEVER record errors (1):*", "*test_twice.py::test_gate is recorded twice*"])
@@ -158,7 +159,7 @@ def test_seed(clever, request):
     assert clever.scores(linear(), XS, seed=3, name="m").seed == derive_seed(3, request.node.nodeid, "m", 1)
 """
     )
-    result = pytester.runpytest_subprocess("--clever-json=out.json")
+    result = pytester.runpytest("--clever-json=out.json")
     result.assert_outcomes(passed=1)
     records = json.loads((pytester.path / "out.json").read_text())["records"]
     assert [r["call"] for r in records] == [0, 1] and records[0]["settings"]["seed"] != 3

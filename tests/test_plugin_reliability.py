@@ -56,6 +56,7 @@ def test_empty_values_and_unwritable_outputs_are_usage_errors_before_any_test_ru
     assert (pytester.path / "afile").read_text() == "not a folder"
 
 
+@pytest.mark.slow  # a real pytest subprocess interrupted by Ctrl-C: CI runs it
 def test_an_interrupted_run_is_saved_incomplete_and_never_becomes_the_baseline(pytester):
     # Finding 8 (Ctrl-C mid-run) and finding 13 (a strict compare with nothing recorded says why).
     pytester.makepyfile(
@@ -97,7 +98,7 @@ def test_zz_break_outputs():
     pathlib.Path("out.json").mkdir()
 """
     )
-    result = pytester.runpytest_subprocess("--clever-save=main", "--clever-storage=store", "--clever-json=out.json")
+    result = pytester.runpytest("--clever-save=main", "--clever-storage=store", "--clever-json=out.json")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
@@ -117,7 +118,7 @@ def test_zz_break_outputs():
 def test_storage_problems_are_named_in_the_compare(pytester):
     # Findings 10 and 11: a malformed record and a newer-schema file are named with why.
     pytester.makepyfile(test_model=_scoring())
-    pytester.runpytest_subprocess("--clever-save=main").assert_outcomes(passed=2)
+    pytester.runpytest("--clever-save=main").assert_outcomes(passed=2)
     store = pytester.path / ".clever"
     (saved,) = store.glob("*_main.json")
     data = json.loads(saved.read_text())
@@ -126,12 +127,12 @@ def test_storage_problems_are_named_in_the_compare(pytester):
     (store / "20991231T000000000000Z-abcdef_future.json").write_text(
         json.dumps({"kind": "pytest-clever-run", "schema": 99, "records": []})
     )
-    result = pytester.runpytest_subprocess("--clever-compare", "--clever-compare=future", "-k", "nothing")
+    result = pytester.runpytest("--clever-compare", "--clever-compare=future", "-k", "nothing")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
     result.stdout.fnmatch_lines(
         ["*no comparison: no complete saved run named 'future' in *: *future.json: schema 99 is not supported*"]
     )
-    latest = pytester.runpytest_subprocess("--clever-compare", "-k", "test_gate")
+    latest = pytester.runpytest("--clever-compare", "-k", "test_gate")
     assert latest.ret == 0
     latest.stdout.fnmatch_lines(
         [
@@ -148,10 +149,10 @@ def test_storage_problems_are_named_in_the_compare(pytester):
 def test_not_comparable_fails_the_gate_when_asked_from_the_ini_and_the_cli_can_relax_it(pytester):
     # Issue 17, item 3.
     pytester.makepyfile(test_model=_scoring(5.0))
-    pytester.runpytest_subprocess("--clever-save=main").assert_outcomes(passed=2)
+    pytester.runpytest("--clever-save=main").assert_outcomes(passed=2)
     pytester.makepyfile(test_model=_scoring(0.01))
     pytester.makeini("[pytest]\nclever_not_comparable = fail\n")
-    strict = pytester.runpytest_subprocess("--clever-compare=main")
+    strict = pytester.runpytest("--clever-compare=main")
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     strict.assert_outcomes(passed=2)
     strict.stdout.fnmatch_lines(
@@ -161,11 +162,12 @@ def test_not_comparable_fails_the_gate_when_asked_from_the_ini_and_the_cli_can_r
             "*test_gate [[]linear[]]: not comparable with baseline main (radius 5.0 -> 0.01; --clever-not-comparable=fail)",
         ]
     )
-    relaxed = pytester.runpytest_subprocess("--clever-compare=main", "--clever-not-comparable=warn")
+    relaxed = pytester.runpytest("--clever-compare=main", "--clever-not-comparable=warn")
     assert relaxed.ret == 0
     relaxed.stdout.fnmatch_lines(["*test_gate [[]linear[]]*NOT COMPARABLE"])
 
 
+@pytest.mark.slow  # real pytest subprocesses (xdist workers): CI runs it
 def test_a_bad_marker_under_xdist_is_the_same_usage_error_as_serially(pytester):
     # Finding 12.
     pytest.importorskip("xdist")
@@ -200,6 +202,7 @@ def test_typo(clever):
 """
 
 
+@pytest.mark.slow  # real pytest subprocesses (xdist workers): CI runs it
 def test_fixture_threads_under_xdist_keyword_typos_and_weak_fit_warnings(pytester, monkeypatch):
     # Issue 17, items 5 and 7: one -n 2 run.
     pytest.importorskip("xdist")

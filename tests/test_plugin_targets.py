@@ -2,10 +2,6 @@
 
 import json
 
-# In-process pytester runs drop modules first imported inside them; load the engine up front.
-import pytest_clever.api  # noqa: F401
-import scipy.stats  # noqa: F401
-
 from .test_plugin import FAST, MODEL
 
 
