@@ -218,11 +218,15 @@ def _score_inputs(
 
         score = functools.partial(
             _score_one, settings=checked, target=target, targets=spec, device=dev, dtype=dtype,
-            chunk_size=chunk_size, curvature=curvature,
+            chunk_size=chunk_size, curvature=curvature, confidence=confidence,
         )
-        results = score_on_executor(
-            executor, model, tensors, labels or [None] * len(tensors), seeds=seeds, device=dev, score=score,
-        )
+        points = checked.n_batches * checked.batch_size
+        # Workers report nothing back while they sample: progress counts inputs as they come back.
+        with progress.tracking(progress_to, len(tensors), points) as tracker:
+            results = score_on_executor(
+                executor, model, tensors, labels or [None] * len(tensors), seeds=seeds, device=dev, score=score,
+                on_result=None if tracker is None else (lambda _index: tracker.scored()),
+            )
         for i, result in enumerate(results):
             _warn(result, i if indexed else None)
         return results, run_seed

@@ -142,8 +142,11 @@ def _failure(index: int, exc: BaseException) -> CleverError:
     return error
 
 
-def _run_round(submit: Callable[[int], Future], indices: Sequence[int], results: dict[int, Any]) -> list[int]:
-    """Submit ``indices``, fill ``results``; return the inputs lost with their worker.
+def _run_round(
+    submit: Callable[[int], Future], indices: Sequence[int], results: dict[int, Any],
+    on_result: Callable[[int], None] | None = None,
+) -> list[int]:
+    """Submit ``indices``, fill ``results`` (calling ``on_result(i)`` as each arrives); return the inputs lost with their worker.
 
     The first input that fails for another reason cancels the rest and raises.
     """
@@ -160,6 +163,8 @@ def _run_round(submit: Callable[[int], Future], indices: Sequence[int], results:
         exc = CancelledError() if future.cancelled() else future.exception()  # cancelled by the cluster
         if exc is None:
             results[i] = future.result()
+            if on_result is not None:
+                on_result(i)
         elif _is_lost(exc):
             lost.append(i)
         else:
@@ -177,13 +182,15 @@ def score_on_executor(
     seeds: Sequence[int],
     device: torch.device,
     score: Callable,
+    on_result: Callable[[int], None] | None = None,
 ) -> list[Any]:
     """Score ``inputs[i]`` with ``seeds[i]`` as one task each; results in input order.
 
     ``score(prepared_model, x, label=..., seed=...)`` scores one input; it
     travels to the workers, so it must be picklable (a ``functools.partial``
     of a module-level function). The model is checked for picklability before
-    any task is submitted, and handed back unchanged.
+    any task is submitted, and handed back unchanged. ``on_result(i)`` is
+    called in the caller as input ``i``'s result arrives (completion order).
     """
     if not callable(getattr(executor, "submit", None)):
         raise InvalidInputError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
@@ -197,9 +204,9 @@ def score_on_executor(
         def submit(i: int) -> Future:
             return executor.submit(_score_task, key, path, shipped, device, score, inputs[i], labels[i], seeds[i])
 
-        lost = _run_round(submit, list(range(len(inputs))), results)
+        lost = _run_round(submit, list(range(len(inputs))), results, on_result)
         if lost:  # once more, on whatever workers are left
-            lost = _run_round(submit, lost, results)
+            lost = _run_round(submit, lost, results, on_result)
     if lost:
         raise ExecutorError(
             f"input(s) {', '.join(map(str, lost))}: the worker scoring them was lost (killed, out of "

@@ -11,6 +11,10 @@ callable instead (the pytest plugin routes them to its terminal). Events:
   ``first_input_s`` holds its time and ``remaining_s`` the estimate for the rest);
 - ``"done"``: once, after the last input, also when scoring failed.
 
+On an executor (``clever_scores(..., executor=...)``) the workers sample out
+of sight: a call sends ``"start"``, one ``"scored"`` per input as its result
+arrives (in completion order), and ``"done"``.
+
 The sampling loops report chunks through :func:`points_done`, a no-op
 outside a tracked call, so no progress object is threaded through them.
 Pure Python: nothing here imports torch.
@@ -95,7 +99,9 @@ class _Tracker:
         first = self.event.first_input_s
         if first is None:
             first = time.perf_counter() - self.input_started
-        self._emit("scored", inputs_done=done, first_input_s=first, points_done=self.event.points_total)
+        # input_index follows the count: on an executor inputs finish out of order and send no "input".
+        self._emit("scored", input_index=done - 1, inputs_done=done, first_input_s=first,
+                   points_done=self.event.points_total)
 
     def done(self) -> None:
         self._emit("done")

@@ -109,6 +109,24 @@ def test_thread_pool_matches_serial():
 
 
 
+def test_confidence_and_progress_reach_the_executor_path():
+    # Both were once dropped on the executor path: every interval was at the default confidence, silently.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))  # real intervals
+    settings = dict(FAST, radius=2.0, confidence=0.5)
+    events = []
+    with ThreadPoolExecutor(2) as executor:
+        parallel = clever_scores(model, inputs(), executor=executor, progress=events.append, **settings)
+    serial = clever_scores(model, inputs(), **settings)
+    same_results(serial, parallel)
+    assert [r.confidence for r in parallel.results] == [0.5] * N
+    assert [r.interval for r in parallel.results] == [r.interval for r in serial.results]
+    assert parallel.results[0].interval != clever_scores(model, inputs()[:1], **dict(settings, confidence=0.99)).results[0].interval
+    assert [e.stage for e in events] == ["start"] + ["scored"] * N + ["done"]
+    assert [e.inputs_done for e in events if e.stage == "scored"] == list(range(1, N + 1))
+    assert events[-1].inputs_done == N and events[1].first_input_s is not None
+
+
 def test_a_worker_prepares_the_modules_inside_a_wrapped_model_for_good():
     """Threads of one worker share the loaded model: a partial over a train-mode module must come out of
     the worker's cache already in eval mode, so no thread's restore can switch another's module back."""
