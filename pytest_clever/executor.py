@@ -25,6 +25,7 @@ import hashlib
 import importlib
 import io
 import os
+import pickle
 import tempfile
 import threading
 from collections import OrderedDict
@@ -84,9 +85,10 @@ def _cached_model(key: str, path: str | None, data: bytes | None, device: torch.
 
 def _score_task(
     key: str, path: str | None, data: bytes | None, device: torch.device, score: Callable,
-    x: torch.Tensor, label: int | None, seed: int,
+    x_bytes: bytes, label: int | None, seed: int,
 ) -> Any:
     """One input, in a worker: what the serial loop does for it."""
+    x = pickle.loads(x_bytes)
     model = _cached_model(key, path, data, device)
     with borrowed_model(model, device) as prepared, exact_float32():
         return score(prepared, x, label=label, seed=seed)
@@ -201,8 +203,13 @@ def score_on_executor(
     with ExitStack() as stack:
         path, shipped = _ship(executor, data, stack)
 
+        # Inputs travel as plain pickle bytes: a tensor handed to a process pool goes through
+        # torch's shared-memory reductions instead, whose file-descriptor passing cost ~1.5 ms
+        # per task (measured: 12% on a 13 ms input).
+        x_bytes = [pickle.dumps(x) for x in inputs]
+
         def submit(i: int) -> Future:
-            return executor.submit(_score_task, key, path, shipped, device, score, inputs[i], labels[i], seeds[i])
+            return executor.submit(_score_task, key, path, shipped, device, score, x_bytes[i], labels[i], seeds[i])
 
         lost = _run_round(submit, list(range(len(inputs))), results, on_result)
         if lost:  # once more, on whatever workers are left
