@@ -271,19 +271,34 @@ def test_dask_reschedules_the_input_of_a_killed_worker(dask_client, tmp_path):
 # -- ray -----------------------------------------------------------------------------------
 
 
-def test_ray_through_the_documented_adapter(tmp_path):
-    ray = pytest.importorskip("ray", reason="ray is not installed (see docs/cluster.md for the adapter)")
+@pytest.fixture(scope="module")
+def ray_executor():
+    """The adapter of docs/cluster.md on a local Ray instance of 2 CPUs."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'pytest-clever[ray]'; docs/cluster.md)")
 
     class RayExecutor(Executor):  # the adapter of docs/cluster.md
         def submit(self, fn, /, *args, **kwargs):
             return ray.remote(fn).remote(*args, **kwargs).future()
 
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        model = Linear(*linear())
-        same_results(clever_scores(model, inputs(), **FAST), clever_scores(model, inputs(), executor=RayExecutor(), **FAST))
+        yield RayExecutor()
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow  # a real local Ray instance with worker processes: CI runs it
+def test_ray_through_the_documented_adapter(ray_executor):
+    model = Linear(*linear())
+    same_results(clever_scores(model, inputs(), **FAST), clever_scores(model, inputs(), executor=ray_executor, **FAST))
+
+
+@pytest.mark.slow  # a real local Ray instance with worker processes: CI runs it
+def test_ray_reports_an_input_whose_worker_always_dies(ray_executor):
+    # Ray retries the task on new workers by itself, then raises WorkerCrashedError; after one
+    # more round the input is reported, never dropped.
+    with pytest.raises(ExecutorError, match=r"^input\(s\) 3: the worker scoring them was lost"):
+        clever_scores(ExitingLinear(*linear()), inputs(poison=3), executor=ray_executor, **FAST)
 
 
 # -- the pytest route ------------------------------------------------------------------------
