@@ -158,6 +158,8 @@ def batch_max_rule(groups: torch.Tensor, floor: torch.Tensor, method: str, dim: 
     """
 
     def may_stop(state: RitzState) -> torch.Tensor:
+        if math.isinf(krylov_slack(dim, (state.step + 1) // 2)):  # every upper bound is still infinite
+            return torch.zeros_like(state.running)
         lower, upper = value_bounds(state, method, dim)
         best = floor.clone().scatter_reduce_(0, groups, lower.nan_to_num(nan=0.0), "amax")[groups]
         return upper < best

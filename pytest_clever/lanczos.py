@@ -18,6 +18,7 @@ one, so when at most half of the operator's rows still run, ``restrict``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Optional
 
 import torch
@@ -30,11 +31,12 @@ Restrict = Callable[[torch.Tensor], HVP]
 TOLERANCE = 1e-3
 #: The solver gives up after this many Hessian-vector products.
 MAX_STEPS = 100
+#: Basis vectors per row allocated at first (the basis doubles when full).
+INITIAL_CAPACITY = 16
 #: Rebuild the operator once at most this share of its rows still runs.
 RESTRICT_SHARE = 0.5
 
 
-@dataclass
 class RitzState:
     """Per-row state of a run after a step, for every original row.
 
@@ -44,15 +46,20 @@ class RitzState:
     The Krylov space of ``H`` after ``k`` steps holds that of ``H^2`` after
     ``ceil(k / 2)``, so ``square_max`` is at least the Lanczos estimate of
     ``||H||_2^2`` after ``ceil(k / 2)`` steps on the positive semi-definite
-    ``H^2``, which random-start bounds apply to (``curvature.py``). ``running``: rows
-    still iterating (stopped rows keep their last values).
+    ``H^2``, which random-start bounds apply to (``curvature.py``). It is
+    computed only when read (a ``may_stop`` that knows its bound is still
+    vacuous skips it). ``running``: rows still iterating (stopped rows keep
+    their last values).
     """
 
-    lambda_min: torch.Tensor
-    lambda_max: torch.Tensor
-    square_max: torch.Tensor
-    running: torch.Tensor
-    step: int
+    def __init__(self, lambda_min: torch.Tensor, lambda_max: torch.Tensor, running: torch.Tensor, step: int,
+                 square_max: Callable[[], torch.Tensor]) -> None:
+        self.lambda_min, self.lambda_max, self.running, self.step = lambda_min, lambda_max, running, step
+        self._square_max = square_max
+
+    @cached_property
+    def square_max(self) -> torch.Tensor:
+        return self._square_max()
 
 
 MayStop = Callable[[RitzState], torch.Tensor]
@@ -110,49 +117,61 @@ def lanczos(
     live = torch.arange(rows, device=device)  # original ids of running rows
     op_rows = live  # original ids of the operator's rows
     q = unit_rows(v0)
-    basis = torch.empty(0, rows, dim, dtype=dtype, device=device)  # (k, live, d)
-    alphas = torch.empty(rows, 0, dtype=dtype, device=device)
-    betas = torch.empty(rows, 0, dtype=dtype, device=device)
     steps, limit = 0, min(max_steps, dim)
+    # One contiguous (k x d) block per running row, filled in place and doubled when full:
+    # no copy of the whole basis per step, and reorthogonalisation is two batched matmuls.
+    basis = v0.new_empty(rows, min(limit, INITIAL_CAPACITY), dim)
+    alphas, betas = v0.new_zeros(rows, limit), v0.new_zeros(rows, limit)
     for steps in range(1, limit + 1):
-        basis = torch.cat([basis, q.unsqueeze(0)])
+        k = steps - 1
+        if k == basis.shape[1]:
+            grown = basis.new_empty(len(live), min(limit, 2 * k), dim)
+            grown[:, :k] = basis
+            basis = grown
+        basis[:, k] = q
         if len(op_rows) == len(live):
             w = hvp(q)
         else:  # stopped rows of the operator get zero vectors (their products are discarded)
             full = q.new_zeros(len(op_rows), dim)
             full[torch.searchsorted(op_rows, live)] = q
             w = hvp(full)[torch.searchsorted(op_rows, live)]
-        alphas = torch.cat([alphas, (q * w).sum(dim=1, keepdim=True)], dim=1)
+        alphas[:, k] = (q * w).sum(dim=1)
+        spanned = basis[:, :steps]  # (live, k, d)
         for _ in range(2):  # full reorthogonalisation, twice is enough in floating point
-            w = w - torch.einsum("kr,krd->rd", torch.einsum("krd,rd->kr", basis, w), basis)
+            w = w - torch.bmm(torch.bmm(spanned, w.unsqueeze(2)).transpose(1, 2), spanned).squeeze(1)
         beta = torch.linalg.vector_norm(w, dim=1)
-        t = _tridiagonal(alphas, betas)
+        t = _tridiagonal(alphas[:, :steps], betas[:, :k])
         values = torch.linalg.eigvalsh(t)
         new_lo, new_hi = values[:, 0], values[:, -1]
         change = torch.maximum((new_lo - lo[live]).abs(), (new_hi - hi[live]).abs())
         scale = torch.maximum(new_hi.abs(), new_lo.abs())
         lo[live], hi[live] = new_lo, new_hi
-        steady = (change <= tol * scale) & torch.tensor(steps > 1, device=device)
+        steady = change <= tol * scale if steps > 1 else torch.zeros_like(change, dtype=torch.bool)
         exhausted = beta <= 1e3 * eps * scale.clamp_min(tiny)  # the Ritz values are exact
         # A row that merely looks steady keeps iterating while others run: Ritz values can stall
         # for several steps before an eigenvector with a small share of the start vector shows
         # (measured: 11% lower batch maxima of the negative curvature when steady rows stopped).
         stop = exhausted
         if may_stop is not None:
-            t2 = t @ t
-            t2[:, -1, -1] += beta**2
-            square[live] = torch.linalg.eigvalsh(t2)[:, -1]
+
+            def square_max(t: torch.Tensor = t, beta: torch.Tensor = beta, live: torch.Tensor = live) -> torch.Tensor:
+                t2 = t @ t
+                t2[:, -1, -1] += beta**2
+                square[live] = torch.linalg.eigvalsh(t2)[:, -1]
+                return square
+
             running = torch.zeros(rows, dtype=torch.bool, device=device)
             running[live] = True
-            stop = stop | may_stop(RitzState(lo, hi, square, running, steps))[live]
+            stop = stop | may_stop(RitzState(lo, hi, running, steps, square_max))[live]
         converged[live] = steady | stop
-        keep = ~stop
-        if steps == limit or bool((steady | stop).all()):
+        done, any_stopped = torch.stack([(steady | stop).all(), stop.any()]).tolist()  # one sync per step
+        if steps == limit or done:
             break
-        live, basis, alphas, betas = live[keep], basis[:, keep], alphas[keep], torch.cat(
-            [betas, beta.unsqueeze(1)], dim=1
-        )[keep]
-        q = w[keep] / beta[keep].unsqueeze(1)
+        betas[:, k] = beta
+        keep = ~stop
+        q = w / beta.unsqueeze(1)
+        if any_stopped:
+            live, basis, alphas, betas, q = live[keep], basis[keep], alphas[keep], betas[keep], q[keep]
         if restrict is not None and len(live) <= RESTRICT_SHARE * len(op_rows):
             hvp, op_rows = restrict(live), live
     if steps == dim:  # the whole space was spanned: the Ritz values are the eigenvalues

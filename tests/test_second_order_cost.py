@@ -77,6 +77,31 @@ def test_upper_bounds_hold_and_pruning_keeps_group_maxima(method):
     assert torch.allclose(got, want, rtol=1e-8)
 
 
+def test_lanczos_basis_growth_and_row_removal_change_no_value(monkeypatch):
+    """The basis grows in place (doubling) and drops stopped rows: values equal a run that never grows."""
+    import pytest_clever.lanczos as lanczos_module
+
+    gen = torch.Generator().manual_seed(3)
+    rows, d = 10, 50
+    a = torch.randn(rows, d, d, generator=gen, dtype=torch.float64)
+    h = (a + a.transpose(1, 2)) / 2
+    hvp = lambda v: torch.einsum("rij,rj->ri", h, v)  # noqa: E731
+    start = torch.randn(rows, d, generator=gen, dtype=torch.float64)
+    stop_half = lambda state: state.running & (torch.arange(rows) % 2 == 1) & (state.step >= 7)  # noqa: E731
+    runs = []
+    for capacity in (1, 4, d):
+        monkeypatch.setattr(lanczos_module, "INITIAL_CAPACITY", capacity)
+        runs.append(lanczos(hvp, start, tol=0.0, max_steps=d, may_stop=stop_half))
+    for run in runs[:2]:
+        assert torch.equal(run.lambda_max, runs[-1].lambda_max) and torch.equal(run.lambda_min, runs[-1].lambda_min)
+    # Rows that ran to the end spanned the whole space: their Ritz values are the eigenvalues.
+    eig = torch.linalg.eigvalsh(h)
+    full = torch.arange(rows) % 2 == 0
+    assert torch.allclose(runs[-1].lambda_max[full], eig[full, -1], rtol=1e-10)
+    assert torch.allclose(runs[-1].lambda_min[full], eig[full, 0], rtol=1e-10)
+    assert runs[-1].steps == d
+
+
 # One case in the default run; the other two (CI) cover the negative curvature and another model.
 CASES = [
     ("softplus", 0, "spectral"),
