@@ -68,10 +68,15 @@ class MarginHessians:
         whole chunk. It frees this object's own graph first (only ``restrict``
         works afterwards), so that the two graphs never coexist.
         """
-        self._grads = self._grads.detach()  # this graph is done with: free it before building the next
+        self._free_graph()  # this graph is done with: free it before building the next
         smaller = object.__new__(MarginHessians)
         smaller._build(self.model, self.rows.detach()[rows], self.predicted, self.target_rows[rows])
         return smaller.hvp
+
+    def _free_graph(self) -> None:
+        """Drop every reference to the graph, keeping the values (the margins hold its forward half)."""
+        self._grads, self._margins, self._logit_scale = (
+            self._grads.detach(), self._margins.detach(), self._logit_scale.detach())
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         """Per-row Hessian-vector products ``H_row v_row`` for ``v`` of shape ``(rows, d)``."""

@@ -102,6 +102,22 @@ def test_lanczos_basis_growth_and_row_removal_change_no_value(monkeypatch):
     assert runs[-1].steps == d
 
 
+def test_restrict_frees_the_whole_graph_and_gives_the_same_products():
+    """The rebuilt operator on a subset of rows equals those rows of the full one; the old graph is freed."""
+    from pytest_clever.curvature import MarginHessians
+
+    model = DigitsCNN("softplus").eval()
+    points = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    hessians = MarginHessians(model, points, 0, [1, 2])
+    v = torch.randn(6, 64, generator=torch.Generator().manual_seed(1))
+    full = hessians.hvp(v)
+    rows = torch.tensor([1, 4])
+    smaller = hessians.restrict(rows)
+    # Nothing of the first graph stays reachable (the margins held its forward half).
+    assert not any(t.requires_grad for t in (hessians._grads, hessians._margins, hessians._logit_scale))
+    assert torch.allclose(smaller(v[rows]), full[rows], rtol=1e-5, atol=1e-7)
+
+
 # One case in the default run; the other two (CI) cover the negative curvature and another model.
 CASES = [
     ("softplus", 0, "spectral"),
