@@ -127,6 +127,18 @@ def test_confidence_and_progress_reach_the_executor_path():
     assert events[-1].inputs_done == N and events[1].first_input_s is not None
 
 
+@pytest.mark.parametrize("x", [
+    torch.randn(3, 4), torch.randn(4, 3).t(), torch.randn(5).bfloat16(), torch.tensor(2.5), torch.randn(1, 8, 8).double(),
+], ids=["float32", "transposed", "bfloat16", "0-d", "float64"])
+def test_inputs_travel_as_raw_bytes_that_give_back_the_same_tensor(x):
+    import pickle
+
+    from pytest_clever.executor import _RawInput
+
+    back = pickle.loads(pickle.dumps(_RawInput.of(x))).tensor()
+    assert back.dtype == x.dtype and back.shape == x.shape and torch.equal(back, x)
+
+
 def test_a_worker_prepares_the_modules_inside_a_wrapped_model_for_good():
     """Threads of one worker share the loaded model: a partial over a train-mode module must come out of
     the worker's cache already in eval mode, so no thread's restore can switch another's module back."""
