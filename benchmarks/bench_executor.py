@@ -79,8 +79,14 @@ def speedup(n_inputs: int, repeats: int, use_dask: bool) -> None:
     torch.set_num_threads(1)
     executors = {"ProcessPoolExecutor(2)": pool(2)}
     if use_dask:
+        import dask
         from distributed import Client, LocalCluster
 
+        # dask's default MALLOC_TRIM_THRESHOLD_ turns off glibc's dynamic mmap threshold, so every
+        # temporary of 128 KiB or more is mmap'ed and unmapped again: 1.5x slower scoring here.
+        # A fixed mmap threshold (docs/cluster.md) gives the speed back.
+        environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"), MALLOC_MMAP_THRESHOLD_=32 * 2**20)
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40)
         client = Client(cluster)
         client.run(torch.set_num_threads, 1)
