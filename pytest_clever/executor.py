@@ -91,7 +91,7 @@ class _RawInput:
     torch's shared-memory reductions (file-descriptor passing, ~1.5 ms per
     task), and unpickling a tensor runs ``torch.load`` (~0.3 ms); these bytes
     cost microseconds. Measured with ``benchmarks/bench_executor.py`` on a
-    13 ms input: executor overhead 12.6% with tensors, 2.4-5.5% with bytes. The
+    13 ms input: executor overhead 12.6% with tensors, a median 3.6% with bytes. The
     values are on the CPU: the worker's scoring moves the input to the device,
     as the serial path does.
     """
