@@ -3,7 +3,8 @@
 Tests marked ``slow`` (training-heavy or long statistical checks, and pytester
 runs that need real subprocesses: xdist workers, Ctrl-C, a dask cluster) are
 skipped by a plain ``pytest`` and run with ``pytest --run-slow``, as CI does.
-Every other pytester run is in-process (``tests/conftest.py`` preloads the engine).
+The other pytester runs are in-process where that tests the same thing (``tests/conftest.py``
+preloads the engine).
 """
 
 import os

@@ -191,10 +191,13 @@ def test_plain():
 CONFTEST = "import pytest_clever.terminal_progress as tp\ntp.DELAY = 0.0\n"
 
 
+# Real subprocesses: in-process, the inner terminal writes to pytester's buffer without going
+# through the captured file descriptors, so a line written while capture is on would still pass.
+@pytest.mark.slow  # real pytest subprocesses: CI runs it
 def test_progress_on_shows_lines_on_the_terminal(pytester):
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_model=TEST_MODULE)
-    result = pytester.runpytest("--clever-progress=on", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("--clever-progress=on", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     result.stdout.re_match_lines([
         r"^CLEVER: input 1/2, .*\d s elapsed$",
@@ -204,14 +207,15 @@ def test_progress_on_shows_lines_on_the_terminal(pytester):
     ])
 
 
+@pytest.mark.slow  # real pytest subprocesses (see above): CI runs it
 def test_progress_is_silent_under_q_and_by_default_without_a_tty(pytester):
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_model=TEST_MODULE)
-    quiet = pytester.runpytest("-q", "--clever-progress=on", "-p", "no:cacheprovider")
+    quiet = pytester.runpytest_subprocess("-q", "--clever-progress=on", "-p", "no:cacheprovider")
     quiet.assert_outcomes(passed=2)
     assert not [line for line in quiet.outlines + quiet.errlines if "CLEVER: " in line]
     pytester.makeini("[pytest]\nclever_progress = auto\n")
-    auto = pytester.runpytest("-p", "no:cacheprovider")  # a pipe, not a TTY
+    auto = pytester.runpytest_subprocess("-p", "no:cacheprovider")  # a pipe, not a TTY
     auto.assert_outcomes(passed=2)
     assert not [line for line in auto.outlines + auto.errlines if "CLEVER: " in line]
 
