@@ -102,10 +102,12 @@ class _RawInput:
 
     @classmethod
     def of(cls, x: torch.Tensor) -> "_RawInput":
-        x = x.detach().cpu().contiguous()
+        x = x.detach().cpu().resolve_conj().resolve_neg().contiguous()
         return cls(x.reshape(-1).view(torch.uint8).numpy().tobytes(), x.dtype, tuple(x.shape))
 
     def tensor(self) -> torch.Tensor:
+        if not self.data:  # frombuffer refuses an empty buffer
+            return torch.empty(self.shape, dtype=self.dtype)
         return torch.frombuffer(bytearray(self.data), dtype=torch.uint8).view(self.dtype).reshape(self.shape)
 
 
@@ -186,19 +188,22 @@ def _run_round(
         except BrokenExecutor:  # the pool died under an earlier task: nothing more goes in
             lost.extend(indices[n:])
             break
-    for future in as_completed(futures):
-        i = futures[future]
-        exc = CancelledError() if future.cancelled() else future.exception()  # cancelled by the cluster
-        if exc is None:
-            results[i] = future.result()
-            if on_result is not None:
-                on_result(i)
-        elif _is_lost(exc):
-            lost.append(i)
-        else:
-            for other in futures:
-                other.cancel()
-            raise _failure(i, exc)
+    try:
+        for future in as_completed(futures):
+            i = futures[future]
+            exc = CancelledError() if future.cancelled() else future.exception()  # cancelled by the cluster
+            if exc is None:
+                results[i] = future.result()
+                if on_result is not None:
+                    on_result(i)
+            elif _is_lost(exc):
+                lost.append(i)
+            else:
+                raise _failure(i, exc)
+    except BaseException:  # a failed input, a failing progress callable, Ctrl-C: nothing more runs
+        for other in futures:
+            other.cancel()
+        raise
     return sorted(lost)
 
 

@@ -129,7 +129,8 @@ def test_confidence_and_progress_reach_the_executor_path():
 
 @pytest.mark.parametrize("x", [
     torch.randn(3, 4), torch.randn(4, 3).t(), torch.randn(5).bfloat16(), torch.tensor(2.5), torch.randn(1, 8, 8).double(),
-], ids=["float32", "transposed", "bfloat16", "0-d", "float64"])
+    torch.empty(0, 3), torch.randn(3, dtype=torch.complex64).conj(),
+], ids=["float32", "transposed", "bfloat16", "0-d", "float64", "empty", "conjugate view"])
 def test_inputs_travel_as_raw_bytes_that_give_back_the_same_tensor(x):
     import pickle
 
@@ -202,10 +203,36 @@ def test_an_unpicklable_model_is_refused_before_any_task_is_submitted(model):
 def test_a_lost_task_is_retried_once_with_the_same_result():
     model = Linear(*linear())
     executor = Recording(lose={1, 4})
-    parallel = clever_scores(model, inputs(), executor=executor, **FAST)
+    events = []
+    parallel = clever_scores(model, inputs(), executor=executor, progress=events.append, **FAST)
     executor.shutdown()
     assert executor.submitted == N + 2
     same_results(clever_scores(model, inputs(), **FAST), parallel)
+    # Each input counts once, its retry included.
+    assert [e.inputs_done for e in events if e.stage == "scored"] == list(range(1, N + 1))
+
+
+def test_an_error_while_waiting_cancels_the_tasks_not_yet_started():
+    class Keeping(Recording):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = ThreadPoolExecutor(1)
+            self.futures: list[Future] = []
+
+        def submit(self, fn, /, *args, **kwargs) -> Future:
+            future = super().submit(fn, *args, **kwargs)
+            self.futures.append(future)
+            return future
+
+    def sink(event):
+        if event.stage == "scored":
+            raise KeyboardInterrupt  # e.g. Ctrl-C, or a progress callable that fails
+
+    executor = Keeping()
+    with pytest.raises(KeyboardInterrupt):
+        clever_scores(Linear(*linear()), inputs(), executor=executor, progress=sink, **FAST)
+    executor.shutdown()
+    assert sum(f.cancelled() for f in executor.futures) >= N - 2  # one scored, at most one more running
 
 
 def test_a_task_cancelled_by_the_cluster_is_retried():
