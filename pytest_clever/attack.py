@@ -14,14 +14,16 @@ from ``restarts`` starting points at once, inside the ``norm`` ball of radius
 ``eps`` intersected with the result's input bounds; a search over ``eps`` in
 ``(0, R]`` (several radii per batched run, then refined) shrinks the distortion. Norms:
 
-- L2 and Linf: standard PGD (normalised gradient / sign steps, projection onto the ball);
-  one restart per radius aims at the class CLEVER found easiest to reach; it and the
-  first restart start at x0, the others at random points of the ball.
+- L2 and Linf: standard PGD (normalised gradient / sign steps, projection onto the ball).
 - L1: a simple sparse variant: each step moves only the coordinates with the
   largest gradient magnitude (those that can still move inside the bounds),
   followed by an exact Euclidean projection onto the L1 ball. It is weaker
   than dedicated L1 attacks (EAD, SLIDE), so its distortions are looser
   upper bounds of the true minimum.
+
+Under every norm, when several classes can be reached, one restart per
+radius aims at the class CLEVER found easiest to reach; it and the first
+restart start at x0, the others at random points of the ball.
 """
 
 from __future__ import annotations
@@ -353,8 +355,9 @@ def attack_check(
 ) -> AttackCheck:
     """Attack ``x`` inside the CLEVER ball of ``result`` and compare the distortion found with the score.
 
-    Runs PGD (``steps`` iterations from ``restarts`` starting points, the first
-    at ``x`` itself) in ``result.norm`` within ``result.radius`` and
+    Runs PGD (``steps`` iterations from ``restarts`` starting points: the first
+    at ``x`` itself, and so the one aimed at CLEVER's deciding class when there
+    are several classes, the rest random) in ``result.norm`` within ``result.radius`` and
     ``result.bounds``. The attack radius is searched in batches: 8 radii
     spread over ``(0, R]``, then ``search_rounds`` refinements between the
     largest radius that failed and the smallest distortion found (each round

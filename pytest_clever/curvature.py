@@ -66,7 +66,8 @@ class MarginHessians:
         Rebuilding costs about one product on those rows; ``lanczos`` calls it
         once most rows have stopped, as every product otherwise costs the
         whole chunk. It frees this object's own graph first (only ``restrict``
-        works afterwards), so that the two graphs never coexist.
+        works afterwards), and ``lanczos`` drops the previous smaller operator
+        before the next rebuild, so that two graphs never coexist.
         """
         self._free_graph()  # this graph is done with: free it before building the next
         smaller = object.__new__(MarginHessians)
