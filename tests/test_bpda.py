@@ -259,6 +259,7 @@ def test_a_provably_too_low_estimate_is_flagged_with_its_overestimate():
     assert f"{t.lipschitz_lower_bound / 0.1:.2f}x the estimate 0.1" in messages[0]
 
 
+@pytest.mark.slow  # builds the 20-input undefended report (test_rounding_near_x0 checks the note in the default run)
 def test_consistent_runs_carry_no_consistency_note(undefended):
     assert undefended.consistent
     assert not any("inconsistent" in note for r in undefended for note in r.notes)

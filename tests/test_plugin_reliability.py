@@ -49,7 +49,7 @@ def test_empty_values_and_unwritable_outputs_are_usage_errors_before_any_test_ru
         (["--clever-not-comparable=maybe"], "invalid choice: 'maybe'"),
     ]
     for args, message in cases:
-        result = pytester.runpytest_subprocess(*args)
+        result = pytester.runpytest(*args)
         assert result.ret == pytest.ExitCode.USAGE_ERROR, (args, _err(result))
         assert message in _err(result), (args, _err(result))
         assert "Traceback" not in _err(result) and "passed" not in result.stdout.str()
