@@ -132,7 +132,7 @@ def test_the_exact_search_agrees_with_a_brute_force_grid():
 # One smooth and one piecewise-linear net, one per norm, by default; all four with --run-slow.
 @pytest.mark.parametrize("norm, activation", [
     pytest.param(2.0, nn.ReLU, id="L2-relu"),
-    pytest.param(math.inf, nn.Tanh, id="Linf-tanh"),
+    pytest.param(math.inf, nn.Tanh, id="Linf-tanh", marks=pytest.mark.slow),
     pytest.param(2.0, nn.Tanh, id="L2-tanh", marks=pytest.mark.slow),
     pytest.param(math.inf, nn.ReLU, id="Linf-relu", marks=pytest.mark.slow),
 ])
