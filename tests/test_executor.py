@@ -127,6 +127,13 @@ def test_confidence_and_progress_reach_the_executor_path():
     assert events[-1].inputs_done == N and events[1].first_input_s is not None
 
 
+def test_workers_are_slow_for_malloc_only_with_a_trim_and_no_mmap_threshold():
+    from pytest_clever.executor import slow_malloc_workers
+
+    envs = {"w1": ("65536", None), "w2": ("65536", "33554432"), "w3": (None, None), "w0": ("1", None)}
+    assert slow_malloc_workers(envs) == ["w0", "w1"]
+
+
 @pytest.mark.parametrize("x", [
     torch.randn(3, 4), torch.randn(4, 3).t(), torch.randn(5).bfloat16(), torch.tensor(2.5), torch.randn(1, 8, 8).double(),
     torch.empty(0, 3), torch.randn(3, dtype=torch.complex64).conj(),
@@ -292,7 +299,9 @@ def test_dask_local_cluster_matches_serial_and_ships_the_model_once_per_worker(d
     model = CountingLinear(*linear(), log=str(log))
     serial = clever_scores(model, inputs(), **FAST)
     log.unlink(missing_ok=True)
-    parallel = clever_scores(model, inputs(), executor=dask_client.get_executor(), **FAST)
+    # The fixture's workers have dask's default malloc setting: said once per client (docs/cluster.md).
+    with pytest.warns(CleverWarning, match=r"2 dask worker\(s\) run with MALLOC_TRIM_THRESHOLD_.*docs/cluster.md"):
+        parallel = clever_scores(model, inputs(), executor=dask_client.get_executor(), **FAST)
     same_results(serial, parallel)
     loads = loads_per_process(log)
     assert 1 <= len(loads) <= 2 and set(loads.values()) == {1}, loads
