@@ -213,40 +213,33 @@ def _score_inputs(
             "clever_score(copy.deepcopy(model).float(), x.float(), order=2, ...)"
         )
     seeds = [derive_seed(run_seed, i) if indexed else run_seed for i in range(len(tensors))]
-    if executor is not None:
-        from .executor import score_on_executor
+    # One set of keywords for both routes (a second list once dropped confidence= on executors).
+    score = functools.partial(
+        _score_one, settings=checked, target=target, targets=spec, device=dev, dtype=dtype,
+        chunk_size=chunk_size, curvature=curvature, confidence=confidence,
+    )
+    points = checked.n_batches * checked.batch_size
+    with progress.tracking(progress_to, len(tensors), points) as tracker:
+        if executor is not None:
+            from .executor import score_on_executor
 
-        score = functools.partial(
-            _score_one, settings=checked, target=target, targets=spec, device=dev, dtype=dtype,
-            chunk_size=chunk_size, curvature=curvature, confidence=confidence,
-        )
-        points = checked.n_batches * checked.batch_size
-        # Workers report nothing back while they sample: progress counts inputs as they come back.
-        with progress.tracking(progress_to, len(tensors), points) as tracker:
+            # Workers report nothing back while they sample: progress counts inputs as they come back.
             results = score_on_executor(
                 executor, model, tensors, labels or [None] * len(tensors), seeds=seeds, device=dev, score=score,
                 on_result=None if tracker is None else (lambda _index: tracker.scored()),
             )
-        for i, result in enumerate(results):
-            _warn(result, i if indexed else None)
-        return results, run_seed
-    results = []
-    points = checked.n_batches * checked.batch_size
-    with borrowed_model(model, dev) as prepared, exact_float32(), \
-            progress.tracking(progress_to, len(tensors), points) as tracker:
-        for i, x in enumerate(tensors):
-            try:
-                results.append(_score_one(
-                    prepared, x, checked, target=target, targets=spec, label=None if labels is None else labels[i],
-                    seed=seeds[i],
-                    device=dev, dtype=dtype, chunk_size=chunk_size, curvature=curvature, confidence=confidence,
-                ))
-            except CleverError as exc:
-                if not indexed:
-                    raise
-                raise type(exc)(f"input {i}: {exc}") from exc
-            if tracker is not None:
-                tracker.scored()
+        else:
+            results = []
+            with borrowed_model(model, dev) as prepared, exact_float32():
+                for i, x in enumerate(tensors):
+                    try:
+                        results.append(score(prepared, x, label=None if labels is None else labels[i], seed=seeds[i]))
+                    except CleverError as exc:
+                        if not indexed:
+                            raise
+                        raise type(exc)(f"input {i}: {exc}") from exc
+                    if tracker is not None:
+                        tracker.scored()
     for i, result in enumerate(results):
         _warn(result, i if indexed else None)
     return results, run_seed
