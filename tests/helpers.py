@@ -1,4 +1,4 @@
-"""Exact reference models shared by the tests."""
+"""Reference models shared by the tests: exact linear ones, and a small smooth net."""
 
 from __future__ import annotations
 
@@ -45,3 +45,14 @@ def exact_linear_score(weight, bias, x0, norm, radius, target=None):
         for j in targets
     ]
     return min(min(scores), radius)
+
+
+#: A 6-d input that ``tanh_net`` classifies with clear margins, and fast settings for it.
+X0 = torch.tensor([0.3, 0.6, 0.2, 0.5, 0.4, 0.7])
+FAST = dict(n_batches=10, batch_size=16, radius=0.5, seed=0)
+
+
+def tanh_net(dtype=torch.float32) -> nn.Module:
+    """A seeded 6-16-3 tanh MLP in eval mode: smooth, so both orders score it."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)).to(dtype).eval()

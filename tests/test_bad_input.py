@@ -27,13 +27,7 @@ from pytest_clever import (
     clever_score,
 )
 
-X0 = torch.tensor([0.3, 0.6, 0.2, 0.5, 0.4, 0.7])
-FAST = dict(n_batches=10, batch_size=16, radius=0.5, seed=0)
-
-
-def tanh_net(dtype=torch.float32) -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)).to(dtype).eval()
+from .helpers import FAST, X0, tanh_net
 
 
 def relu_net() -> nn.Module:

@@ -17,18 +17,9 @@ from pytest_clever import CleverError, CleverWarning, InvalidInputError, ModelEr
 from pytest_clever import model_state
 from pytest_clever.compare import DropRule
 
-from .helpers import one_torch_thread  # noqa: F401
+from .helpers import FAST, X0, one_torch_thread, tanh_net  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-X0 = torch.tensor([0.3, 0.6, 0.2, 0.5, 0.4, 0.7])
-FAST = dict(n_batches=10, batch_size=16, radius=0.5, seed=0)
-
-
-def tanh_net(dtype=torch.float32) -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)).to(dtype).eval()
-
 
 def dropout_net() -> nn.Module:
     torch.manual_seed(0)
