@@ -39,11 +39,11 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from pytest_clever import clever_score  # noqa: E402
-from pytest_clever.densenet import IMAGE_SHAPE, _torchvision_densenet121, defended_densenet121, densenet121  # noqa: E402
-from pytest_clever.first_order import chunk_size_for  # noqa: E402
-from pytest_clever.maxima import Problem  # noqa: E402
-from pytest_clever.numerics import exact_float32, float32_settings  # noqa: E402
-from pytest_clever.targets import resolve_targets  # noqa: E402
+from pytest_clever.extras.densenet import IMAGE_SHAPE, _torchvision_densenet121, defended_densenet121, densenet121  # noqa: E402
+from pytest_clever._engine.first_order import chunk_size_for  # noqa: E402
+from pytest_clever._engine.maxima import Problem  # noqa: E402
+from pytest_clever._engine.numerics import exact_float32, float32_settings  # noqa: E402
+from pytest_clever.core.targets import resolve_targets  # noqa: E402
 
 DEFAULT_SIZE = (100, 128)
 PAPER_SIZE = (500, 1024)
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average": os.getloadavg(),
         "inputs": n_inputs,
         "max_seconds": max_seconds,
-        "numerics": "IEEE float32 for ours and the floor (pytest_clever.numerics.exact_float32)",
+        "numerics": "IEEE float32 for ours and the floor (pytest_clever._engine.numerics.exact_float32)",
         "session_float32_settings": float32_settings(),
         "memory": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS of the process so far",
         "configurations": configurations,

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from pytest_clever import api, clever_score, clever_scores
-from pytest_clever.gates import ChangeRule, compare_paired
-from pytest_clever.toy import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
+from pytest_clever.runs.gates import ChangeRule, compare_paired
+from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
 KW = dict(radius=2.0, bounds=DIGITS_BOUNDS)
 

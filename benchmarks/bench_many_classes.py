@@ -48,10 +48,10 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from pytest_clever import clever_score  # noqa: E402
-from pytest_clever.first_order import UNFITTED, chunk_size_for  # noqa: E402
-from pytest_clever.gradients import margin_gradient_norms, targets_per_pass  # noqa: E402
-from pytest_clever.numerics import exact_float32  # noqa: E402
-from pytest_clever.sampling import sample_ball  # noqa: E402
+from pytest_clever._engine.first_order import UNFITTED, chunk_size_for  # noqa: E402
+from pytest_clever._engine.gradients import margin_gradient_norms, targets_per_pass  # noqa: E402
+from pytest_clever._engine.numerics import exact_float32  # noqa: E402
+from pytest_clever._engine.sampling import sample_ball  # noqa: E402
 
 from bench_imagenet import floor_seconds  # noqa: E402  (one definition of the floor for both benchmarks)
 

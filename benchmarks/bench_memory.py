@@ -9,7 +9,7 @@ reports its peak resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss`
 after importing everything and building the model (``base``) and after
 scoring (``peak``). Growing ``n_batches * batch_size`` 10x should leave the
 peak flat: points are sampled, differentiated and reduced to batch maxima
-chunk by chunk (see ``pytest_clever.maxima.default_chunk_size``).
+chunk by chunk (see ``pytest_clever._engine.maxima.default_chunk_size``).
 
 Each configuration runs twice: with glibc's default allocator, and with
 ``MALLOC_MMAP_THRESHOLD_=1048576``, which serves every large tensor by its own
@@ -30,7 +30,7 @@ CHILD = r"""
 import json, resource, sys, torch
 sys.path.insert(0, {bench_dir!r})
 from pytest_clever import clever_score
-from pytest_clever.toy import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
+from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 from bench_vs_art import WideCNN
 name, n_batches, batch_size, device = {name!r}, {n_batches}, {batch_size}, {device!r}
 torch.manual_seed(0)

@@ -7,7 +7,7 @@ own; the orders alternate so that load from other processes hits both alike.
 Both orders score the same input untargeted (all 9 other classes) with the
 same sampled points and the automatically chosen chunk size; the cost is
 the CPU time of the scoring call in that subprocess, divided by the number of
-sampled points. Models: the softplus digits CNN (``pytest_clever.toy``) and a
+sampled points. Models: the softplus digits CNN (``pytest_clever.extras.digits``) and a
 small softplus ResNet on 3x32x32 inputs (random weights: cost does not
 depend on training).
 """
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from pytest_clever import clever_score
-from pytest_clever.toy import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
+from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
 
 #: Sampled points per batch: the library default for the digits CNN, fewer for the slow ResNet.

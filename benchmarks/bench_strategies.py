@@ -22,7 +22,7 @@ import time
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from pytest_clever.strategies import points_in_ball
+from pytest_clever.extras.strategies import points_in_ball
 
 #: (label, shape, norm, radius): CIFAR-sized inputs with usual radii, and a 64-value input.
 CASES = [

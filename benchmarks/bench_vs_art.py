@@ -54,8 +54,8 @@ import torch
 from torch import nn
 
 from pytest_clever import clever_score
-from pytest_clever.first_order import chunk_size_for
-from pytest_clever.toy import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
+from pytest_clever._engine.first_order import chunk_size_for
+from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
 
 class WideCNN(nn.Module):

@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from pytest_clever.toy import cached_digits_cnn, load_digits_data
+from pytest_clever.extras.digits import cached_digits_cnn, load_digits_data
 
 
 #: Gaussian-noise augmentation used in training. The baseline walkthrough in the

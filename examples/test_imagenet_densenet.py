@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from pytest_clever import clever_score
-from pytest_clever.densenet import IMAGE_SHAPE, defended_densenet121, densenet121
+from pytest_clever.extras.densenet import IMAGE_SHAPE, defended_densenet121, densenet121
 
 RADIUS = 10.0  # L2 over 3x224x224 pixels in [0, 1]: about 0.026 per pixel (RMS)
 CI = dict(radius=RADIUS, bounds=(0.0, 1.0), norm=2, n_batches=10, batch_size=2, seed=0)

@@ -16,10 +16,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "clever_score": "api",
     "clever_scores": "api",
-    "BPDA": "bpda",
-    "CleverResult": "results",
-    "CleverReport": "results",
-    "TargetScore": "results",
+    "BPDA": "defences.bpda",
+    "CleverResult": "stats.results",
+    "CleverReport": "stats.results",
+    "TargetScore": "stats.results",
     "CleverError": "errors",
     "CleverWarning": "errors",
     "WeakFitWarning": "errors",
@@ -31,17 +31,17 @@ _LAZY = {
     "attack_check": "attack",
     "attack_checks": "attack",
     "AttackCheck": "attack",
-    "points_in_ball": "strategies",
+    "points_in_ball": "extras.strategies",
     "NotTwiceDifferentiableError": "errors",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import clever_score, clever_scores
-    from .attack import AttackCheck, attack_check, attack_checks
-    from .bpda import BPDA
-    from .errors import (
+    from pytest_clever.api import clever_score, clever_scores
+    from pytest_clever.attack import AttackCheck, attack_check, attack_checks
+    from pytest_clever.defences.bpda import BPDA
+    from pytest_clever.errors import (
         CleverError,
         CleverWarning,
         ExecutorError,
@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
         NotTwiceDifferentiableError,
         WeakFitWarning,
     )
-    from .results import CleverReport, CleverResult, TargetScore
+    from pytest_clever.stats.results import CleverReport, CleverResult, TargetScore
 
 
 def __getattr__(name: str) -> Any:

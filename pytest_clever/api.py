@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
-from . import first_order, progress, second_order
-from .diagnostics import check_masking, score_notes
-from .evt import endpoint_interval
-from .errors import CleverError, InvalidInputError, WeakFitWarning
-from .inputs import (
+from pytest_clever._engine import first_order
+from pytest_clever.core import progress
+from pytest_clever._engine import second_order
+from pytest_clever._engine.diagnostics import check_masking, score_notes
+from pytest_clever.stats.evt import endpoint_interval
+from pytest_clever.errors import CleverError, InvalidInputError, WeakFitWarning
+from pytest_clever._engine.inputs import (
     as_input_tensor,
     check_in_bounds,
     check_prediction,
@@ -29,13 +31,13 @@ from .inputs import (
     resolve_single_input,
     warn_if_probabilities,
 )
-from .maxima import Problem
-from .model_state import borrowed_model, check_model_tensors, model_device_and_dtype
-from .numerics import exact_float32
-from .results import CleverReport, CleverResult
-from .seeds import derive_seed, resolve_seed
-from .targets import TargetSpec, combine_target_and_targets, resolve_targets
-from .validation import (
+from pytest_clever._engine.maxima import Problem
+from pytest_clever._engine.model_state import borrowed_model, check_model_tensors, model_device_and_dtype
+from pytest_clever._engine.numerics import exact_float32
+from pytest_clever.stats.results import CleverReport, CleverResult
+from pytest_clever.core.seeds import derive_seed, resolve_seed
+from pytest_clever.core.targets import TargetSpec, combine_target_and_targets, resolve_targets
+from pytest_clever.core.validation import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_N_BATCHES,
     Settings,
@@ -221,7 +223,7 @@ def _score_inputs(
     points = checked.n_batches * checked.batch_size
     with progress.tracking(progress_to, len(tensors), points) as tracker:
         if executor is not None:
-            from .executor import score_on_executor
+            from pytest_clever._engine.executor import score_on_executor
 
             # Workers report nothing back while they sample: progress counts inputs as they come back.
             results = score_on_executor(
@@ -287,7 +289,7 @@ def clever_score(
         The classes the score is the minimum over: "all" (the default, also
         when None), "top-k" (the k most likely other classes at ``x``),
         "random-k" (k classes drawn with the input's seed), "least-likely",
-        or a list of class indices (see :mod:`pytest_clever.targets`).
+        or a list of class indices (see :mod:`pytest_clever.core.targets`).
     n_batches, batch_size:
         Number of batch maxima for the extreme-value fit and fresh points per
         batch. The paper's high-fidelity setting is 500 x 1024.
@@ -328,7 +330,7 @@ def clever_score(
         True prints progress of a long call to stderr (inputs and points done,
         the first input's time, the estimated time left; at most once a
         second, nothing in the first 2 s); a callable receives every
-        :class:`~pytest_clever.progress.ProgressEvent` instead. Off by default.
+        :class:`~pytest_clever.core.progress.ProgressEvent` instead. Off by default.
     confidence:
         Level of the score's confidence interval ``result.interval`` (the
         profile likelihood of the deciding target's end point), strictly
@@ -337,7 +339,7 @@ def clever_score(
     Scoring runs in IEEE float32: TF32 (and oneDNN's bf16) for float32
     matmuls and convolutions is off during the call, whatever the session set
     (``torch.backends.cudnn.allow_tf32`` is on by default), and the settings are
-    restored afterwards; see :mod:`pytest_clever.numerics`.
+    restored afterwards; see :mod:`pytest_clever._engine.numerics`.
     """
     (result,), _ = _score_inputs(
         model, [x], None if label is None else [label], seed, target=target, targets=targets, device=device,
@@ -372,15 +374,15 @@ def clever_scores(
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 
     Takes the settings of :func:`clever_score`; input ``i`` is scored with the
-    seed ``derive_seed(seed, i)`` (:mod:`pytest_clever.seeds`), so each score is reproducible on its own.
-    Returns a :class:`~pytest_clever.results.CleverReport` with ``min``,
+    seed ``derive_seed(seed, i)`` (:mod:`pytest_clever.core.seeds`), so each score is reproducible on its own.
+    Returns a :class:`~pytest_clever.stats.results.CleverReport` with ``min``,
     ``mean``, ``median`` and ``quantile(q)``.
 
     With ``executor`` (any ``concurrent.futures.Executor``: a
     ``ProcessPoolExecutor``, ``dask.distributed.Client.get_executor()``, ...)
     each input is one task there, with the same result as the serial run on
     the same device and torch build; the model travels to each worker once
-    (see :mod:`pytest_clever.executor` and docs/cluster.md).
+    (see :mod:`pytest_clever._engine.executor` and docs/cluster.md).
     With ``progress=True`` a long call shows the first input's time and the estimate
     for the rest on stderr.
     """

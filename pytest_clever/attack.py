@@ -35,14 +35,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .errors import CleverError, InvalidInputError
-from .model_state import borrowed_model, model_device_and_dtype
-from .norms import norm_label, norm_to_json
-from .results import CleverReport, CleverResult
-from .sampling import sample_ball_deltas
-from .inputs import as_input_tensor, resolve_single_input
-from .seeds import derive_seed
-from .validation import check_int, check_seed
+from pytest_clever.errors import CleverError, InvalidInputError
+from pytest_clever._engine.model_state import borrowed_model, model_device_and_dtype
+from pytest_clever.core.norms import norm_label, norm_to_json
+from pytest_clever.stats.results import CleverReport, CleverResult
+from pytest_clever._engine.sampling import sample_ball_deltas
+from pytest_clever._engine.inputs import as_input_tensor, resolve_single_input
+from pytest_clever.core.seeds import derive_seed
+from pytest_clever.core.validation import check_int, check_seed
 
 DEFAULT_STEPS = 50
 DEFAULT_RESTARTS = 4
@@ -395,7 +395,7 @@ def attack_checks(
 ) -> tuple[AttackCheck, ...]:
     """:func:`attack_check` for every input of a :class:`CleverReport`.
 
-    Input ``i`` uses the seed ``derive_seed(seed, i)`` (:mod:`pytest_clever.seeds`).
+    Input ``i`` uses the seed ``derive_seed(seed, i)`` (:mod:`pytest_clever.core.seeds`).
     """
     inputs = list(xs.unbind(0)) if isinstance(xs, torch.Tensor) else list(xs)
     results = list(report)

@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .compare import compare_records, comparison_table
-from .gates import ChangeRule
-from .errors import CleverError
-from .record import RunRecord
-from .report import format_table
-from .storage import DEFAULT_STORAGE, SavedRun, Storage, StorageError, storage_root
+from pytest_clever.runs.compare import compare_records, comparison_table
+from pytest_clever.runs.gates import ChangeRule
+from pytest_clever.errors import CleverError
+from pytest_clever.runs.record import RunRecord
+from pytest_clever.runs.report import format_table
+from pytest_clever.runs.storage import DEFAULT_STORAGE, SavedRun, Storage, StorageError, storage_root
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
 STORAGE_INI = "clever_storage"

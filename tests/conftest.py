@@ -27,13 +27,13 @@ def linear_model():
 
 @pytest.fixture(scope="session")
 def digits():
-    from pytest_clever.toy import load_digits_data
+    from pytest_clever.extras.digits import load_digits_data
 
     return load_digits_data()
 
 
 @pytest.fixture(scope="session")
 def digits_cnn():
-    from pytest_clever.toy import cached_digits_cnn
+    from pytest_clever.extras.digits import cached_digits_cnn
 
     return cached_digits_cnn()

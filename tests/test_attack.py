@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from pytest_clever import AttackCheck, InvalidInputError, attack_check, attack_checks, clever_score, clever_scores
-from pytest_clever.seeds import derive_seed
+from pytest_clever.core.seeds import derive_seed
 
 from .helpers import exact_linear_score, one_torch_thread  # noqa: F401
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from pytest_clever.cli import main
-from pytest_clever.storage import Storage
+from pytest_clever.runs.storage import Storage
 
 from .test_storage import _record, no_git  # noqa: F401 (autouse: no git needed)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_clever.compare import DropRule, compare_records, comparison_table
+from pytest_clever.runs.compare import DropRule, compare_records, comparison_table
 
 from .test_storage import _record
 

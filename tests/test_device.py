@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pytest_clever import clever_score, clever_scores
-from pytest_clever.toy import DIGITS_BOUNDS
+from pytest_clever.extras.digits import DIGITS_BOUNDS
 
 from .helpers import Linear, exact_linear_score
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pytest_clever import clever_scores
-from pytest_clever.toy import DIGITS_BOUNDS, cached_digits_cnn, load_or_train_digits_cnn, train_digits_cnn
+from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_or_train_digits_cnn, train_digits_cnn
 
 # The noise-augmentation comparison was measured at these settings; the structural checks
 # (finite, capped, fits, invariances) hold at any sample size, so they use 5x fewer samples.

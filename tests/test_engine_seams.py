@@ -8,11 +8,13 @@ import torch
 from torch import nn
 
 from pytest_clever import InvalidInputError, TargetScore, clever_score, clever_scores
-from pytest_clever import first_order, maxima, second_order
-from pytest_clever.diagnostics import score_notes
-from pytest_clever.seeds import derive_seed
-from pytest_clever.settings import OPTIONS
-from pytest_clever.validation import check_settings
+from pytest_clever._engine import first_order
+from pytest_clever._engine import maxima
+from pytest_clever._engine import second_order
+from pytest_clever._engine.diagnostics import score_notes
+from pytest_clever.core.seeds import derive_seed
+from pytest_clever.core.settings import OPTIONS
+from pytest_clever.core.validation import check_settings
 
 
 class SmoothMLP(nn.Module):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pytest_clever.evt import (
+from pytest_clever.stats.evt import (
     DISCRETE_MAXIMA,
     FALLBACK_PVALUE,
     TOP_ATOM,
@@ -15,7 +15,7 @@ from pytest_clever.evt import (
     fit_endpoint,
     ks_test,
 )
-from pytest_clever.results import TargetScore
+from pytest_clever.stats.results import TargetScore
 
 
 def scored(fit) -> TargetScore:

@@ -13,7 +13,7 @@ import torch
 
 from pytest_clever import clever_scores
 from pytest_clever.errors import CleverWarning, ExecutorError, InvalidInputError, MisclassifiedInputError, ModelError
-from pytest_clever.settings import OPTIONS
+from pytest_clever.core.settings import OPTIONS
 
 from .executor_models import (
     POISON, CountingLinear, DropoutLinear, ExitingLinear, FailingLinear, UnloadableLinear, call_model, linear,
@@ -128,7 +128,7 @@ def test_confidence_and_progress_reach_the_executor_path():
 
 
 def test_workers_are_slow_for_malloc_only_with_a_trim_and_no_mmap_threshold():
-    from pytest_clever.executor import slow_malloc_workers
+    from pytest_clever._engine.executor import slow_malloc_workers
 
     envs = {"w1": ("65536", None), "w2": ("65536", "33554432"), "w3": (None, None), "w0": ("1", None)}
     assert slow_malloc_workers(envs) == ["w0", "w1"]
@@ -141,7 +141,7 @@ def test_workers_are_slow_for_malloc_only_with_a_trim_and_no_mmap_threshold():
 def test_inputs_travel_as_raw_bytes_that_give_back_the_same_tensor(x):
     import pickle
 
-    from pytest_clever.executor import _RawInput
+    from pytest_clever._engine.executor import _RawInput
 
     back = pickle.loads(pickle.dumps(_RawInput.of(x))).tensor()
     assert back.dtype == x.dtype and back.shape == x.shape and torch.equal(back, x)
@@ -150,7 +150,7 @@ def test_inputs_travel_as_raw_bytes_that_give_back_the_same_tensor(x):
 def test_a_worker_prepares_the_modules_inside_a_wrapped_model_for_good():
     """Threads of one worker share the loaded model: a partial over a train-mode module must come out of
     the worker's cache already in eval mode, so no thread's restore can switch another's module back."""
-    from pytest_clever.executor import _cached_model, serialise_model
+    from pytest_clever._engine.executor import _cached_model, serialise_model
 
     model = DropoutLinear(*linear())
     model.train()

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from pytest_clever.files import environment, git_info, write_json
+from pytest_clever.runs.files import environment, git_info, write_json
 
 
 def test_git_info_outside_a_checkout_is_empty(tmp_path, monkeypatch):

@@ -18,7 +18,9 @@ NO_FIT_PLUGIN = '''
 import numpy as np
 import pytest
 
-from pytest_clever import evt, first_order, second_order
+from pytest_clever.stats import evt
+from pytest_clever._engine import first_order
+from pytest_clever._engine import second_order
 
 
 def sample_max_only(maxima):

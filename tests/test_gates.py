@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pytest_clever.errors import InvalidInputError
-from pytest_clever.gates import ChangeRule, check_gate_mode, compare_paired, input_deltas, threshold_gate
+from pytest_clever.runs.gates import ChangeRule, check_gate_mode, compare_paired, input_deltas, threshold_gate
 
 
 @pytest.mark.parametrize(

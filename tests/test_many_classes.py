@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from pytest_clever import WeakFitWarning, clever_score
-from pytest_clever.evt import MAX_GAP_RANGES, endpoint_bracket, fit_endpoint
-from pytest_clever.first_order import UNFITTED, sample_targets, score_targets
-from pytest_clever.maxima import Problem
-from pytest_clever.validation import check_settings
+from pytest_clever.stats.evt import MAX_GAP_RANGES, endpoint_bracket, fit_endpoint
+from pytest_clever._engine.first_order import UNFITTED, sample_targets, score_targets
+from pytest_clever._engine.maxima import Problem
+from pytest_clever.core.validation import check_settings
 
 
 def ten_class_net(seed: int) -> nn.Module:
@@ -85,7 +85,7 @@ def test_unfitted_targets_survive_json_and_are_not_weak():
     result = clever_score(model, x0, radius=5.0, n_batches=40, batch_size=16, seed=3)
     unfitted = [s for s in result.per_target.values() if s.fit_method == UNFITTED]
     assert unfitted and result.per_target[result.target].fit_method != UNFITTED
-    from pytest_clever.results import CleverResult
+    from pytest_clever.stats.results import CleverResult
 
     again = CleverResult.from_dict(result.to_dict())
     assert again.per_target[unfitted[0].target] == unfitted[0]
@@ -101,7 +101,7 @@ def small_conv(classes: int) -> nn.Module:
 
 @pytest.mark.parametrize("ord", [1.0, 2.0, math.inf])
 def test_batched_and_looped_gradient_norms_are_the_same_bits(ord):
-    from pytest_clever.gradients import margin_gradient_norms, margin_gradients
+    from pytest_clever._engine.gradients import margin_gradient_norms, margin_gradients
 
     model, points = small_conv(40), torch.rand(5, 3, 12, 12, generator=torch.Generator().manual_seed(0))
     targets = [j for j in range(40) if j != 3]
@@ -113,7 +113,7 @@ def test_batched_and_looped_gradient_norms_are_the_same_bits(ord):
 
 
 def test_targets_per_pass_rule():
-    from pytest_clever.gradients import CPU_BATCHED_FROM, CPU_TARGET_BLOCK, targets_per_pass
+    from pytest_clever._engine.gradients import CPU_BATCHED_FROM, CPU_TARGET_BLOCK, targets_per_pass
 
     small, large = torch.zeros(3, 32, 32), torch.zeros(3, 64, 64)
     assert targets_per_pass(CPU_BATCHED_FROM - 1, small) == 1
@@ -144,8 +144,8 @@ class NumpyGuarded(nn.Module):
 
 
 def test_a_backward_that_vmap_cannot_run_falls_back_to_the_loop(monkeypatch):
-    import pytest_clever.first_order as first_order
-    from pytest_clever.gradients import CPU_BATCHED_FROM
+    import pytest_clever._engine.first_order as first_order
+    from pytest_clever._engine.gradients import CPU_BATCHED_FROM
 
     model = NumpyGuarded(CPU_BATCHED_FROM + 1)
     x0 = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))

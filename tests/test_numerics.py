@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from pytest_clever import clever_score
-from pytest_clever.numerics import float32_settings
+from pytest_clever._engine.numerics import float32_settings
 
 needs_new_api = pytest.mark.skipif(
     not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="PyTorch < 2.9: legacy allow_tf32 flags only"
@@ -83,7 +83,7 @@ def test_concurrent_scoring_threads_restore_the_settings_once():
     """Interleaved save/restore pairs of threads left cuDNN conv and RNN precisions differing."""
     import threading
 
-    from pytest_clever.numerics import exact_float32
+    from pytest_clever._engine.numerics import exact_float32
 
     before, cudnn_before = float32_settings(), (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     entered, release = threading.Barrier(3), threading.Event()

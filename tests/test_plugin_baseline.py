@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pytest_clever.storage import Storage
+from pytest_clever.runs.storage import Storage
 
 
 def _module(factor: float, radius: float = 5.0) -> str:

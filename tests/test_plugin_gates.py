@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pytest_clever.storage import Storage
+from pytest_clever.runs.storage import Storage
 
 # A small tanh MLP: its gradient norms vary in the ball, so every score has a real interval.
 # Input 0 is 0 in every x, so scaling its first-layer weights by `factor` steepens the
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from pytest_clever import clever_scores
-from pytest_clever.seeds import derive_seed
+from pytest_clever.core.seeds import derive_seed
 
 SETTINGS = dict(radius=2.0, n_batches=20, batch_size=32)
 

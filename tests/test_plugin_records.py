@@ -147,7 +147,7 @@ def test_a_seed_given_to_the_fixture_is_a_base_seed_and_the_record_reproduces_th
         test_seed=MODELS
         + f"""
 from pytest_clever import clever_scores
-from pytest_clever.seeds import derive_seed
+from pytest_clever.core.seeds import derive_seed
 
 
 @pytest.mark.clever({FAST})

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from pytest_clever.storage import Storage
+from pytest_clever.runs.storage import Storage
 
 from .test_plugin import MODEL  # a user's module: a linear model, exact and fast
 

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from pytest_clever import CleverError, CleverWarning, InvalidInputError, ModelError, attack_check, clever_score, clever_scores
-from pytest_clever import model_state
-from pytest_clever.compare import DropRule
+from pytest_clever._engine import model_state
+from pytest_clever.runs.compare import DropRule
 
 from .helpers import FAST, X0, one_torch_thread, tanh_net  # noqa: F401
 
@@ -153,8 +153,8 @@ def test_chunk_size_does_not_change_the_score(order, norm):
 
 def test_the_sampled_points_do_not_depend_on_the_chunking():
     """Finding 4, for any model: the random stream is drawn in blocks seeded per (seed, block)."""
-    from pytest_clever.maxima import _BallStream, sample_block
-    from pytest_clever.validation import check_settings
+    from pytest_clever._engine.maxima import _BallStream, sample_block
+    from pytest_clever.core.validation import check_settings
 
     settings = check_settings(norm=2, radius=0.5, n_batches=10, batch_size=16, bounds=(0.0, 1.0))
     whole = _BallStream(X0, settings, 3).take(0, 3000)

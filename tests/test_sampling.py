@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
-from pytest_clever.sampling import sample_ball, sample_ball_deltas
+from pytest_clever._engine.sampling import sample_ball, sample_ball_deltas
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -16,9 +16,9 @@ from pytest_clever import (
     clever_score,
     clever_scores,
 )
-from pytest_clever.curvature import margin_curvatures
-from pytest_clever.second_order import second_order_radius
-from pytest_clever.toy import DIGITS_BOUNDS, DigitsCNN, cached_digits_cnn
+from pytest_clever._engine.curvature import margin_curvatures
+from pytest_clever._engine.second_order import second_order_radius
+from pytest_clever.extras.digits import DIGITS_BOUNDS, DigitsCNN, cached_digits_cnn
 
 
 FAST = dict(n_batches=10, batch_size=16)

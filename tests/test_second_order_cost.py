@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 
-from pytest_clever import clever_score, maxima
-from pytest_clever.curvature import batch_max_rule, krylov_slack, value_bounds
-from pytest_clever.lanczos import RitzState, lanczos
-from pytest_clever.memory import bytes_per_row
-from pytest_clever.toy import DIGITS_BOUNDS, DigitsCNN, cached_digits_cnn, load_digits_data
+from pytest_clever import clever_score
+from pytest_clever._engine import maxima
+from pytest_clever._engine.curvature import batch_max_rule, krylov_slack, value_bounds
+from pytest_clever._engine.lanczos import RitzState, lanczos
+from pytest_clever._engine.memory import bytes_per_row
+from pytest_clever.extras.digits import DIGITS_BOUNDS, DigitsCNN, cached_digits_cnn, load_digits_data
 
 CPU = torch.device("cpu")
 
@@ -79,7 +80,7 @@ def test_upper_bounds_hold_and_pruning_keeps_group_maxima(method):
 
 def test_lanczos_basis_growth_and_row_removal_change_no_value(monkeypatch):
     """The basis grows in place (doubling) and drops stopped rows: values equal a run that never grows."""
-    import pytest_clever.lanczos as lanczos_module
+    import pytest_clever._engine.lanczos as lanczos_module
 
     gen = torch.Generator().manual_seed(3)
     rows, d = 10, 50
@@ -104,7 +105,7 @@ def test_lanczos_basis_growth_and_row_removal_change_no_value(monkeypatch):
 
 def test_restrict_frees_the_whole_graph_and_gives_the_same_products():
     """The rebuilt operator on a subset of rows equals those rows of the full one; the old graph is freed."""
-    from pytest_clever.curvature import MarginHessians
+    from pytest_clever._engine.curvature import MarginHessians
 
     model = DigitsCNN("softplus").eval()
     points = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -129,7 +130,7 @@ CASES = [
 @pytest.mark.parametrize("activation,index,curvature", CASES)
 def test_stopping_rows_early_leaves_second_order_scores_as_they_were(activation, index, curvature, monkeypatch):
     """The reference is the same run with every row iterated to convergence (no early stops)."""
-    import pytest_clever.second_order as second_order
+    import pytest_clever._engine.second_order as second_order
 
     x = load_digits_data().x_test[index]
     settings = dict(order=2, curvature=curvature, radius=2.0, bounds=DIGITS_BOUNDS, seed=0, n_batches=10, batch_size=16)

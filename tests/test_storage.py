@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from pytest_clever import files
-from pytest_clever.record import RunRecord
-from pytest_clever.storage import Storage, StorageError, check_name
+from pytest_clever.runs import files
+from pytest_clever.runs.record import RunRecord
+from pytest_clever.runs.storage import Storage, StorageError, check_name
 
 GIT = {"commit": "0123456789abcdef", "branch": "main", "dirty": False}
 

@@ -8,7 +8,7 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from pytest_clever import InvalidInputError
-from pytest_clever.strategies import points_in_ball
+from pytest_clever.extras.strategies import points_in_ball
 
 from .helpers import Linear, exact_linear_score
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pytest_clever import CleverResult, InvalidInputError, clever_score, clever_scores
-from pytest_clever.targets import (
+from pytest_clever.core.targets import (
     TargetSpec,
     combine_target_and_targets,
     draw_classes,
@@ -95,7 +95,7 @@ def test_parse_targets_is_pure_python():
     import subprocess
     import sys
 
-    code = "import sys, pytest_clever.targets as t; t.parse_targets('top-2'); print('torch' in sys.modules)"
+    code = "import sys, pytest_clever.core.targets as t; t.parse_targets('top-2'); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

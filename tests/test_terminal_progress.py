@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_clever import terminal_progress as tp
-from pytest_clever.progress import ProgressEvent
-from pytest_clever.settings import PROGRESS
-from pytest_clever.terminal_progress import TerminalProgress, terminal_progress
+from pytest_clever.plugin import terminal_progress as tp
+from pytest_clever.core.progress import ProgressEvent
+from pytest_clever.core.settings import PROGRESS
+from pytest_clever.plugin.terminal_progress import TerminalProgress, terminal_progress
 
 NODEID = "tests/test_model.py::test_gate"
 
@@ -188,7 +188,7 @@ def test_plain():
     pass
 """
 # A short call is silent by design; show this one from its first event.
-CONFTEST = "import pytest_clever.terminal_progress as tp\ntp.DELAY = 0.0\n"
+CONFTEST = "import pytest_clever.plugin.terminal_progress as tp\ntp.DELAY = 0.0\n"
 
 
 # Real subprocesses: in-process, the inner terminal writes to pytester's buffer without going

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pytest_clever import BPDA
-from pytest_clever.transforms import (
+from pytest_clever.defences.transforms import (
     bit_depth,
     dct_matrix,
     jpeg,
@@ -108,7 +108,7 @@ def test_median_filter_of_size_1_is_the_identity_and_keeps_shape():
 def test_dct_matrix_is_orthonormal_and_quality_50_is_the_standard_table():
     d = dct_matrix()
     assert torch.allclose(d @ d.T, torch.eye(8, dtype=torch.float64), atol=1e-12)
-    from pytest_clever.transforms import _LUMINANCE
+    from pytest_clever.defences.transforms import _LUMINANCE
 
     assert quality_table(_LUMINANCE, 50).tolist() == [list(map(float, row)) for row in _LUMINANCE]
     assert torch.equal(quality_table(_LUMINANCE, 100), torch.ones(8, 8, dtype=torch.float64))
@@ -156,7 +156,7 @@ def test_jpeg_of_a_grey_rgb_image_matches_the_grey_channel_path():
 
 def test_jpeg_compresses_colour_more_than_luminance():
     # The same pattern in Y, Cb and Cr: the coarser chrominance table loses more of it.
-    from pytest_clever.transforms import _from_ycbcr, _to_ycbcr
+    from pytest_clever.defences.transforms import _from_ycbcr, _to_ycbcr
 
     # Random low frequencies (DCT coefficients u, v < 4 of each 8x8 block), where the tables differ most.
     coefficients = torch.zeros(4, 1, 8, 8, dtype=torch.float64)

@@ -1,0 +1,290 @@
+"""Plugin settings: typed parsers and the marker > CLI > ini > default resolution.
+
+Pure Python (no torch, no numpy): pytest imports this for every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pytest_clever.errors import InvalidInputError
+from pytest_clever.core.norms import parse_norm
+from pytest_clever.core.validation import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_N_BATCHES,
+    MIN_BATCHES,
+    check_bounds,
+    check_confidence,
+    check_int,
+    check_number,
+    check_order,
+    check_seed,
+    parse_statistic,
+)
+
+#: The marker's name, as in ``@pytest.mark.clever(...)``.
+MARKER = "clever"
+
+# Ini and CLI values arrive as text: the parsers below turn text into numbers and leave
+# every rule to validation.py, so a marker, an ini key, a flag and the Python API report
+# a bad value with the same InvalidInputError message.
+
+
+def _as_number(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
+
+
+def _as_int(name: str, value: Any) -> Any:
+    value = _as_number(name, value)
+    # 12.0 from an ini file is the integer 12; 12.5 stays a float and is rejected.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _positive_float(name: str) -> Callable[[Any], float]:
+    return lambda value: check_number(name, _as_number(name, value))
+
+
+def _non_negative_float(name: str) -> Callable[[Any], float]:
+    return lambda value: check_number(name, _as_number(name, value), strict=False)
+
+
+def _int_at_least(name: str, minimum: int) -> Callable[[Any], int]:
+    return lambda value: check_int(name, _as_int(name, value), minimum)
+
+
+def _order(value: Any) -> int:
+    return check_order(_as_int("order", value))
+
+
+def _seed(value: Any) -> int:
+    return check_seed(_as_int("seed", value))
+
+
+def _confidence(value: Any) -> float:
+    return check_confidence(_as_number("confidence", value))
+
+
+def _gate(value: Any) -> str:
+    from pytest_clever.runs.gates import check_gate_mode  # pure Python; imported on use to keep this module's imports small
+
+    return check_gate_mode(value)
+
+
+def _bounds(value: Any) -> tuple[float, float]:
+    parts = value.replace(",", " ").split() if isinstance(value, str) else value
+    try:
+        pair = len(parts) == 2
+    except TypeError:
+        pair = False
+    if not pair:
+        raise InvalidInputError(f"bounds must be two numbers lo, hi, got {value!r}")
+    return check_bounds(parts)  # type: ignore[return-value]
+
+
+def _device(value: Any) -> str:
+    return str(value).strip()
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _bool(name: str) -> Callable[[Any], bool]:
+    def parse(value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise InvalidInputError(f"{name} must be true or false, got {value!r}")
+
+    return parse
+
+
+def _targets(value: Any) -> str:
+    """A target specification in its canonical text ("all", "top-2", "3,5"); see :mod:`.targets`."""
+    from pytest_clever.core.targets import parse_targets  # pure Python, like this module
+
+    return str(parse_targets(value))
+
+
+def _executor(value: Any) -> Any:
+    """``module:factory``, ``dask://HOST:PORT``, or (as a fixture argument) an executor object."""
+    if hasattr(value, "submit"):
+        return value
+    text = str(value).strip()
+    module, sep, name = text.partition(":")
+    if (text.startswith("dask://") and len(text) > len("dask://")) or (
+        sep and name.isidentifier() and all(part.isidentifier() for part in module.split("."))
+    ):
+        return text
+    raise InvalidInputError(
+        f"executor must be module:factory (e.g. mypkg.cluster:make_executor) or dask://HOST:PORT, got {value!r}"
+    )
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its parser, built-in default and where it can be set."""
+
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    cli: bool = False  # also a --clever-NAME command-line option
+    ini: bool = True  # also a clever_NAME ini key
+    marker: bool = True  # also a @pytest.mark.clever(NAME=...) argument
+    shown: str | None = None  # how --help shows the default, when not just the value
+
+    @property
+    def default_text(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        return "none" if self.default is None else f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+
+    @property
+    def flag(self) -> str:
+        return "--clever-" + self.name.replace("_", "-")
+
+    @property
+    def ini_key(self) -> str:
+        return "clever_" + self.name
+
+    def check(self, value: Any, where: str) -> Any:
+        """Parse ``value``, or raise ValueError naming where it came from (the message names the setting)."""
+        try:
+            return self.parse(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+
+OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in [
+        Option("norm", lambda v: parse_norm(v), 2.0, "perturbation norm: 1, 2 or inf"),
+        Option("radius", _positive_float("radius"), None, "radius of the sampling ball", shown="none, it depends on your data's scale"),
+        Option("n_batches", _int_at_least("n_batches", MIN_BATCHES), DEFAULT_N_BATCHES, "batches of samples (batch maxima for the EVT fit)", cli=True),
+        Option("batch_size", _int_at_least("batch_size", 1), DEFAULT_BATCH_SIZE, "fresh sampled points per batch", cli=True),
+        Option("order", _order, 1, "1 for first-order CLEVER, 2 for second order"),
+        Option("seed", _seed, 0, "base seed; each test derives its own from it and its node id", cli=True),
+        Option("device", _device, None, "device to compute on", cli=True, marker=False, shown="the model's device"),
+        Option("bounds", _bounds, None, "valid input range 'lo, hi' (e.g. '0, 1'); samples are clipped to it"),
+        Option("min_score", _non_negative_float("min_score"), None, "fail a test whose recorded statistic is below this"),
+        Option("statistic", parse_statistic, "mean", "statistic compared with min_score: min, mean, median, max, qNN"),
+        Option(
+            "confidence", _confidence, DEFAULT_CONFIDENCE,
+            "level of the scores' and statistics' confidence intervals, strictly between 0 and 1", cli=True,
+        ),
+        Option(
+            "gate", _gate, "point",
+            "evidence min_score needs: point (the statistic itself), significant-fail (fail only if its "
+            "interval lies below min_score) or significant-pass (pass only if its interval lies at or above it)",
+            cli=True,
+        ),
+        Option("target", _int_at_least("target", 0), None, "score against this class only (the same as targets='j')", ini=False),
+        Option(
+            "targets", _targets, None,
+            "classes the score is the minimum over: all, top-k, random-k, least-likely or a list 'i,j'",
+            cli=True, shown="all",
+        ),
+        Option(
+            "executor", _executor, None,
+            "score each input as a task on this concurrent.futures executor: module:factory (called once "
+            "per process) or dask://HOST:PORT",
+            cli=True, marker=False, shown="none, in the test's process",
+        ),
+        Option(
+            "attack_check", _bool("attack_check"), False,
+            "also run a PGD attack inside the radius; fail when it finds an adversarial example closer than the score",
+        ),
+    ]
+}
+
+#: Torch threads per test process: a process-wide plugin setting (CLI and ini only), not a
+#: fixture setting. Unset, an xdist worker shares the cores (``cpu_count // workers``).
+THREADS = Option(
+    "threads", _int_at_least("threads", 1), None, "torch intra-op threads per test process", cli=True, marker=False,
+    shown="torch's own under plain pytest, cores // workers under xdist, unless OMP_NUM_THREADS is set",
+)
+
+#: Settings that are passed on to clever_score / clever_scores.
+ENGINE_SETTINGS = ("norm", "radius", "n_batches", "batch_size", "order", "device", "bounds", "targets", "confidence")
+
+
+def marker_settings(kwargs: dict[str, Any], args: tuple = (), where: str = "@pytest.mark.clever") -> dict[str, Any]:
+    """Validate marker arguments; raise ValueError with a readable message."""
+    if args:
+        raise ValueError(f"{where} takes keyword arguments only, got positional {args!r}")
+    unknown = sorted(k for k in kwargs if k not in OPTIONS or not OPTIONS[k].marker)
+    if unknown:
+        allowed = ", ".join(sorted(k for k, o in OPTIONS.items() if o.marker))
+        raise ValueError(f"{where}: unknown argument(s) {', '.join(unknown)}; allowed: {allowed}")
+    return fold_target({k: OPTIONS[k].check(v, where) for k, v in kwargs.items() if v is not None}, where)
+
+
+def fold_target(layer: dict[str, Any], where: str) -> dict[str, Any]:
+    """``target=j`` is ``targets="j"`` given in the same place: one setting decides the classes.
+
+    So a marker's ``target=3`` overrides an ini ``clever_targets = top-2`` by the usual precedence.
+    """
+    if layer.get("target") is None:
+        return layer
+    if layer.get("targets") is not None:
+        raise ValueError(f"{where}: give target= or targets=, not both (target=j is targets=[j])")
+    folded = {k: v for k, v in layer.items() if k != "target"}
+    folded["targets"] = str(layer["target"])
+    return folded
+
+
+def resolve(
+    marker: dict[str, Any], cli: dict[str, Any], ini: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge layers with precedence marker > CLI > ini > built-in default (None = unset)."""
+    merged = {name: option.default for name, option in OPTIONS.items()}
+    for layer in (ini, cli, marker):
+        merged.update({k: v for k, v in layer.items() if v is not None})
+    return merged
+
+
+def argparse_type(option: Option) -> Callable[[str], Any]:
+    """Wrap a parser so argparse reports bad values as usage errors."""
+
+    def parse(text: str) -> Any:
+        try:
+            return option.parse(text)
+        except (TypeError, ValueError) as exc:
+            # The flag already names the setting; the message need not repeat it.
+            message = str(exc).removeprefix(f"{option.name} ")
+            raise argparse.ArgumentTypeError(f"{option.flag}: {message}") from None
+
+    parse.__name__ = option.name
+    return parse
+
+
+__all__ = ["MARKER", "OPTIONS", "ENGINE_SETTINGS", "Option", "argparse_type", "marker_settings", "resolve"]
+
+
+def _progress_mode(value: Any) -> str:
+    from pytest_clever.plugin.terminal_progress import MODES  # pure Python, like this module
+
+    text = str(value).strip().lower()
+    if text not in MODES:
+        raise InvalidInputError(f"progress must be one of {', '.join(MODES)}, got {value!r}")
+    return text
+
+
+#: Progress of long fixture calls on pytest's terminal: a process-wide plugin setting (CLI and ini only),
+#: not a fixture setting (a call's own ``progress=`` keyword goes to the API as it is).
+PROGRESS = Option(
+    "progress", _progress_mode, "auto",
+    "show progress of scoring calls running longer than a few seconds: auto (only on a TTY), on or off",
+    cli=True, marker=False,
+)

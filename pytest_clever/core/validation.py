@@ -1,0 +1,161 @@
+"""The one validator of settings: every public function and the pytest settings parsers call it.
+
+Pure Python (no torch, no numpy): ``settings.py``, which pytest imports on
+every run, parses marker, ini and CLI values with these checks. Every check
+raises :class:`~pytest_clever.errors.InvalidInputError` (a ``ValueError``)
+with a message that starts with the setting's name. Checks of tensors and
+model outputs live in :mod:`pytest_clever._engine.inputs`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_clever.errors import InvalidInputError, see
+from pytest_clever.core.norms import parse_norm
+
+#: Defaults sized so a 10-class, 64-input model scores in about a second on
+#: 2 CPU cores. The paper's high-fidelity settings are n_batches=500,
+#: batch_size=1024 (about 40x the work).
+DEFAULT_N_BATCHES = 100
+DEFAULT_BATCH_SIZE = 128
+#: Fewest batch maxima that still support a three-parameter Weibull fit.
+MIN_BATCHES = 10
+#: Curvature measures of second order: the Hessian spectral norm, or only its negative part.
+CURVATURE_METHODS = ("spectral", "negative")
+#: Statistics a threshold can apply to, besides "qNN" quantiles.
+STATISTICS = ("min", "mean", "median", "max")
+#: Seeds are non-negative 63-bit integers (they fit a signed 64-bit generator seed).
+SEED_LIMIT = 2**63
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated sampling settings shared by every input of a run."""
+
+    norm: float
+    radius: float
+    n_batches: int
+    batch_size: int
+    bounds: tuple[float, float] | None
+    order: int
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """An integer (not a bool, not a float) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InvalidInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True) -> float:
+    """A finite real number above ``minimum`` (``strict``) or at least ``minimum``."""
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or (value <= minimum if strict else value < minimum)
+    ):
+        hint = see("Choosing radius and thresholds") if name == "radius" and strict else ""
+        raise InvalidInputError(f"{name} must be a finite number {bound}, got {value!r}{hint}")
+    return float(value)
+
+
+def check_radius(radius: Any) -> float:
+    """The radius of the sampling ball: a finite number > 0."""
+    return check_number("radius", radius)
+
+
+def check_order(order: Any) -> int:
+    if isinstance(order, bool) or order not in (1, 2):
+        raise InvalidInputError(f"order must be 1 or 2, got {order!r}")
+    return int(order)
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A seed: an integer (no bool, no float) with ``0 <= seed < 2**63``."""
+    value = check_int(name, seed, 0)
+    if value >= SEED_LIMIT:
+        raise InvalidInputError(f"{name} must be an integer below 2**63, got {seed!r}")
+    return value
+
+
+def as_class_index(value: Any) -> int | None:
+    """``value`` as a class index (an int, a numpy integer, a 0-d integer tensor or array, >= 0), else None.
+
+    Bools and floats (even ``2.0``) are not class indices. Callers raise with
+    a message naming their setting (``label``, ``target``, ``targets``).
+    """
+    if not isinstance(value, numbers.Number) and getattr(value, "shape", None) == () and hasattr(value, "item"):
+        value = value.item()  # a 0-d tensor or array, without importing torch or numpy
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        return None
+    return int(value)
+
+
+def check_curvature(curvature: Any) -> str:
+    if curvature not in CURVATURE_METHODS:
+        raise InvalidInputError(f"curvature must be one of {', '.join(map(repr, CURVATURE_METHODS))}, got {curvature!r}")
+    return curvature
+
+
+def check_chunk_size(chunk_size: Any) -> int | None:
+    """``None`` (chosen per device) or a number of points >= 1."""
+    return None if chunk_size is None else check_int("chunk_size", chunk_size, 1)
+
+
+def check_bounds(bounds: Any) -> tuple[float, float] | None:
+    """``None`` or a pair ``(lo, hi)`` of floats with ``lo < hi``."""
+    if bounds is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"bounds must be a pair (lo, hi) of numbers, got {bounds!r}") from None
+    if not lo < hi:
+        raise InvalidInputError(f"bounds must satisfy lo < hi, got {bounds!r}")
+    return lo, hi
+
+
+#: Default level of the confidence intervals of scores and statistics.
+DEFAULT_CONFIDENCE = 0.95
+
+
+def check_confidence(confidence: Any) -> float:
+    """A confidence level strictly between 0 and 1 (e.g. 0.95)."""
+    value = check_number("confidence", confidence)
+    if not 0.0 < value < 1.0:
+        raise InvalidInputError(f"confidence must lie strictly between 0 and 1 (e.g. 0.95), got {confidence!r}")
+    return value
+
+
+def parse_statistic(value: Any) -> str:
+    """"min", "mean", "median", "max" or "qNN" with 0 <= NN <= 100 (case and blanks ignored)."""
+    text = str(value).strip().lower()
+    if text in STATISTICS or (text.startswith("q") and text[1:].isdigit() and 0 <= int(text[1:]) <= 100):
+        return text
+    raise InvalidInputError(f"unknown statistic {value!r}: use min, mean, median, max or qNN (e.g. q10)")
+
+
+def check_settings(
+    *,
+    norm: Any,
+    radius: Any,
+    n_batches: Any,
+    batch_size: Any,
+    bounds: Any,
+    order: Any = 1,
+) -> Settings:
+    """Validate and normalise the settings of a CLEVER run."""
+    return Settings(
+        norm=parse_norm(norm),
+        radius=check_radius(radius),
+        n_batches=check_int("n_batches", n_batches, MIN_BATCHES),
+        batch_size=check_int("batch_size", batch_size),
+        bounds=check_bounds(bounds),
+        order=check_order(order),
+    )

@@ -1,0 +1,226 @@
+"""Regression checks between recorded results and a saved baseline (pure Python).
+
+A rule such as ``mean:10%`` (relative) or ``min:0.05`` (absolute) fails a
+record whose statistic dropped by more than that. Records match by their
+key (test id, model name, call index; see ``record``), and a key that occurs
+twice on either side is an error; a baseline recorded with different settings
+(``record.COMPARABLE_SETTINGS``) is "not comparable", never silently compared.
+
+Rules may require significance (``mean:10%:significant``, see :mod:`.gates`).
+Two records are **paired** input by input (same key, so same test, call and
+inputs): when both carry every score's interval, the deltas get intervals and
+significant rules are tested with them (numpy, imported then). Otherwise
+(input counts differ, or a baseline saved before intervals existed) they
+are compared by point values, and the table says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence, Union
+
+from pytest_clever.runs.record import RunRecord, index_records
+from pytest_clever.runs.report import format_table
+from pytest_clever.core.validation import DEFAULT_CONFIDENCE, STATISTICS, parse_statistic
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pytest_clever.runs.gates import ChangeRule
+
+#: Statistics whose deltas the comparison table shows.
+TABLE_STATISTICS = ("mean", "min")
+
+
+@dataclass(frozen=True)
+class DropRule:
+    """Fail when ``statistic`` dropped by more than ``drop`` (a fraction if ``relative``)."""
+
+    statistic: str
+    drop: float
+    relative: bool
+
+    @classmethod
+    def parse(cls, text: str) -> "DropRule":
+        """``STAT:DROP`` with DROP like ``10%`` (relative) or ``0.05`` (absolute)."""
+        stat, sep, amount = str(text).partition(":")
+        if not sep:
+            raise ValueError(f"expected STAT:DROP such as mean:10% or min:0.05, got {text!r}")
+        statistic = parse_statistic(stat)
+        if statistic not in STATISTICS:
+            raise ValueError(f"regression rules apply to {', '.join(STATISTICS)}, got {stat!r}")
+        amount = amount.strip()
+        relative = amount.endswith("%")
+        try:
+            value = float(amount[:-1] if relative else amount)
+        except ValueError:
+            raise ValueError(f"bad drop {amount!r} in {text!r}: use a number or a percentage") from None
+        if not value >= 0 or value == float("inf"):  # NaN and inf would never fire
+            raise ValueError(f"drop must be a finite number >= 0 in {text!r}")
+        return cls(statistic, value / 100 if relative else value, relative)
+
+    def __str__(self) -> str:
+        return f"{self.statistic}:{self.drop * 100:g}%" if self.relative else f"{self.statistic}:{self.drop:g}"
+
+    def fails(self, before: float, now: float) -> str | None:
+        """A readable reason when the drop from ``before`` to ``now`` breaks the rule, else None."""
+        drop = before - now
+        limit = self.drop * abs(before) if self.relative else self.drop
+        if drop > limit + 1e-12:
+            shown = f"{drop / before:.1%}" if self.relative and before else f"{drop:.4g}"
+            return f"{self.statistic} dropped {before:.4g} -> {now:.4g} ({shown}, allowed {self})"
+        return None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One record against its baseline.
+
+    ``status``: ok, regressed, not comparable, missing baseline (``before`` is
+    None), or not run (a baseline entry this run did not record; ``now`` is None).
+    ``by_points`` says why a comparable pair was compared by point values (None when
+    paired with intervals); ``intervals`` holds the confidence interval of each
+    table statistic's delta, when paired.
+    """
+
+    label: str
+    status: str
+    now: RunRecord | None
+    before: RunRecord | None
+    reasons: tuple[str, ...] = ()
+    by_points: str | None = None
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def delta(self, statistic: str) -> float | None:
+        if self.before is None or self.now is None or self.status == "not comparable":
+            return None
+        return self.now.statistic(statistic) - self.before.statistic(statistic)
+
+
+def _confidence(record: RunRecord) -> float:
+    """The level of a record's score intervals."""
+    first = record.results[0] if record.results else {}
+    return float(first.get("confidence", record.confidence or DEFAULT_CONFIDENCE))
+
+
+def points_reason(now: RunRecord, before: RunRecord) -> str | None:
+    """Why two records of the same key cannot be paired with intervals; None when they can."""
+    if len(now.results) != len(before.results) or now.n != before.n:
+        return f"input counts differ ({before.n} -> {now.n})"
+    for side, record in (("baseline", before), ("this run", now)):
+        if not record.results or any(r.get("interval") is None for r in record.results):
+            return f"{side} has no intervals"
+    if _confidence(now) != _confidence(before):
+        return f"confidence levels differ ({_confidence(before):g} -> {_confidence(now):g})"
+    return None
+
+
+def _change_rule(rule: "Union[ChangeRule, DropRule]") -> "ChangeRule":
+    from pytest_clever.runs.gates import ChangeRule  # gates imports this module
+
+    return rule if isinstance(rule, ChangeRule) else ChangeRule(rule)
+
+
+def _check_pair(
+    record: RunRecord, before: RunRecord, rules: "Sequence[ChangeRule]"
+) -> tuple[tuple[str, ...], str | None, dict[str, tuple[float, float]]]:
+    """``(failure reasons, why by points or None, delta intervals)`` of one comparable pair."""
+    why = points_reason(record, before)
+    if why is not None:  # pure Python: the saved statistics
+        reasons = []
+        for rule in rules:
+            reason = rule.drop.fails(before.statistic(rule.drop.statistic), record.statistic(rule.drop.statistic))
+            if reason and rule.significant:
+                reason += f" (compared by point values: {why})"
+            if reason:
+                reasons.append(reason)
+        return tuple(reasons), why, {}
+    from pytest_clever.runs.gates import compare_paired
+    from pytest_clever.stats.intervals import paired_change_interval
+
+    now_scores, now_intervals = record.paired_scores()
+    before_scores, before_intervals = before.paired_scores()
+    level = _confidence(record)
+    verdicts = [compare_paired(rule, now_scores, now_intervals, before_scores, before_intervals, level) for rule in rules]
+    intervals = {}
+    for stat in TABLE_STATISTICS:
+        _, lo, hi = paired_change_interval(
+            now_scores, now_intervals, before_scores, before_intervals, stat, level, relative=False
+        )
+        intervals[stat] = (lo, hi)
+    return tuple(v.failure for v in verdicts if v.failure), None, intervals
+
+
+def compare_records(
+    current: Sequence[RunRecord], baseline: Sequence[RunRecord], rules: "Sequence[Union[ChangeRule, DropRule]]"
+) -> list[Comparison]:
+    """Compare each current record with the baseline record of the same key, in the current order;
+    then one "not run" comparison per baseline record this run did not record, in baseline order.
+
+    ``rules`` are :class:`~pytest_clever.runs.gates.ChangeRule` objects (a plain
+    :class:`DropRule` is a rule without significance). Raises
+    :class:`~pytest_clever.runs.record.RecordError` when a key occurs twice in either list.
+    """
+    rules = [_change_rule(rule) for rule in rules]
+    now_keys = index_records(current, "this run")
+    by_key = index_records(baseline, "the baseline")
+    out = []
+    for record in current:
+        before = by_key.get(record.key)
+        if before is None:
+            out.append(Comparison(record.label, "missing baseline", record, None))
+            continue
+        differences = record.settings_differences(before)
+        if differences:
+            out.append(Comparison(record.label, "not comparable", record, before, tuple(differences)))
+            continue
+        reasons, why, intervals = _check_pair(record, before, rules)
+        out.append(Comparison(record.label, "regressed" if reasons else "ok", record, before, reasons, why, intervals))
+    out.extend(
+        Comparison(record.label, "not run", None, record) for record in baseline if record.key not in now_keys
+    )
+    return out
+
+
+def comparison_table(comparisons: list[Comparison], regression_reasons: bool = True) -> list[str]:
+    """Rows: test, before and now mean/min with deltas (and each delta's interval when paired),
+    status, and how the pair was compared; then the reasons behind statuses.
+
+    ``regression_reasons=False`` leaves out why regressions failed, for callers that list them anyway.
+    """
+    header = ("test", "mean before", "mean now", "delta", "min before", "min now", "delta", "compared", "status")
+    rows = [header]
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    for c in comparisons:
+        def delta(stat: str) -> str:
+            value = c.delta(stat)
+            if value is None:
+                return "-"
+            interval = c.intervals.get(stat)
+            return f"{value:+.4g}" + ("" if interval is None else f" [{interval[0]:+.4g}, {interval[1]:+.4g}]")
+
+        before = c.before
+        compared = "-"  # nothing was compared
+        if c.status in ("ok", "regressed"):
+            compared = f"by points ({c.by_points})" if c.by_points else f"paired, {_confidence(c.now):.0%} intervals"
+        rows.append(
+            (
+                c.label,
+                cell(before.mean if before else None),
+                cell(c.now.mean if c.now else None),
+                delta("mean"),
+                cell(before.min if before else None),
+                cell(c.now.min if c.now else None),
+                delta("min"),
+                compared,
+                c.status.upper(),
+            )
+        )
+    lines = format_table(rows)
+    for c in comparisons:
+        if c.status == "regressed" and not regression_reasons:
+            continue
+        for reason in c.reasons:
+            lines.append(f"  {c.label}: {reason}")
+    return lines

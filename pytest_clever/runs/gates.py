@@ -1,0 +1,211 @@
+"""Gates that know the noise: threshold modes and paired baseline rules (pure logic, no torch).
+
+Every score carries a confidence interval (``CleverResult.interval``) and
+every statistic of a report one too (``CleverReport.interval``), so a gate
+can say what evidence it needs. Module level imports are stdlib only (the
+plugin may import this cheaply); numpy is imported where intervals are computed.
+
+**Threshold gate modes** (``threshold_gate``), for a statistic ``s`` with
+interval ``[lo, hi]`` and a bar ``b``:
+
+- ``point`` (the default, and the behaviour before intervals): pass iff ``s >= b``;
+- ``significant-fail``: fail only if significantly below the bar, i.e. iff
+  ``hi < b`` (noise never fails a build; a real shortfall does);
+- ``significant-pass``: pass only if significantly above the bar, i.e. iff
+  ``lo >= b`` (a certificate-like gate: the noise must not carry the pass).
+
+Without an interval (a record from before intervals) every mode compares
+the point value, and the verdict says so.
+
+**Baseline rules** (``ChangeRule.parse``), one or more separated by commas::
+
+    STAT:DROP[:significant]
+
+- ``STAT``: ``min``, ``mean``, ``median`` or ``max``;
+- ``DROP``: ``10%`` (relative to the baseline) or ``0.05`` (absolute);
+- ``:significant``: fail only when the drop is significantly larger than
+  ``DROP``: the whole confidence interval of the paired change lies below
+  ``-DROP``. Without it the rule compares point values (today's behaviour).
+
+Examples: ``mean:10%`` (fail if the mean dropped by more than 10%),
+``mean:10%:significant`` (fail only if it dropped significantly more than
+10%), ``min:0.05:significant,mean:10%``.
+
+Runs are **paired**: input ``i`` of the run and of the baseline are the same
+input (same test, same call), so the change's interval comes from a
+bootstrap over the pairs (see :func:`pytest_clever.stats.intervals.paired_change_interval`)
+and each input's own delta has an interval (:func:`input_deltas`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from pytest_clever.runs.compare import DropRule
+from pytest_clever.errors import InvalidInputError
+
+#: Threshold gate modes, the default first.
+GATE_MODES: tuple[str, ...] = ("point", "significant-fail", "significant-pass")
+#: The rule suffix that asks for significance.
+SIGNIFICANT = "significant"
+
+Interval = tuple[float, float]
+
+
+def check_gate_mode(mode: object) -> str:
+    """One of ``GATE_MODES`` (case and blanks ignored), else a usage error naming them."""
+    text = str(mode).strip().lower()
+    if text not in GATE_MODES:
+        raise InvalidInputError(f"gate mode must be one of {', '.join(GATE_MODES)}, got {mode!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """The outcome of a threshold gate and the sentence that explains it."""
+
+    passed: bool
+    value: float
+    interval: Interval | None
+    bar: float
+    mode: str
+
+    @property
+    def message(self) -> str:
+        shown = f"{self.value:.4g}"
+        if self.interval is not None:
+            shown += f" [{self.interval[0]:.4g}, {self.interval[1]:.4g}]"
+        if self.mode == "point" or self.interval is None:
+            how = "" if self.mode == "point" else f" (point value: no interval to test {self.mode})"
+            relation = ">=" if self.passed else "<"
+            return f"{shown} {relation} {self.bar:.4g}{how}"
+        if self.mode == "significant-fail":
+            verdict = "significantly below" if not self.passed else "not significantly below"
+        else:
+            verdict = "significantly above" if self.passed else "not significantly above"
+        return f"{shown} is {verdict} {self.bar:.4g} ({self.mode})"
+
+
+def threshold_gate(value: float, interval: Interval | None, bar: float, mode: str = "point") -> GateVerdict:
+    """Whether ``value`` (with its ``interval``, None if unknown) clears ``bar`` under ``mode``."""
+    mode = check_gate_mode(mode)
+    if mode == "point" or interval is None:
+        passed = value >= bar
+    elif mode == "significant-fail":
+        passed = not interval[1] < bar
+    else:
+        passed = interval[0] >= bar
+    return GateVerdict(bool(passed), value, interval, bar, mode)
+
+
+@dataclass(frozen=True)
+class ChangeRule:
+    """A :class:`~pytest_clever.runs.compare.DropRule` that may require significance (``STAT:DROP[:significant]``)."""
+
+    drop: DropRule
+    significant: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> "ChangeRule":
+        body, sep, flag = str(text).strip().rpartition(":")
+        if sep and flag.strip().lower() == SIGNIFICANT:
+            return cls(_parse_drop(body), True)
+        return cls(_parse_drop(text), False)
+
+    @classmethod
+    def parse_many(cls, text: str) -> list["ChangeRule"]:
+        """Comma-separated rules, e.g. ``"min:0.05:significant, mean:10%"``."""
+        return [cls.parse(part) for part in str(text).split(",") if part.strip()]
+
+    def __str__(self) -> str:
+        return f"{self.drop}:{SIGNIFICANT}" if self.significant else str(self.drop)
+
+
+def _parse_drop(text: str) -> DropRule:
+    try:
+        return DropRule.parse(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"{exc} (rule syntax: STAT:DROP[:significant], e.g. mean:10%:significant)") from None
+
+
+@dataclass(frozen=True)
+class ChangeVerdict:
+    """A rule applied to a paired run and its baseline.
+
+    ``change`` is relative (a fraction) or absolute as the rule's drop is;
+    ``interval`` its confidence interval, None when compared by point values
+    (``by_points``: a side without intervals, e.g. a baseline saved before they existed).
+    """
+
+    rule: ChangeRule
+    before: float
+    now: float
+    change: float
+    interval: Interval | None
+    failure: str | None
+
+    @property
+    def by_points(self) -> bool:
+        return self.interval is None
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+
+def compare_paired(
+    rule: ChangeRule,
+    now: Sequence[float], now_intervals: Sequence[Interval | None],
+    before: Sequence[float], before_intervals: Sequence[Interval | None],
+    confidence: float,
+) -> ChangeVerdict:
+    """Apply ``rule`` to a run (``now``) and its baseline (``before``), scores paired input by input."""
+    import numpy as np
+
+    from pytest_clever.stats.intervals import paired_change_interval, statistic_rows
+
+    stat, drop = rule.drop.statistic, rule.drop
+    s_now = float(statistic_rows(np.asarray(now, dtype=np.float64), stat))
+    s_before = float(statistic_rows(np.asarray(before, dtype=np.float64), stat))
+    known = all(iv is not None for iv in (*now_intervals, *before_intervals))
+    if not known:
+        change = s_now / s_before - 1 if drop.relative else s_now - s_before
+        failure = drop.fails(s_before, s_now)
+        if failure and rule.significant:
+            failure += " (compared by point values: the baseline has no intervals)"
+        return ChangeVerdict(rule, s_before, s_now, change, None, failure)
+    change, lo, hi = paired_change_interval(
+        now, now_intervals, before, before_intervals, stat, confidence, relative=drop.relative
+    )
+    failure = drop.fails(s_before, s_now)
+    if rule.significant:
+        failure = None
+        if hi < -drop.drop:
+            shown = f"{change:+.1%} [{lo:+.1%}, {hi:+.1%}]" if drop.relative else f"{change:+.4g} [{lo:+.4g}, {hi:+.4g}]"
+            failure = f"{stat} dropped {s_before:.4g} -> {s_now:.4g} ({shown}), significantly more than allowed ({rule})"
+    return ChangeVerdict(rule, s_before, s_now, change, (lo, hi), failure)
+
+
+def input_deltas(
+    now: Sequence[float], now_intervals: Sequence[Interval | None],
+    before: Sequence[float], before_intervals: Sequence[Interval | None],
+) -> list[tuple[float, float, float]]:
+    """Per input ``(delta, lo, hi)`` of ``now - before``: the rows of the delta table."""
+    from pytest_clever.stats.intervals import difference_interval
+
+    if len(now) != len(before):
+        raise ValueError(f"paired runs need the same inputs, got {len(now)} and {len(before)} scores")
+    return [difference_interval(n, ni, b, bi) for n, ni, b, bi in zip(now, now_intervals, before, before_intervals)]
+
+
+__all__ = [
+    "GATE_MODES",
+    "ChangeRule",
+    "ChangeVerdict",
+    "GateVerdict",
+    "check_gate_mode",
+    "compare_paired",
+    "input_deltas",
+    "threshold_gate",
+]

@@ -1,0 +1,215 @@
+"""Text views of recorded results: failure messages, the summary table, the JSON document's body.
+
+Works on :class:`~pytest_clever.runs.record.RunRecord` objects, so the pytest
+controller can report results from xdist workers without torch. Only the
+failure message parses the per-input results (numpy/scipy), and it is built
+where the scores were computed anyway. Files are written by ``files``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence
+
+from pytest_clever.runs.files import environment
+from pytest_clever.core.norms import norm_label, parse_norm
+from pytest_clever.runs.record import RunRecord, sorted_records
+
+#: Version of the JSON document layout written by --clever-json (2: records carry ``call``;
+#: 3: settings carry ``targets``).
+JSON_SCHEMA = 3
+
+
+def settings_text(record: RunRecord) -> str:
+    s = record.settings
+    parts = [
+        norm_label(s.norm),
+        f"radius {s.radius:g}",
+        f"order {s.order}",
+        f"{s.n_batches}x{s.batch_size} samples",
+        f"seed {s.seed}",
+    ]
+    if s.targets != "all":
+        parts.append(f"minimum over targets {s.targets} only")
+    return ", ".join(parts)
+
+
+def fit_quality_text(results: Sequence[Any]) -> str:
+    """How many deciding fits were good, weak, or fell back to the sample maximum; how many
+    target estimates (Lipschitz or curvature) the samples prove too low.
+
+    ``results`` are :class:`~pytest_clever.stats.results.CleverResult` objects: the
+    rules (``TargetScore.weak`` and ``.consistent``) are the engine's.
+    """
+    from pytest_clever.stats.evt import CONSTANT_MAXIMA, WEAK_PVALUE  # numpy/scipy: only where results were computed anyway
+
+    deciding = [r.per_target[r.target] for r in results]
+    good = sum(1 for t in deciding if t.fit_method == "weibull" and not t.weak)
+    exact = sum(1 for t in deciding if t.fit_method == "max" and t.fit_reason == CONSTANT_MAXIMA)
+    fallback = sum(1 for t in deciding if t.fit_method == "max") - exact
+    text = f"{good}/{len(results)} deciding fits with KS p >= {WEAK_PVALUE:g}"
+    if exact:
+        text += f", {exact} with a constant gradient norm (maximum exact)"
+    if fallback:
+        text += f", {fallback} fell back to the sample maximum"
+    inconsistent = sum(1 for r in results for t in r.per_target.values() if not t.consistent)
+    if inconsistent:
+        text += f", {inconsistent} target estimate(s) provably too low"
+    return text
+
+
+def _estimate_text(result: Any) -> str:
+    """The deciding target's estimate: L (first order), or the curvature M and gradient norm (second)."""
+    t = result.per_target[result.target]
+    fit = t.fit_method + (f", KS p={t.ks_pvalue:.2g}" if t.fit_method == "weibull" else "")
+    if result.order == 2:
+        estimate = f"M={t.curvature:.4g}, |grad|={t.gradient_norm:.4g}"
+    else:
+        estimate = f"L={t.lipschitz:.4g}"
+    return f"({estimate}, margin={t.margin:.4g}, fit {fit})"
+
+
+def worst_lines(report: Any, k: int = 3) -> list[str]:
+    """The ``k`` lowest-scoring inputs of a :class:`~pytest_clever.stats.results.CleverReport`."""
+    lines = []
+    for i in report.worst(k):
+        r = report[i]
+        lines.append(
+            f"  input {i:<4d} score {r.score:.4g}  predicted {r.predicted} -> target {r.target}  {_estimate_text(r)}"
+        )
+    return lines
+
+
+def _distortion_text(value: Any) -> str:
+    return "none found" if value is None else f"{value:.4g}"
+
+
+def attack_lines(record: RunRecord, k: int = 3) -> list[str]:
+    """Why an attack cross-check failed: each contradicted input with both numbers."""
+    attack = record.attack
+    checks = attack["checks"]
+    contradicted = record.contradicted
+    first = checks[0]
+    lines = [
+        f"CLEVER score contradicted by an adversarial example for {record.label}:",
+        f"  {len(contradicted)} of {attack['checked']} input{'s' if attack['checked'] != 1 else ''}: "
+        f"PGD found a {norm_label(parse_norm(first['norm']))} distortion below the CLEVER score, which therefore "
+        "overestimates the minimal adversarial distortion",
+    ]
+    for i in contradicted[:k]:
+        c = checks[i]
+        lines.append(
+            f"    input {i:<4d} PGD distortion {_distortion_text(c['distortion'])} < CLEVER score "
+            f"{c['score']:.4g}  (predicted {c['predicted']} -> {c['adversarial_class']})"
+        )
+    if len(contradicted) > k:
+        lines.append(f"    ... and {len(contradicted) - k} more")
+    lines.append(
+        f"  attack: PGD, {first['steps']} steps, {first['restarts']} restarts, seed {first['seed']}; "
+        "raise n_batches/batch_size (or check the model for masked gradients)"
+    )
+    return lines
+
+
+def interval_text(record: RunRecord) -> str:
+    """``95% interval [lo, hi]`` of the record's gated statistic, or "-" when it has none."""
+    if record.interval is None:
+        return "-"
+    level = f"{record.confidence:.0%} " if record.confidence is not None else ""
+    return f"{level}interval [{record.interval[0]:.4g}, {record.interval[1]:.4g}]"
+
+
+def failure_message(record: RunRecord) -> str:
+    """What a failing robustness test prints: statistic vs threshold, worst inputs, settings, fit
+    quality; and, when an attack cross-check contradicted scores, the distortions found vs the scores."""
+    threshold, verdict = record.threshold, record.verdict()
+    lines = []
+    if threshold is not None and verdict is not None and not verdict.passed:
+        over = f"over {record.n} input{'s' if record.n != 1 else ''}"
+        below = record.value < threshold.min_score
+        lines += [
+            f"CLEVER robustness {'below' if below else 'not significantly above'} threshold for {record.label}:",
+            f"  {threshold.statistic} score {record.value:.4g} {'<' if below else '>='} "
+            f"min_score {threshold.min_score:g}  ({over})",
+        ]
+        if record.interval is not None:
+            lines.append(f"  {threshold.statistic}: {interval_text(record)}")
+        if threshold.gate != "point":
+            lines.append(f"  gate {threshold.gate}: {verdict.message}")
+    if record.contradicted:
+        lines += attack_lines(record)
+    report = record.report()
+    lines += [
+        f"  settings: {settings_text(record)}",
+        "  worst inputs:",
+        *["  " + line for line in worst_lines(report)],
+        f"  EVT fit: {fit_quality_text(report.results)}",
+    ]
+    return "\n".join(lines)
+
+
+def format_table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns two spaces apart, one line per row (the first row is the header)."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def _interval_cell(record: RunRecord) -> str:
+    """The gated statistic (mean without a threshold) and its interval: ``mean [0.41, 0.52]``."""
+    if record.interval is None:
+        return "-"
+    statistic = record.threshold.statistic if record.threshold else "mean"
+    return f"{statistic} [{record.interval[0]:.4g}, {record.interval[1]:.4g}]"
+
+
+def summary_table(records: Iterable[RunRecord]) -> list[str]:
+    """Rows of the end-of-run table, one per recorded call, sorted by test id, name and call index."""
+    header = ("test", "norm", "order", "targets", "n", "min", "mean", "median", "interval", "threshold", "status")
+    rows = [header]
+    for r in sorted_records(records):
+        rows.append(
+            (
+                r.label,
+                norm_label(r.settings.norm),
+                str(r.settings.order),
+                r.settings.targets,
+                str(r.n),
+                f"{r.min:.4g}",
+                f"{r.mean:.4g}",
+                f"{r.median:.4g}",
+                _interval_cell(r),
+                str(r.threshold) if r.threshold else "-",
+                r.status.upper() + (" (attack)" if r.contradicted else ""),
+            )
+        )
+    return format_table(rows)
+
+
+def notes_lines(records: Iterable[RunRecord]) -> list[str]:
+    """One line per recorded call whose results carry notes (weak fits and the like): how many,
+    and the first one; the details stay in each result's ``notes`` in the JSON."""
+    lines = []
+    for r in sorted_records(records):
+        notes = [(i, note) for i, result in enumerate(r.results) for note in result.get("notes") or ()]
+        if notes:
+            i, first = notes[0]
+            lines.append(f"  {r.label}: {len(notes)} note{'s' if len(notes) != 1 else ''}; first (input {i}): {first}")
+    if lines:
+        lines.insert(0, "CLEVER fit notes (all of them: each result's 'notes' in --clever-json or a saved run):")
+    return lines
+
+
+def json_document(
+    records: Iterable[RunRecord], failures: list[str] | None = None, errors: list[str] | None = None
+) -> dict[str, Any]:
+    """The ``--clever-json`` document: records sorted by test id, name and call index."""
+    records = sorted_records(records)
+    return {
+        "schema": JSON_SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(),
+        "records": [r.to_dict() for r in records],
+        "failed": [r.label for r in records if r.status == "failed"],
+        "regressions": failures or [],
+        "errors": errors or [],
+    }
