@@ -208,6 +208,15 @@ def test_strict_markers_accepts_the_clever_marker(pytester):
     pytester.runpytest("--strict-markers", "-W", "error::pytest.PytestUnknownMarkWarning").assert_outcomes(passed=1)
 
 
+def test_markers_help_lists_every_marker_keyword(pytester):
+    from pytest_clever.core.settings import OPTIONS
+
+    result = pytester.runpytest("--markers")
+    [line] = [line for line in result.outlines if line.startswith("@pytest.mark.clever(")]
+    listed = {part.split("=")[0] for part in line[len("@pytest.mark.clever("):line.index(")")].split(", ")}
+    assert listed == {name for name, option in OPTIONS.items() if option.marker}
+
+
 def test_clever_skip_skips_tests_that_use_the_fixture(pytester):
     pytester.makepyfile(
         MODEL + "\n@pytest.mark.clever(radius=5.0)\ndef test_gate(clever):\n    1 / 0\n\n\ndef test_plain():\n    pass\n"

@@ -1,0 +1,236 @@
+"""The run's state and its hooks: settings, records collected from reports, outputs at the end.
+
+Results travel as JSON strings attached to each test's teardown report, so
+under pytest-xdist they reach the controller with the report, and results of
+finished tests survive a worker crash. Only the controller prints the
+summary and writes files, with records sorted by test id, name and call
+index, so the output is the same serially and under xdist.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_clever.core.settings import PROGRESS, THREADS, resolve
+from pytest_clever.errors import CleverError
+from pytest_clever.plugin.checks import check_outputs, check_save_name, marker_errors
+from pytest_clever.plugin.compare import BaselineCheck, compare_with_baseline
+from pytest_clever.plugin.options import (
+    COMPARE_OPTION,
+    JSON_OPTION,
+    NOT_COMPARABLE_INI,
+    POLICIES,
+    SAVE_OPTION,
+    SKIP_OPTION,
+    STORAGE_INI,
+    cli_settings,
+    ini_settings,
+    marker_of,
+    nonempty,
+    option_or_ini,
+    process_setting,
+)
+from pytest_clever.plugin.summary import write_summary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pytest_clever.runs.record import RunRecord
+    from pytest_clever.runs.storage import Storage
+
+#: The records the ``clever`` fixture made in one test (an item stash key).
+RECORDS = pytest.StashKey[list]()
+_REPORT_ATTR = "clever_records"  # the teardown report's attribute that carries them, as JSON
+_USAGE_ERRORS_KEY = "clever_usage_errors"  # worker -> controller, in workeroutput
+
+
+class CleverSession:
+    """The run's state: settings from ini and CLI, and every record collected from reports."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.ini = ini_settings(config)
+        self.cli = cli_settings(config)
+        self.records: list[RunRecord] = []  # in arrival order until the loop ends
+        self.is_worker = hasattr(config, "workerinput")
+        self.comparison: BaselineCheck | None = None  # set when a baseline comparison ran
+        self.errors: list[str] = []  # records that cannot be trusted (e.g. a key recorded twice)
+        self.saved_path: Path | None = None
+        self.incomplete: str | None = None  # why a saved run is incomplete
+        self.write_errors: list[str] = []  # outputs asked for that could not be written
+        self.usage_errors: list[str] = []  # bad markers found on xdist workers
+        self._ordered = False
+        self.save_name = nonempty(config, SAVE_OPTION, "clever_save")
+        self.compare_ref = nonempty(config, COMPARE_OPTION, "clever_compare")
+        self.json_path = nonempty(config, JSON_OPTION, "clever_json")
+        self.not_comparable = option_or_ini(config, "clever_not_comparable", NOT_COMPARABLE_INI, POLICIES, "warn")
+        self.threads = process_setting(config, THREADS)
+        self.progress = process_setting(config, PROGRESS)
+        if self.save_name:
+            check_save_name(self.save_name)
+        if not self.is_worker:  # only the controller writes: find out now, not after an hour of tests
+            check_outputs(self.storage().root if self.save_name else None, self.json_path)
+
+    @property
+    def regressions(self) -> list[str]:
+        """What fails the run in the baseline comparison, one message each."""
+        return self.comparison.regressions if self.comparison is not None else []
+
+    def storage(self) -> Storage:
+        """The folder of saved runs: ``--clever-storage``, else ini ``clever_storage``, under the rootdir."""
+        from pytest_clever.runs.storage import Storage, storage_root
+
+        configured = self.config.getoption("clever_storage_path") or self.config.getini(STORAGE_INI)
+        return Storage(storage_root(self.config.rootpath, configured))
+
+    def defaults_for(self, item: pytest.Item) -> dict[str, Any]:
+        """The fixture settings of one test: marker > CLI > ini > built-in default."""
+        return resolve(marker_of(item), self.cli, self.ini)
+
+    def close(self) -> None:
+        """Shut down the executors the fixture opened in this process (``clever_executor``)."""
+        executors = sys.modules.get("pytest_clever._engine.executor")  # loaded only if an executor was used
+        if executors is not None:
+            executors.close_executors()
+
+    # -- collection -------------------------------------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if self.config.getoption("clever_skip"):
+            for item in items:
+                if "clever" in getattr(item, "fixturenames", ()):
+                    item.add_marker(pytest.mark.skip(reason=f"pytest-clever: {SKIP_OPTION}"))
+        errors = marker_errors(items)  # bad marker arguments: a usage error now, not a crash later
+        if not errors:
+            return
+        if not self.is_worker:
+            raise pytest.UsageError("\n".join(errors))
+        # An xdist worker that raises here crashes (INTERNALERROR, message lost): run nothing
+        # and hand the errors to the controller, which raises the same usage error.
+        self.usage_errors = errors
+        self.config.hook.pytest_deselected(items=list(items))
+        items[:] = []
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        payload = getattr(node, "workeroutput", {}).get(_USAGE_ERRORS_KEY)
+        if payload:
+            self.usage_errors.extend(e for e in json.loads(payload) if e not in self.usage_errors)
+
+    # -- running ----------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+        result = yield
+        from pytest_clever.runs.report import failure_message
+
+        failed = [r for r in item.stash.get(RECORDS, []) if r.status == "failed"]
+        if failed:
+            pytest.fail("\n\n".join(failure_message(r) for r in failed), pytrace=False)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        records = item.stash.get(RECORDS, None)
+        if report.when == "teardown" and records:
+            setattr(report, _REPORT_ATTR, json.dumps([r.to_dict() for r in records]))
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        payload = getattr(report, _REPORT_ATTR, None)
+        if payload and not self.is_worker:
+            from pytest_clever.runs.record import RunRecord
+
+            self.records.extend(RunRecord.from_dict(r, f"record from {report.nodeid}") for r in json.loads(payload))
+
+    # -- end of run -------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        # After the loop every xdist worker is down and every record has arrived: compare
+        # now, and fail the run through testsfailed (a clean exit code, no traceback).
+        result = yield
+        if self.is_worker:
+            return result
+        if self.usage_errors:
+            raise pytest.UsageError("\n".join(self.usage_errors))
+        self._order_records()
+        if self.compare_ref and not self.errors:
+            self._compare(self.compare_ref)
+        failing = len(self.regressions) + len(self.errors)
+        if failing:
+            session.testsfailed += failing
+        return result
+
+    def _order_records(self) -> None:
+        """Sort the records (serial and xdist runs agree); a key recorded twice is an error."""
+        from pytest_clever.runs.record import RecordError, index_records, sorted_records
+
+        if self._ordered:
+            return
+        self._ordered = True
+        self.records = sorted_records(self.records)
+        try:
+            index_records(self.records, "this run")
+        except RecordError as exc:
+            self.errors.append(str(exc))
+
+    def _compare(self, ref: str) -> None:
+        rules = [rule for given in self.config.getoption("clever_compare_fail") for rule in given]
+        self.comparison = compare_with_baseline(
+            self.records, self.storage(), ref, rules,
+            strict=self.config.getoption("clever_baseline_missing") == "fail", not_comparable=self.not_comparable,
+        )
+        self.errors.extend(self.comparison.errors)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.is_worker:
+            write_summary(terminalreporter, self)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.is_worker:
+            if self.usage_errors:
+                self.config.workeroutput[_USAGE_ERRORS_KEY] = json.dumps(self.usage_errors)  # type: ignore[attr-defined]
+            return
+        if self.usage_errors:
+            return
+        self._order_records()  # after an interrupt the loop wrapper never got to it
+        self.incomplete = incomplete(session, exitstatus)
+        self._write_outputs()
+        if self.write_errors and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # outputs asked for are missing: not a pass
+
+    def _write_outputs(self) -> None:
+        """Save the baseline and write the JSON file asked for; a failure is an output error, not a crash."""
+        if self.save_name and self.records and not self.errors:  # never save a run whose records collide
+            try:
+                self.saved_path = self.storage().save(self.records, self.save_name, incomplete=self.incomplete)
+            except (OSError, CleverError) as exc:
+                self.write_errors.append(f"could not save baseline {self.save_name!r} in {self.storage().root}: {exc}")
+        if self.json_path:
+            from pytest_clever.runs.files import write_json
+            from pytest_clever.runs.report import json_document
+
+            try:
+                write_json(self.json_path, json_document(self.records, self.regressions, self.errors))
+            except OSError as exc:
+                self.write_errors.append(f"could not write {JSON_OPTION} file {self.json_path}: {exc}")
+
+
+def incomplete(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> str | None:
+    """Why this run's records may not cover the suite (Ctrl-C, internal error, -x); None when complete."""
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        return f"interrupted: {session.shouldstop or session.shouldfail or 'KeyboardInterrupt'}"
+    if exitstatus == pytest.ExitCode.INTERNAL_ERROR:
+        return "ended by an internal error"
+    if session.shouldfail or session.shouldstop:
+        return f"stopped early: {session.shouldfail or session.shouldstop}"
+    return None
