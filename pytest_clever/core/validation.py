@@ -14,8 +14,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_clever.errors import InvalidInputError, see
 from pytest_clever.core.norms import parse_norm
+from pytest_clever.errors import InvalidInputError, see
 
 #: Defaults sized so a 10-class, 64-input model scores in about a second on
 #: 2 CPU cores. The paper's high-fidelity settings are n_batches=500,
@@ -99,7 +99,9 @@ def as_class_index(value: Any) -> int | None:
 
 def check_curvature(curvature: Any) -> str:
     if curvature not in CURVATURE_METHODS:
-        raise InvalidInputError(f"curvature must be one of {', '.join(map(repr, CURVATURE_METHODS))}, got {curvature!r}")
+        raise InvalidInputError(
+            f"curvature must be one of {', '.join(map(repr, CURVATURE_METHODS))}, got {curvature!r}"
+        )
     return curvature
 
 
@@ -134,7 +136,7 @@ def check_confidence(confidence: Any) -> float:
 
 
 def parse_statistic(value: Any) -> str:
-    """"min", "mean", "median", "max" or "qNN" with 0 <= NN <= 100 (case and blanks ignored)."""
+    """Parse "min", "mean", "median", "max" or "qNN" with 0 <= NN <= 100 (case and blanks ignored)."""
     text = str(value).strip().lower()
     if text in STATISTICS or (text.startswith("q") and text[1:].isdigit() and 0 <= int(text[1:]) <= 100):
         return text
