@@ -30,16 +30,25 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
-from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Sequence
+from concurrent.futures import (
+    BrokenExecutor,
+    CancelledError,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    as_completed,
+)
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
-from pytest_clever.errors import CleverError, CleverWarning, ExecutorError, InvalidInputError
 from pytest_clever._engine.model_state import borrowed_model, find_modules
 from pytest_clever._engine.numerics import exact_float32
+from pytest_clever.errors import CleverError, CleverWarning, ExecutorError, InvalidInputError
 
 #: Exceptions (by class name, so that no cluster library is imported) meaning the
 #: worker running a task died or left, not that scoring the input failed.
@@ -103,7 +112,7 @@ class _RawInput:
     shape: tuple[int, ...]
 
     @classmethod
-    def of(cls, x: torch.Tensor) -> "_RawInput":
+    def of(cls, x: torch.Tensor) -> _RawInput:
         x = x.detach().cpu().resolve_conj().resolve_neg().contiguous()
         return cls(x.reshape(-1).view(torch.uint8).numpy().tobytes(), x.dtype, tuple(x.shape))
 
@@ -114,8 +123,14 @@ class _RawInput:
 
 
 def _score_task(
-    key: str, path: str | None, data: bytes | None, device: torch.device, score: Callable,
-    raw: _RawInput, label: int | None, seed: int,
+    key: str,
+    path: str | None,
+    data: bytes | None,
+    device: torch.device,
+    score: Callable,
+    raw: _RawInput,
+    label: int | None,
+    seed: int,
 ) -> Any:
     """One input, in a worker: what the serial loop does for it."""
     x = raw.tensor()
@@ -133,7 +148,9 @@ def serialise_model(model: Callable) -> bytes:
     try:
         torch.save(model, buffer)
     except Exception as exc:  # PicklingError, AttributeError (local objects), TypeError (modules, locks)
-        raise ExecutorError(f"cannot send the model to the executor's workers ({type(exc).__name__}: {exc}): {PICKLE_FIX}") from exc
+        raise ExecutorError(
+            f"cannot send the model to the executor's workers ({type(exc).__name__}: {exc}): {PICKLE_FIX}"
+        ) from exc
     return buffer.getvalue()
 
 
@@ -145,7 +162,7 @@ def _dask_client(executor: Executor) -> Any | None:
 
 
 #: Dask clients whose workers' malloc settings were checked (once per client).
-_malloc_checked: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_malloc_checked: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _malloc_environment() -> tuple[str | None, str | None]:
@@ -165,7 +182,7 @@ def _check_dask_malloc(client: Any, device: torch.device) -> None:
     _malloc_checked.add(client)
     try:
         environments = client.run(_malloc_environment)
-    except Exception:  # only a performance hint: a cluster that refuses client.run scores all the same
+    except Exception:  # noqa: BLE001 - only a performance hint: a cluster that refuses client.run scores all the same
         return
     slow = slow_malloc_workers(environments)
     if slow:
@@ -211,12 +228,15 @@ def _failure(index: int, exc: BaseException) -> CleverError:
 
 
 def _run_round(
-    submit: Callable[[int], Future], indices: Sequence[int], results: dict[int, Any],
+    submit: Callable[[int], Future],
+    indices: Sequence[int],
+    results: dict[int, Any],
     on_result: Callable[[int], None] | None = None,
 ) -> list[int]:
-    """Submit ``indices``, fill ``results`` (calling ``on_result(i)`` as each arrives); return the inputs lost with their worker.
+    """Submit ``indices`` and fill ``results``, calling ``on_result(i)`` as each arrives.
 
-    The first input that fails for another reason cancels the rest and raises.
+    Returns the inputs lost with their worker; the first input that fails for another reason cancels the rest
+    and raises.
     """
     futures: dict[Future, int] = {}
     lost: list[int] = []
@@ -307,7 +327,7 @@ def executor_from_spec(spec: str) -> Executor:
     if spec.startswith("dask://"):
         from distributed import Client  # only when asked for: the plugin never imports dask otherwise
 
-        address = spec[len("dask://"):]
+        address = spec[len("dask://") :]
         client = Client(address if "://" in address else "tcp://" + address)
         executor, close = client.get_executor(), client.close
     else:
@@ -318,7 +338,9 @@ def executor_from_spec(spec: str) -> Executor:
             raise ExecutorError(f"executor {spec!r}: cannot import {name} from {module}: {exc}") from exc
         executor = factory()
         if not isinstance(executor, Executor):
-            raise ExecutorError(f"executor {spec!r}: {name}() returned {type(executor).__name__}, not a concurrent.futures.Executor")
+            raise ExecutorError(
+                f"executor {spec!r}: {name}() returned {type(executor).__name__}, not a concurrent.futures.Executor"
+            )
         close = executor.shutdown
     _open[spec] = (executor, close)
     return executor

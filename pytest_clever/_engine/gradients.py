@@ -19,7 +19,7 @@ bits on CPU (checked in tests/test_many_classes.py).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

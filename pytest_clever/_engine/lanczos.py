@@ -17,9 +17,9 @@ one, so when at most half of the operator's rows still run, ``restrict``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Optional
 
 import torch
 
@@ -52,8 +52,14 @@ class RitzState:
     their last values).
     """
 
-    def __init__(self, lambda_min: torch.Tensor, lambda_max: torch.Tensor, running: torch.Tensor, step: int,
-                 square_max: Callable[[], torch.Tensor]) -> None:
+    def __init__(
+        self,
+        lambda_min: torch.Tensor,
+        lambda_max: torch.Tensor,
+        running: torch.Tensor,
+        step: int,
+        square_max: Callable[[], torch.Tensor],
+    ) -> None:
         self.lambda_min, self.lambda_max, self.running, self.step = lambda_min, lambda_max, running, step
         self._square_max = square_max
 
@@ -96,8 +102,8 @@ def lanczos(
     *,
     tol: float = TOLERANCE,
     max_steps: int = MAX_STEPS,
-    may_stop: Optional[MayStop] = None,
-    restrict: Optional[Restrict] = None,
+    may_stop: MayStop | None = None,
+    restrict: Restrict | None = None,
 ) -> LanczosResult:
     """Batched Lanczos with full reorthogonalisation for the extreme eigenvalues of ``H`` per row.
 

@@ -13,7 +13,7 @@ temporaries.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -57,7 +57,9 @@ def _row_pass(model: Model, rows: torch.Tensor, predicted: int, targets: torch.T
     margins = logits[index, predicted] - logits[index, targets]
     (grads,) = torch.autograd.grad(margins.sum(), rows, create_graph=order == 2, allow_unused=True)
     if order == 2 and grads is not None and grads.requires_grad:  # one Hessian-vector product
-        (hv,) = torch.autograd.grad(grads, rows, grad_outputs=torch.ones_like(grads), retain_graph=True, allow_unused=True)
+        (hv,) = torch.autograd.grad(
+            grads, rows, grad_outputs=torch.ones_like(grads), retain_graph=True, allow_unused=True
+        )
         return grads, hv
     return grads
 

@@ -21,7 +21,8 @@ import functools
 import inspect
 import types
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -97,7 +98,9 @@ def find_modules(model: Callable) -> tuple[list[nn.Module], bool]:
 def _may_hold_modules(obj: Any) -> bool:
     if isinstance(obj, (type, types.ModuleType, str, bytes, int, float, torch.Tensor)) or obj is None:
         return False
-    return isinstance(obj, nn.Module) or callable(obj) or isinstance(obj, (list, tuple, dict)) or hasattr(obj, "__dict__")
+    return (
+        isinstance(obj, nn.Module) or callable(obj) or isinstance(obj, (list, tuple, dict)) or hasattr(obj, "__dict__")
+    )
 
 
 def _tensors(modules: list[nn.Module]) -> tuple[list[nn.Parameter], list[torch.Tensor]]:
@@ -172,7 +175,8 @@ def borrowed_model(model: Callable, device: torch.device | None = None) -> Itera
     buffers = [(b, b.detach().clone()) for b in all_buffers]
     devices = [next(iter([*r.parameters(), *r.buffers()]), None) for r in roots]
     moved = [
-        (root, tensor.device) for root, tensor in zip(roots, devices)
+        (root, tensor.device)
+        for root, tensor in zip(roots, devices, strict=True)
         if device is not None and tensor is not None and tensor.device != device
     ]
 
@@ -213,9 +217,9 @@ def borrowed_model(model: Callable, device: torch.device | None = None) -> Itera
         mutated = attempt("buffers", lambda: _restore_buffers(buffers))
         for root, original in moved:
             attempt(f"device {original}", lambda root=root, original=original: root.to(original))
-        for m, flag in zip(modules, train_flags):
+        for m, flag in zip(modules, train_flags, strict=True):
             m.training = flag
-        for p, flag, grad in zip(params, requires_grad, grads):
+        for p, flag, grad in zip(params, requires_grad, grads, strict=True):
             attempt("requires_grad", lambda p=p, flag=flag: p.requires_grad_(flag))
             attempt(".grad", lambda p=p, grad=grad: setattr(p, "grad", grad))
         if failed:

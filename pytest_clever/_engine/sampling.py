@@ -63,9 +63,7 @@ def sample_ball(
     Clipping moves every coordinate towards ``x0`` (which lies inside the
     bounds), so clipped points stay inside the ball.
     """
-    deltas = sample_ball_deltas(
-        n, x0.shape, norm, radius, generator, dtype=x0.dtype, device=x0.device
-    )
+    deltas = sample_ball_deltas(n, x0.shape, norm, radius, generator, dtype=x0.dtype, device=x0.device)
     points = x0.unsqueeze(0) + deltas
     if bounds is not None:
         points = points.clamp_(bounds[0], bounds[1])
