@@ -12,7 +12,7 @@ quality 75, bit-depth reduction). Inputs are ``(N, 3, 224, 224)`` in [0, 1].
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -128,7 +128,7 @@ class DenseNet(nn.Module):
 def _torchvision_densenet121() -> Callable[..., nn.Module] | None:
     try:
         from torchvision.models import densenet121 as factory
-    except Exception:  # absent, or a wheel built for another torch (fails with various errors)
+    except Exception:  # noqa: BLE001 - absent, or a wheel built for another torch (fails with various errors)
         return None
     return factory
 
