@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import TextIO
+from typing import Any, TextIO
 
 #: What ``progress=`` accepts: False/None (silent), True (stderr line) or a callable taking events.
 ProgressSetting = bool | None | Callable[["ProgressEvent"], None]
@@ -63,7 +63,7 @@ class _Tracker:
         self.event = ProgressEvent("start", 0, 0, inputs_total, 0, points_total, 0, 0.0, None, None)
         self.input_started = self.started
 
-    def _emit(self, stage: str, **changes: object) -> None:
+    def _emit(self, stage: str, **changes: Any) -> None:
         now = time.perf_counter()
         event = replace(self.event, stage=stage, elapsed=now - self.started, **changes)
         self.event = replace(event, remaining_s=self._remaining(event, now))

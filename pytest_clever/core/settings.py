@@ -16,7 +16,7 @@ from pytest_clever.core.validation import (
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BATCHES,
     MIN_BATCHES,
-    check_bounds,
+    check_bound_pair,
     check_confidence,
     check_int,
     check_number,
@@ -88,7 +88,7 @@ def _bounds(value: Any) -> tuple[float, float]:
         pair = False
     if not pair:
         raise InvalidInputError(f"bounds must be two numbers lo, hi, got {value!r}")
-    return check_bounds(parts)  # type: ignore[return-value]
+    return check_bound_pair(parts)
 
 
 def _device(value: Any) -> str:

@@ -112,8 +112,11 @@ def check_chunk_size(chunk_size: Any) -> int | None:
 
 def check_bounds(bounds: Any) -> tuple[float, float] | None:
     """``None`` or a pair ``(lo, hi)`` of floats with ``lo < hi``."""
-    if bounds is None:
-        return None
+    return None if bounds is None else check_bound_pair(bounds)
+
+
+def check_bound_pair(bounds: Any) -> tuple[float, float]:
+    """A pair ``(lo, hi)`` of floats with ``lo < hi``."""
     try:
         lo, hi = (float(v) for v in bounds)
     except (TypeError, ValueError):
