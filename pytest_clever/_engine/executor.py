@@ -81,6 +81,7 @@ def _cached_model(key: str, path: str | None, data: bytes | None, device: torch.
         if path is not None:
             with open(path, "rb") as f:
                 data = f.read()
+        assert data is not None, "a task carries the model's file or its bytes"
         model = torch.load(io.BytesIO(data), map_location=device, weights_only=False)
         # Every module the callable uses (a Module, or one inside a lambda/partial/method) is
         # prepared for good: borrowed_model then restores these same flags, so concurrent

@@ -179,7 +179,7 @@ def lanczos(
         if any_stopped:
             live, basis, alphas, betas, q = live[keep], basis[keep], alphas[keep], betas[keep], q[keep]
         if restrict is not None and len(live) <= RESTRICT_SHARE * len(op_rows):
-            hvp = None  # type: ignore[assignment]  # drop the previous operator's graph before the next is built
+            del hvp  # drop the previous operator's graph before the next is built
             hvp, op_rows = restrict(live), live
     if steps == dim:  # the whole space was spanned: the Ritz values are the eigenvalues
         converged = torch.ones_like(converged)

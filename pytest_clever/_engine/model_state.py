@@ -216,12 +216,12 @@ def borrowed_model(model: Callable, device: torch.device | None = None) -> Itera
 
         mutated = attempt("buffers", lambda: _restore_buffers(buffers))
         for root, original in moved:
-            attempt(f"device {original}", lambda root=root, original=original: root.to(original))
+            attempt(f"device {original}", functools.partial(root.to, original))
         for m, flag in zip(modules, train_flags, strict=True):
             m.training = flag
         for p, flag, grad in zip(params, requires_grad, grads, strict=True):
-            attempt("requires_grad", lambda p=p, flag=flag: p.requires_grad_(flag))
-            attempt(".grad", lambda p=p, grad=grad: setattr(p, "grad", grad))
+            attempt("requires_grad", functools.partial(p.requires_grad_, flag))
+            attempt(".grad", functools.partial(setattr, p, "grad", grad))
         if failed:
             message = "pytest-clever could not restore part of the model's state: " + "; ".join(sorted(set(failed)))
             if error is not None:
