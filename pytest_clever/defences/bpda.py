@@ -52,7 +52,7 @@ class _BPDAFunction(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         # torch.func.vjp stays differentiable in x and grad when the caller asked for
         # create_graph=True (or nests torch.func transforms), and costs nothing extra otherwise.
-        _, vjp = torch.func.vjp(ctx.surrogate, x)
+        vjp = torch.func.vjp(ctx.surrogate, x)[1]  # (output, vjp_fn): torch types it as a 2- or 3-tuple
         (grad_x,) = vjp(grad)
         return grad_x, None, None
 

@@ -167,9 +167,10 @@ def defended_densenet121(
     if defence not in transforms:
         raise ValueError(f"defence must be one of {', '.join(map(repr, transforms))}, got {defence!r}")
     net = densenet121(num_classes, seed) if net is None else net
-    if defence == "none":
+    make = transforms[defence]
+    if make is None:
         return net
-    return nn.Sequential(BPDA(transforms[defence]()), net).eval()
+    return nn.Sequential(BPDA(make()), net).eval()
 
 
 __all__ = ["DenseNet", "defended_densenet121", "densenet121", "IMAGE_SHAPE"]
