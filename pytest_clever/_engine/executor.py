@@ -100,12 +100,10 @@ class _RawInput:
     """An input as its raw bytes, dtype and shape: how inputs travel to the workers.
 
     A tensor sent as itself costs far more: to a process pool it goes through
-    torch's shared-memory reductions (file-descriptor passing, ~1.5 ms per
-    task), and unpickling a tensor runs ``torch.load`` (~0.3 ms); these bytes
-    cost microseconds. Measured with ``benchmarks/bench_executor.py`` on a
-    13 ms input: executor overhead 12.6% with tensors, a median 3.6% with bytes. The
-    values are on the CPU: the worker's scoring moves the input to the device,
-    as the serial path does.
+    torch's shared-memory reductions (file-descriptor passing per task), and
+    unpickling a tensor runs ``torch.load``; these bytes cost microseconds
+    (measured in ``benchmarks/bench_executor.py``). The values are on the CPU:
+    the worker's scoring moves the input to the device, as the serial path does.
     """
 
     data: bytes
@@ -177,7 +175,7 @@ def slow_malloc_workers(environments: dict[str, tuple[str | None, str | None]]) 
 
 
 def _check_dask_malloc(client: Any, device: torch.device) -> None:
-    """Warn once per client when CPU scoring would run ~1.5x slower for dask's malloc setting (docs/cluster.md)."""
+    """Warn once per client when CPU scoring would run slower for dask's malloc setting (docs/cluster.md)."""
     if device.type != "cpu" or client in _malloc_checked:
         return
     _malloc_checked.add(client)

@@ -13,6 +13,7 @@ temporaries.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -76,7 +77,7 @@ def bytes_per_row(model: Model, x0: torch.Tensor, predicted: int, targets: Seque
 
     def probe(n: int) -> int:
         rows = x0.detach().unsqueeze(0).expand(n, *x0.shape).clone()
-        run = lambda: _row_pass(model, rows, predicted, target_rows[:n], order)  # noqa: E731
+        run = functools.partial(_row_pass, model, rows, predicted, target_rows[:n], order)
         return _peak_bytes(run, device) if device.type == "cuda" else _saved_bytes(run)
 
     try:
