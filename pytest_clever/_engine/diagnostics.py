@@ -14,11 +14,11 @@ live on :class:`~pytest_clever.stats.results.TargetScore`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
-from pytest_clever._engine.gradients import input_reaches_output
+from pytest_clever._engine.gradients import Model, input_reaches_output
 from pytest_clever._engine.maxima import SampleMaxima
 from pytest_clever.errors import GradientMaskingError, NotTwiceDifferentiableError, see
 from pytest_clever.stats.results import TargetScore
@@ -39,7 +39,7 @@ BPDA_FIX = (
 )
 
 
-def check_masking(sampled: SampleMaxima, model: Callable, x0: torch.Tensor) -> None:
+def check_masking(sampled: SampleMaxima, model: Model, x0: torch.Tensor) -> None:
     """Raise :class:`GradientMaskingError` when the sampled gradients cannot be trusted.
 
     Any non-finite gradient poisons the batch maxima, so it is fatal at any

@@ -46,7 +46,7 @@ from typing import Any
 
 import torch
 
-from pytest_clever._engine.model_state import borrowed_model, find_modules
+from pytest_clever._engine.model_state import Model, borrowed_model, find_modules
 from pytest_clever._engine.numerics import exact_float32
 from pytest_clever.errors import CleverError, CleverWarning, ExecutorError, InvalidInputError
 
@@ -67,11 +67,11 @@ CACHE_SIZE = 2
 
 # -- in the worker ----------------------------------------------------------------------
 
-_cache: OrderedDict[tuple[str, str], Callable] = OrderedDict()
+_cache: OrderedDict[tuple[str, str], Model] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _cached_model(key: str, path: str | None, data: bytes | None, device: torch.device) -> Callable:
+def _cached_model(key: str, path: str | None, data: bytes | None, device: torch.device) -> Model:
     """The model with content hash ``key`` on ``device``, deserialised on first use in this process."""
     with _cache_lock:  # threads of one worker share the model, and load it once
         entry = (key, str(device))
@@ -141,7 +141,7 @@ def _score_task(
 # -- in the caller ----------------------------------------------------------------------
 
 
-def serialise_model(model: Callable) -> bytes:
+def serialise_model(model: Model) -> bytes:
     """The model as bytes (``torch.save``), or :class:`ExecutorError` saying how to make it shippable."""
     buffer = io.BytesIO()
     try:
@@ -266,7 +266,7 @@ def _run_round(
 
 def score_on_executor(
     executor: Executor,
-    model: Callable,
+    model: Model,
     inputs: Sequence[torch.Tensor],
     labels: Sequence[int | None],
     seeds: Sequence[int],

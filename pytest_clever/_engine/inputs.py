@@ -6,11 +6,11 @@ The torch-free checks of settings live in :mod:`pytest_clever.core.validation`.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from pytest_clever._engine.model_state import Model
 from pytest_clever.core.validation import as_class_index
 from pytest_clever.errors import CleverWarning, InvalidInputError, MisclassifiedInputError, ModelError, see
 
@@ -51,7 +51,7 @@ def check_in_bounds(x: torch.Tensor, bounds: tuple[float, float] | None) -> None
         )
 
 
-def _call(model: Callable, batch: torch.Tensor) -> torch.Tensor:
+def _call(model: Model, batch: torch.Tensor) -> torch.Tensor:
     given = batch.clone()  # the model gets a copy: the user's x is never changed
     try:
         with torch.no_grad():
@@ -86,7 +86,7 @@ def _check_logits(out: torch.Tensor, batch: int, shape: tuple[int, ...]) -> None
         raise InvalidInputError("the model returned NaN or infinite logits for x")
 
 
-def resolve_single_input(model: Callable, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def resolve_single_input(model: Model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(x0, logits0)``: the single input without batch dimension and its logits ``(K,)``.
 
     ``x`` is one batch element; an explicit leading batch dimension of 1 is
@@ -127,7 +127,7 @@ def resolve_single_input(model: Callable, x: torch.Tensor) -> tuple[torch.Tensor
 
 
 def check_rows_independent(
-    model: Callable, x0: torch.Tensor, logits0: torch.Tensor, radius: float, bounds: tuple[float, float] | None
+    model: Model, x0: torch.Tensor, logits0: torch.Tensor, radius: float, bounds: tuple[float, float] | None
 ) -> None:
     """Reject a model whose logits for one input depend on the other inputs of its batch.
 

@@ -29,13 +29,16 @@ from torch import nn
 
 from pytest_clever.errors import CleverError, CleverWarning, InvalidInputError
 
+#: What the engine scores: a batch of inputs in, a batch of logits out (an ``nn.Module`` or any callable).
+Model = Callable[[torch.Tensor], torch.Tensor]
+
 # Layers whose output depends on the train flag (and would couple the samples of a batch).
 _MODE_DEPENDENT = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
 #: How many wrappers deep (a lambda calling a partial calling a method ...) the search for modules goes.
 SEARCH_DEPTH = 3
 
 
-def find_modules(model: Callable) -> tuple[list[nn.Module], bool]:
+def find_modules(model: Model) -> tuple[list[nn.Module], bool]:
     """The ``nn.Module`` objects ``model`` calls, and whether the search saw everything it could hold.
 
     Looks into closure cells, default arguments and the global names of
@@ -117,7 +120,7 @@ def _tensors(modules: list[nn.Module]) -> tuple[list[nn.Parameter], list[torch.T
     return params, buffers
 
 
-def model_device_and_dtype(model: Callable) -> tuple[torch.device | None, torch.dtype | None]:
+def model_device_and_dtype(model: Model) -> tuple[torch.device | None, torch.dtype | None]:
     """Device and floating dtype of the first parameter or buffer of the model's modules, if it has any."""
     params, buffers = _tensors(find_modules(model)[0])
     device, dtype = None, None
@@ -128,7 +131,7 @@ def model_device_and_dtype(model: Callable) -> tuple[torch.device | None, torch.
     return device, dtype
 
 
-def check_model_tensors(model: Callable) -> None:
+def check_model_tensors(model: Model) -> None:
     """Reject weights autograd cannot use: on the ``meta`` device (no data) or created under ``inference_mode``."""
     params, buffers = _tensors(find_modules(model)[0])
     if any(t.is_meta for t in [*params, *buffers]):
@@ -148,12 +151,12 @@ def check_model_tensors(model: Callable) -> None:
         )
 
 
-def _describe(model: Callable) -> str:
+def _describe(model: Model) -> str:
     return getattr(model, "__qualname__", None) or type(model).__name__
 
 
 @contextlib.contextmanager
-def borrowed_model(model: Callable, device: torch.device | None = None) -> Iterator[Callable]:
+def borrowed_model(model: Model, device: torch.device | None = None) -> Iterator[Model]:
     """Yield ``model`` prepared for input-gradient computations; restore it (and the modules it uses) afterwards."""
     roots, complete = find_modules(model)
     if not roots and not complete:

@@ -14,14 +14,14 @@ target and computes the radius.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from pytest_clever._engine.curvature import margin_curvatures
 from pytest_clever._engine.diagnostics import check_twice_differentiable
-from pytest_clever._engine.gradients import margin_gradients
+from pytest_clever._engine.gradients import Model, margin_gradients
 from pytest_clever._engine.lanczos import MAX_STEPS
 from pytest_clever._engine.maxima import (
     ChunkValues,
@@ -101,7 +101,7 @@ class _CurvatureChunks:
 
     def __init__(
         self,
-        model: Callable,
+        model: Model,
         x0: torch.Tensor,
         margins0: torch.Tensor,
         predicted: int,
