@@ -1,4 +1,7 @@
-"""The documented import path ``pytest_clever.densenet``: the same module object as :mod:`pytest_clever.extras.densenet`."""
+"""The documented import path ``pytest_clever.densenet``.
+
+It is the same module object as :mod:`pytest_clever.extras.densenet`.
+"""
 
 import sys
 

@@ -7,6 +7,7 @@ where it helps, the fix. This module imports nothing heavy.
 
 from __future__ import annotations
 
+
 def see(section: str) -> str:
     """A pointer to a README section, appended to messages that need more context."""
     return f" (see the README section '{section}')"

@@ -1,4 +1,7 @@
-"""The documented import path ``pytest_clever.strategies``: the same module object as :mod:`pytest_clever.extras.strategies`."""
+"""The documented import path ``pytest_clever.strategies``.
+
+It is the same module object as :mod:`pytest_clever.extras.strategies`.
+"""
 
 import sys
 

@@ -1,4 +1,7 @@
-"""The documented import path ``pytest_clever.toy``: the same module object as :mod:`pytest_clever.extras.digits`."""
+"""The documented import path ``pytest_clever.toy``.
+
+It is the same module object as :mod:`pytest_clever.extras.digits`.
+"""
 
 import sys
 

@@ -1,4 +1,7 @@
-"""The documented import path ``pytest_clever.transforms``: the same module object as :mod:`pytest_clever.defences.transforms`."""
+"""The documented import path ``pytest_clever.transforms``.
+
+It is the same module object as :mod:`pytest_clever.defences.transforms`.
+"""
 
 import sys
 

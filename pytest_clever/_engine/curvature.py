@@ -20,15 +20,14 @@ Two curvature measures (docs/maths.md, "Second-order CLEVER"):
 from __future__ import annotations
 
 import math
-
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
-from pytest_clever.errors import NotTwiceDifferentiableError
 from pytest_clever._engine.lanczos import HVP, MAX_STEPS, TOLERANCE, Restrict, RitzState, lanczos
 from pytest_clever.core.validation import CURVATURE_METHODS
+from pytest_clever.errors import NotTwiceDifferentiableError
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 
@@ -77,7 +76,10 @@ class MarginHessians:
     def _free_graph(self) -> None:
         """Drop every reference to the graph, keeping the values (the margins hold its forward half)."""
         self._grads, self._margins, self._logit_scale = (
-            self._grads.detach(), self._margins.detach(), self._logit_scale.detach())
+            self._grads.detach(),
+            self._margins.detach(),
+            self._logit_scale.detach(),
+        )
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         """Per-row Hessian-vector products ``H_row v_row`` for ``v`` of shape ``(rows, d)``."""
@@ -152,7 +154,9 @@ def value_bounds(state: RitzState, method: str, dim: int) -> tuple[torch.Tensor,
     return lower, upper
 
 
-def batch_max_rule(groups: torch.Tensor, floor: torch.Tensor, method: str, dim: int) -> Callable[[RitzState], torch.Tensor]:
+def batch_max_rule(
+    groups: torch.Tensor, floor: torch.Tensor, method: str, dim: int
+) -> Callable[[RitzState], torch.Tensor]:
     """``may_stop`` for Lanczos when only each group's maximum value is used (the batch maxima).
 
     ``groups[row]`` is the row's group; ``floor[g]`` a value group ``g``
@@ -254,4 +258,13 @@ def margin_curvatures(
     return hessians, estimate
 
 
-__all__ = ["CurvatureEstimate", "MarginHessians", "FAILURE_PROBABILITY", "batch_max_rule", "hessian_curvature", "krylov_slack", "margin_curvatures", "value_bounds"]
+__all__ = [
+    "CurvatureEstimate",
+    "MarginHessians",
+    "FAILURE_PROBABILITY",
+    "batch_max_rule",
+    "hessian_curvature",
+    "krylov_slack",
+    "margin_curvatures",
+    "value_bounds",
+]

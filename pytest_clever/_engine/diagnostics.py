@@ -14,13 +14,13 @@ live on :class:`~pytest_clever.stats.results.TargetScore`.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
-from pytest_clever.errors import GradientMaskingError, NotTwiceDifferentiableError, see
-from pytest_clever._engine.gradients import input_reaches_output
+from pytest_clever._engine.gradients import Model, input_reaches_output
 from pytest_clever._engine.maxima import SampleMaxima
+from pytest_clever.errors import GradientMaskingError, NotTwiceDifferentiableError, see
 from pytest_clever.stats.results import TargetScore
 
 #: Share of sampled points with all-zero gradients that signals masking.
@@ -39,7 +39,7 @@ BPDA_FIX = (
 )
 
 
-def check_masking(sampled: SampleMaxima, model: Callable, x0: torch.Tensor) -> None:
+def check_masking(sampled: SampleMaxima, model: Model, x0: torch.Tensor) -> None:
     """Raise :class:`GradientMaskingError` when the sampled gradients cannot be trusted.
 
     Any non-finite gradient poisons the batch maxima, so it is fatal at any
@@ -51,8 +51,7 @@ def check_masking(sampled: SampleMaxima, model: Callable, x0: torch.Tensor) -> N
             f"margin gradients are NaN or infinite at {sampled.nonfinite_share:.0%} of the sampled "
             "points: the model (or an input transform) is not differentiable there -- e.g. sqrt, "
             "log or a division at 0, a custom autograd function, or a transform that returns NaN. "
-            "CLEVER cannot estimate a Lipschitz constant from them"
-            + see("Troubleshooting") + "." + BPDA_FIX
+            "CLEVER cannot estimate a Lipschitz constant from them" + see("Troubleshooting") + "." + BPDA_FIX
         )
     if sampled.zero_share >= MASKED_SHARE and sampled.margin_varies:
         evidence = (
@@ -74,7 +73,9 @@ def check_masking(sampled: SampleMaxima, model: Callable, x0: torch.Tensor) -> N
             )
         raise GradientMaskingError(
             f"{evidence}: {cause} CLEVER would report a meaningless, too large score"
-            + see("Troubleshooting") + "." + BPDA_FIX
+            + see("Troubleshooting")
+            + "."
+            + BPDA_FIX
         )
 
 
@@ -99,7 +100,11 @@ def check_twice_differentiable(
             f"{hessian_nonfinite_share:.0%} of the sampled points: second-order CLEVER "
             "needs a twice-differentiable model (softplus, tanh, GELU, SiLU); use order=1"
         )
-    flat = [(j, c, s) for j, c, s in zip(targets, gradient_change, spectral_max) if c > 0 and s <= FLAT_HESSIAN_RATIO * c]
+    flat = [
+        (j, c, s)
+        for j, c, s in zip(targets, gradient_change, spectral_max, strict=True)
+        if c > 0 and s <= FLAT_HESSIAN_RATIO * c
+    ]
     if flat:
         j, c, s = flat[0]
         raise NotTwiceDifferentiableError(
@@ -136,7 +141,8 @@ def score_notes(per_target: dict[int, TargetScore], deciding: int, *, radius: fl
             f"target {deciding}: no trustworthy Weibull fit ({s.fit_reason}); the sample maximum "
             f"{estimate:.4g} was used as {what} estimate (the score may be too high"
             + (f", down to {s.interval[0]:.4g}" if s.interval is not None else "")
-            + ": raise n_batches/batch_size)" + see("Troubleshooting")
+            + ": raise n_batches/batch_size)"
+            + see("Troubleshooting")
         )
     elif s.weak:
         of = " of the curvature" if order == 2 else ""

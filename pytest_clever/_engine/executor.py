@@ -30,16 +30,25 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
-from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Sequence
+from concurrent.futures import (
+    BrokenExecutor,
+    CancelledError,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    as_completed,
+)
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
-from pytest_clever.errors import CleverError, CleverWarning, ExecutorError, InvalidInputError
-from pytest_clever._engine.model_state import borrowed_model, find_modules
+from pytest_clever._engine.model_state import Model, borrowed_model, find_modules
 from pytest_clever._engine.numerics import exact_float32
+from pytest_clever.errors import CleverError, CleverWarning, ExecutorError, InvalidInputError
 
 #: Exceptions (by class name, so that no cluster library is imported) meaning the
 #: worker running a task died or left, not that scoring the input failed.
@@ -58,11 +67,11 @@ CACHE_SIZE = 2
 
 # -- in the worker ----------------------------------------------------------------------
 
-_cache: OrderedDict[tuple[str, str], Callable] = OrderedDict()
+_cache: OrderedDict[tuple[str, str], Model] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _cached_model(key: str, path: str | None, data: bytes | None, device: torch.device) -> Callable:
+def _cached_model(key: str, path: str | None, data: bytes | None, device: torch.device) -> Model:
     """The model with content hash ``key`` on ``device``, deserialised on first use in this process."""
     with _cache_lock:  # threads of one worker share the model, and load it once
         entry = (key, str(device))
@@ -72,6 +81,7 @@ def _cached_model(key: str, path: str | None, data: bytes | None, device: torch.
         if path is not None:
             with open(path, "rb") as f:
                 data = f.read()
+        assert data is not None, "a task carries the model's file or its bytes"
         model = torch.load(io.BytesIO(data), map_location=device, weights_only=False)
         # Every module the callable uses (a Module, or one inside a lambda/partial/method) is
         # prepared for good: borrowed_model then restores these same flags, so concurrent
@@ -90,12 +100,10 @@ class _RawInput:
     """An input as its raw bytes, dtype and shape: how inputs travel to the workers.
 
     A tensor sent as itself costs far more: to a process pool it goes through
-    torch's shared-memory reductions (file-descriptor passing, ~1.5 ms per
-    task), and unpickling a tensor runs ``torch.load`` (~0.3 ms); these bytes
-    cost microseconds. Measured with ``benchmarks/bench_executor.py`` on a
-    13 ms input: executor overhead 12.6% with tensors, a median 3.6% with bytes. The
-    values are on the CPU: the worker's scoring moves the input to the device,
-    as the serial path does.
+    torch's shared-memory reductions (file-descriptor passing per task), and
+    unpickling a tensor runs ``torch.load``; these bytes cost microseconds
+    (measured in ``benchmarks/bench_executor.py``). The values are on the CPU:
+    the worker's scoring moves the input to the device, as the serial path does.
     """
 
     data: bytes
@@ -103,7 +111,7 @@ class _RawInput:
     shape: tuple[int, ...]
 
     @classmethod
-    def of(cls, x: torch.Tensor) -> "_RawInput":
+    def of(cls, x: torch.Tensor) -> _RawInput:
         x = x.detach().cpu().resolve_conj().resolve_neg().contiguous()
         return cls(x.reshape(-1).view(torch.uint8).numpy().tobytes(), x.dtype, tuple(x.shape))
 
@@ -114,8 +122,14 @@ class _RawInput:
 
 
 def _score_task(
-    key: str, path: str | None, data: bytes | None, device: torch.device, score: Callable,
-    raw: _RawInput, label: int | None, seed: int,
+    key: str,
+    path: str | None,
+    data: bytes | None,
+    device: torch.device,
+    score: Callable,
+    raw: _RawInput,
+    label: int | None,
+    seed: int,
 ) -> Any:
     """One input, in a worker: what the serial loop does for it."""
     x = raw.tensor()
@@ -127,13 +141,15 @@ def _score_task(
 # -- in the caller ----------------------------------------------------------------------
 
 
-def serialise_model(model: Callable) -> bytes:
+def serialise_model(model: Model) -> bytes:
     """The model as bytes (``torch.save``), or :class:`ExecutorError` saying how to make it shippable."""
     buffer = io.BytesIO()
     try:
         torch.save(model, buffer)
     except Exception as exc:  # PicklingError, AttributeError (local objects), TypeError (modules, locks)
-        raise ExecutorError(f"cannot send the model to the executor's workers ({type(exc).__name__}: {exc}): {PICKLE_FIX}") from exc
+        raise ExecutorError(
+            f"cannot send the model to the executor's workers ({type(exc).__name__}: {exc}): {PICKLE_FIX}"
+        ) from exc
     return buffer.getvalue()
 
 
@@ -145,7 +161,7 @@ def _dask_client(executor: Executor) -> Any | None:
 
 
 #: Dask clients whose workers' malloc settings were checked (once per client).
-_malloc_checked: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_malloc_checked: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _malloc_environment() -> tuple[str | None, str | None]:
@@ -159,13 +175,13 @@ def slow_malloc_workers(environments: dict[str, tuple[str | None, str | None]]) 
 
 
 def _check_dask_malloc(client: Any, device: torch.device) -> None:
-    """Warn once per client when CPU scoring would run ~1.5x slower for dask's malloc setting (docs/cluster.md)."""
+    """Warn once per client when CPU scoring would run slower for dask's malloc setting (docs/cluster.md)."""
     if device.type != "cpu" or client in _malloc_checked:
         return
     _malloc_checked.add(client)
     try:
         environments = client.run(_malloc_environment)
-    except Exception:  # only a performance hint: a cluster that refuses client.run scores all the same
+    except Exception:  # noqa: BLE001 - only a performance hint: a cluster that refuses client.run scores all the same
         return
     slow = slow_malloc_workers(environments)
     if slow:
@@ -211,12 +227,15 @@ def _failure(index: int, exc: BaseException) -> CleverError:
 
 
 def _run_round(
-    submit: Callable[[int], Future], indices: Sequence[int], results: dict[int, Any],
+    submit: Callable[[int], Future],
+    indices: Sequence[int],
+    results: dict[int, Any],
     on_result: Callable[[int], None] | None = None,
 ) -> list[int]:
-    """Submit ``indices``, fill ``results`` (calling ``on_result(i)`` as each arrives); return the inputs lost with their worker.
+    """Submit ``indices`` and fill ``results``, calling ``on_result(i)`` as each arrives.
 
-    The first input that fails for another reason cancels the rest and raises.
+    Returns the inputs lost with their worker; the first input that fails for another reason cancels the rest
+    and raises.
     """
     futures: dict[Future, int] = {}
     lost: list[int] = []
@@ -247,7 +266,7 @@ def _run_round(
 
 def score_on_executor(
     executor: Executor,
-    model: Callable,
+    model: Model,
     inputs: Sequence[torch.Tensor],
     labels: Sequence[int | None],
     seeds: Sequence[int],
@@ -307,7 +326,7 @@ def executor_from_spec(spec: str) -> Executor:
     if spec.startswith("dask://"):
         from distributed import Client  # only when asked for: the plugin never imports dask otherwise
 
-        address = spec[len("dask://"):]
+        address = spec[len("dask://") :]
         client = Client(address if "://" in address else "tcp://" + address)
         executor, close = client.get_executor(), client.close
     else:
@@ -318,7 +337,9 @@ def executor_from_spec(spec: str) -> Executor:
             raise ExecutorError(f"executor {spec!r}: cannot import {name} from {module}: {exc}") from exc
         executor = factory()
         if not isinstance(executor, Executor):
-            raise ExecutorError(f"executor {spec!r}: {name}() returned {type(executor).__name__}, not a concurrent.futures.Executor")
+            raise ExecutorError(
+                f"executor {spec!r}: {name}() returned {type(executor).__name__}, not a concurrent.futures.Executor"
+            )
         close = executor.shutdown
     _open[spec] = (executor, close)
     return executor

@@ -19,19 +19,19 @@ per device: ``same_bits_when_the_chunk_grows``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
-from pytest_clever.core import progress
-from pytest_clever.stats.evt import endpoint_bracket, fit_endpoint
 from pytest_clever._engine.gradients import margin_gradient_norms, targets_per_pass
-from pytest_clever._engine.memory import bytes_per_row
 from pytest_clever._engine.maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, sample_maxima
+from pytest_clever._engine.memory import bytes_per_row
+from pytest_clever.core import progress
 from pytest_clever.core.norms import dual_norm
-from pytest_clever.stats.results import TargetScore
 from pytest_clever.core.validation import Settings
+from pytest_clever.stats.evt import endpoint_bracket, fit_endpoint
+from pytest_clever.stats.results import TargetScore
 
 #: Working copies per point, target alive at once and input element: the gradients and their autograd buffers.
 GRADIENT_COPIES = 2
@@ -113,7 +113,7 @@ def score_targets(
     radius = settings.radius
     # The score falls as L grows (margins at x0 are >= 0 for the predicted class);
     # a negative or NaN margin gets no bound and is always fitted.
-    floor = [_score(m, h, radius) if m >= 0 else -math.inf for m, h in zip(margins, highest.tolist())]
+    floor = [_score(m, h, radius) if m >= 0 else -math.inf for m, h in zip(margins, highest.tolist(), strict=True)]
     order = sorted(range(len(targets)), key=lambda t: (floor[t], targets[t]))
     best = math.inf
     per_target: dict[int, TargetScore] = {}
@@ -121,9 +121,18 @@ def score_targets(
         j = targets[t]
         if floor[t] > best:  # strictly: an equal score could still win the tie on the class index
             per_target[j] = TargetScore(
-                target=j, score=floor[t], margin=margins[t], lipschitz=float(highest[t]),
-                lipschitz_lower_bound=lower[t], sample_max=float(maxima[:, t].max()), fit_method=UNFITTED,
-                shape=math.nan, loc=math.nan, scale=math.nan, ks_statistic=math.nan, ks_pvalue=math.nan,
+                target=j,
+                score=floor[t],
+                margin=margins[t],
+                lipschitz=float(highest[t]),
+                lipschitz_lower_bound=lower[t],
+                sample_max=float(maxima[:, t].max()),
+                fit_method=UNFITTED,
+                shape=math.nan,
+                loc=math.nan,
+                scale=math.nan,
+                ks_statistic=math.nan,
+                ks_pvalue=math.nan,
                 fit_reason=f"not fitted: cannot decide the minimum (score >= {floor[t]:.6g} > {best:.6g})",
             )
             continue

@@ -13,13 +13,13 @@ number of targets. It takes the targets one backward pass at a time (a loop
 over a retained graph) or ``block`` at a time through one batched
 vector-Jacobian product (``is_grads_batched=True``, vmap over the backward
 pass); :func:`targets_per_pass` is the measured rule choosing between them
-(numbers in benchmarks/bench_many_classes.py's docstring). Both give the same
+(measured in benchmarks/bench_many_classes.py). Both give the same
 bits on CPU (checked in tests/test_many_classes.py).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -51,11 +51,8 @@ def margin_gradients(
 
 
 #: On CPU, batched products pay off only for many targets of a small input, where each backward
-#: pass is dominated by per-call overhead. Measured (1 thread, 2 shared cores, the small conv net of
-#: benchmarks/bench_many_classes.py, chunks sized by memory as chunk_size_for does): 3x32x32, K=1000:
-#: loop 12.1/9.6 s, blocks of 8 10.2/7.8 s, of 32 9.9/8.0 s (two rounds); 3x32x32, K=300: loop 3.5-3.8 s,
-#: blocks of 8 3.2 s, of 32 4.6 s (a tie within the noise); 3x64x64 and 3x112x112, K=300, and
-#: 3x224x224, K=300: the loop fastest (blocks of 32: +15% to +40%).
+#: pass is dominated by per-call overhead; on larger inputs, or with fewer targets, the loop is
+#: as fast or faster (measured in benchmarks/bench_many_classes.py, chunks sized by memory).
 CPU_BATCHED_FROM = 500
 #: ... and at most this many input elements (3x32x32).
 CPU_BATCHED_MAX_ELEMENTS = 3 * 32 * 32
@@ -66,9 +63,9 @@ CPU_TARGET_BLOCK = 8
 def targets_per_pass(n_targets: int, x0: torch.Tensor) -> int:
     """How many margin gradients one backward pass computes for inputs like ``x0``: 1 (the loop) or a block.
 
-    On accelerators the loop, until measured otherwise (``bench_many_classes.py
-    --device cuda`` reports both paths): a batched pass needs ``block`` times
-    the memory, so the memory-sized chunk shrinks by as much.
+    On accelerators the loop (``bench_many_classes.py --device cuda`` reports
+    both paths): a batched pass needs ``block`` times the memory, so the
+    memory-sized chunk shrinks by as much.
     """
     small = x0.numel() <= CPU_BATCHED_MAX_ELEMENTS
     if x0.device.type == "cpu" and n_targets >= CPU_BATCHED_FROM and small:

@@ -6,12 +6,13 @@ The torch-free checks of settings live in :mod:`pytest_clever.core.validation`.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from pytest_clever.errors import CleverWarning, InvalidInputError, MisclassifiedInputError, ModelError, see
+from pytest_clever._engine.model_state import Model
 from pytest_clever.core.validation import as_class_index
+from pytest_clever.errors import CleverWarning, InvalidInputError, MisclassifiedInputError, ModelError, see
 
 
 def as_input_tensor(x: Any) -> torch.Tensor:
@@ -29,7 +30,9 @@ def as_input_tensor(x: Any) -> torch.Tensor:
             "x.float() and scale it to the model's input range"
         )
     if x.numel() == 0:
-        raise InvalidInputError(f"x is empty (shape {tuple(x.shape)}): pass one input, e.g. an image of shape (C, H, W)")
+        raise InvalidInputError(
+            f"x is empty (shape {tuple(x.shape)}): pass one input, e.g. an image of shape (C, H, W)"
+        )
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).sum())
         raise InvalidInputError(f"x contains {bad} NaN or infinite value(s)")
@@ -48,15 +51,14 @@ def check_in_bounds(x: torch.Tensor, bounds: tuple[float, float] | None) -> None
         )
 
 
-def _call(model: Callable, batch: torch.Tensor) -> torch.Tensor:
+def _call(model: Model, batch: torch.Tensor) -> torch.Tensor:
     given = batch.clone()  # the model gets a copy: the user's x is never changed
     try:
         with torch.no_grad():
             out = model(given)
     except Exception as exc:
         raise ModelError(
-            f"the model raised {type(exc).__name__} when called on a batch of shape "
-            f"{tuple(batch.shape)}: {exc}"
+            f"the model raised {type(exc).__name__} when called on a batch of shape {tuple(batch.shape)}: {exc}"
         ) from exc
     if not isinstance(out, torch.Tensor):
         raise InvalidInputError(
@@ -79,14 +81,12 @@ def _check_logits(out: torch.Tensor, batch: int, shape: tuple[int, ...]) -> None
             f"shape {shape} it returned shape {tuple(out.shape)}"
         )
     if out.shape[1] < 2:
-        raise InvalidInputError(
-            f"the model returns {out.shape[1]} class score(s); CLEVER needs at least 2 classes"
-        )
+        raise InvalidInputError(f"the model returns {out.shape[1]} class score(s); CLEVER needs at least 2 classes")
     if not torch.isfinite(out).all():
         raise InvalidInputError("the model returned NaN or infinite logits for x")
 
 
-def resolve_single_input(model: Callable, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def resolve_single_input(model: Model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(x0, logits0)``: the single input without batch dimension and its logits ``(K,)``.
 
     ``x`` is one batch element; an explicit leading batch dimension of 1 is
@@ -127,7 +127,7 @@ def resolve_single_input(model: Callable, x: torch.Tensor) -> tuple[torch.Tensor
 
 
 def check_rows_independent(
-    model: Callable, x0: torch.Tensor, logits0: torch.Tensor, radius: float, bounds: tuple[float, float] | None
+    model: Model, x0: torch.Tensor, logits0: torch.Tensor, radius: float, bounds: tuple[float, float] | None
 ) -> None:
     """Reject a model whose logits for one input depend on the other inputs of its batch.
 
@@ -171,8 +171,7 @@ def warn_if_probabilities(logits0: torch.Tensor) -> None:
         warnings.warn(
             "the model's outputs look like probabilities (in [0, 1], summing to 1): CLEVER is "
             "defined on logits. Scores of softmax outputs are valid for the probability margin "
-            "but not comparable with logit scores; drop the final softmax to score the logits"
-            + see("Troubleshooting"),
+            "but not comparable with logit scores; drop the final softmax to score the logits" + see("Troubleshooting"),
             CleverWarning,
             stacklevel=5,
         )
@@ -206,7 +205,5 @@ def check_prediction(logits0: torch.Tensor, label: Any, target: Any) -> int:
             raise InvalidInputError(f"target must be a class index in [0, {k}), got {target!r}")
         target = index
         if int(target) == predicted:
-            raise InvalidInputError(
-                f"target {target} is the predicted class; a targeted score needs another class"
-            )
+            raise InvalidInputError(f"target {target} is the predicted class; a targeted score needs another class")
     return predicted

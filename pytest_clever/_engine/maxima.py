@@ -18,15 +18,15 @@ synchronisation inside the loop).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
-from pytest_clever.errors import CleverError, ModelError
 from pytest_clever._engine.sampling import sample_ball
 from pytest_clever.core.seeds import derive_seed
 from pytest_clever.core.validation import Settings
+from pytest_clever.errors import CleverError, ModelError
 
 #: Points per chunk on CPU (fastest measured for small nets).
 CPU_CHUNK = 1024
@@ -236,7 +236,7 @@ def sample_maxima(
             chunk = statistic(points, start)
         except CleverError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure of the user's model, named with its batch
+        except Exception as exc:  # any failure of the user's model, named with its batch
             raise _model_failed(exc, n, tuple(points.shape)) from exc
         mutated |= (points != drawn).any()
         points = drawn

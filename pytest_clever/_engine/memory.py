@@ -13,7 +13,8 @@ temporaries.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -57,7 +58,9 @@ def _row_pass(model: Model, rows: torch.Tensor, predicted: int, targets: torch.T
     margins = logits[index, predicted] - logits[index, targets]
     (grads,) = torch.autograd.grad(margins.sum(), rows, create_graph=order == 2, allow_unused=True)
     if order == 2 and grads is not None and grads.requires_grad:  # one Hessian-vector product
-        (hv,) = torch.autograd.grad(grads, rows, grad_outputs=torch.ones_like(grads), retain_graph=True, allow_unused=True)
+        (hv,) = torch.autograd.grad(
+            grads, rows, grad_outputs=torch.ones_like(grads), retain_graph=True, allow_unused=True
+        )
         return grads, hv
     return grads
 
@@ -74,7 +77,7 @@ def bytes_per_row(model: Model, x0: torch.Tensor, predicted: int, targets: Seque
 
     def probe(n: int) -> int:
         rows = x0.detach().unsqueeze(0).expand(n, *x0.shape).clone()
-        run = lambda: _row_pass(model, rows, predicted, target_rows[:n], order)  # noqa: E731
+        run = functools.partial(_row_pass, model, rows, predicted, target_rows[:n], order)
         return _peak_bytes(run, device) if device.type == "cuda" else _saved_bytes(run)
 
     try:

@@ -21,12 +21,16 @@ import functools
 import inspect
 import types
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from pytest_clever.errors import CleverError, CleverWarning, InvalidInputError
+
+#: What the engine scores: a batch of inputs in, a batch of logits out (an ``nn.Module`` or any callable).
+Model = Callable[[torch.Tensor], torch.Tensor]
 
 # Layers whose output depends on the train flag (and would couple the samples of a batch).
 _MODE_DEPENDENT = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
@@ -34,7 +38,7 @@ _MODE_DEPENDENT = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd
 SEARCH_DEPTH = 3
 
 
-def find_modules(model: Callable) -> tuple[list[nn.Module], bool]:
+def find_modules(model: Model) -> tuple[list[nn.Module], bool]:
     """The ``nn.Module`` objects ``model`` calls, and whether the search saw everything it could hold.
 
     Looks into closure cells, default arguments and the global names of
@@ -97,7 +101,9 @@ def find_modules(model: Callable) -> tuple[list[nn.Module], bool]:
 def _may_hold_modules(obj: Any) -> bool:
     if isinstance(obj, (type, types.ModuleType, str, bytes, int, float, torch.Tensor)) or obj is None:
         return False
-    return isinstance(obj, nn.Module) or callable(obj) or isinstance(obj, (list, tuple, dict)) or hasattr(obj, "__dict__")
+    return (
+        isinstance(obj, nn.Module) or callable(obj) or isinstance(obj, (list, tuple, dict)) or hasattr(obj, "__dict__")
+    )
 
 
 def _tensors(modules: list[nn.Module]) -> tuple[list[nn.Parameter], list[torch.Tensor]]:
@@ -114,7 +120,7 @@ def _tensors(modules: list[nn.Module]) -> tuple[list[nn.Parameter], list[torch.T
     return params, buffers
 
 
-def model_device_and_dtype(model: Callable) -> tuple[torch.device | None, torch.dtype | None]:
+def model_device_and_dtype(model: Model) -> tuple[torch.device | None, torch.dtype | None]:
     """Device and floating dtype of the first parameter or buffer of the model's modules, if it has any."""
     params, buffers = _tensors(find_modules(model)[0])
     device, dtype = None, None
@@ -125,7 +131,7 @@ def model_device_and_dtype(model: Callable) -> tuple[torch.device | None, torch.
     return device, dtype
 
 
-def check_model_tensors(model: Callable) -> None:
+def check_model_tensors(model: Model) -> None:
     """Reject weights autograd cannot use: on the ``meta`` device (no data) or created under ``inference_mode``."""
     params, buffers = _tensors(find_modules(model)[0])
     if any(t.is_meta for t in [*params, *buffers]):
@@ -145,12 +151,12 @@ def check_model_tensors(model: Callable) -> None:
         )
 
 
-def _describe(model: Callable) -> str:
+def _describe(model: Model) -> str:
     return getattr(model, "__qualname__", None) or type(model).__name__
 
 
 @contextlib.contextmanager
-def borrowed_model(model: Callable, device: torch.device | None = None) -> Iterator[Callable]:
+def borrowed_model(model: Model, device: torch.device | None = None) -> Iterator[Model]:
     """Yield ``model`` prepared for input-gradient computations; restore it (and the modules it uses) afterwards."""
     roots, complete = find_modules(model)
     if not roots and not complete:
@@ -172,7 +178,8 @@ def borrowed_model(model: Callable, device: torch.device | None = None) -> Itera
     buffers = [(b, b.detach().clone()) for b in all_buffers]
     devices = [next(iter([*r.parameters(), *r.buffers()]), None) for r in roots]
     moved = [
-        (root, tensor.device) for root, tensor in zip(roots, devices)
+        (root, tensor.device)
+        for root, tensor in zip(roots, devices, strict=True)
         if device is not None and tensor is not None and tensor.device != device
     ]
 
@@ -212,12 +219,12 @@ def borrowed_model(model: Callable, device: torch.device | None = None) -> Itera
 
         mutated = attempt("buffers", lambda: _restore_buffers(buffers))
         for root, original in moved:
-            attempt(f"device {original}", lambda root=root, original=original: root.to(original))
-        for m, flag in zip(modules, train_flags):
+            attempt(f"device {original}", functools.partial(root.to, original))
+        for m, flag in zip(modules, train_flags, strict=True):
             m.training = flag
-        for p, flag, grad in zip(params, requires_grad, grads):
-            attempt("requires_grad", lambda p=p, flag=flag: p.requires_grad_(flag))
-            attempt(".grad", lambda p=p, grad=grad: setattr(p, "grad", grad))
+        for p, flag, grad in zip(params, requires_grad, grads, strict=True):
+            attempt("requires_grad", functools.partial(p.requires_grad_, flag))
+            attempt(".grad", functools.partial(setattr, p, "grad", grad))
         if failed:
             message = "pytest-clever could not restore part of the model's state: " + "; ".join(sorted(set(failed)))
             if error is not None:

@@ -1,26 +1,24 @@
 """Exact float32 numerics while scoring: reduced-precision float32 math off for the call, restored afterwards.
 
 On Ampere and newer GPUs PyTorch runs float32 convolutions in TF32 by default
-(``torch.backends.cudnn.conv.fp32_precision == "tf32"``, legacy
-``torch.backends.cudnn.allow_tf32``), matmuls too when the user asks for it,
-and oneDNN on CPU can be told to use bf16 or TF32 for float32: ~10 bits of
-mantissa or fewer, which moves scores by far more than rounding and would
-make them depend on a global flag that any other test may flip. Scoring
-therefore sets every float32 precision it knows to IEEE and restores the
-caller's settings on exit, so a seed reproduces the same score whatever the
-session set. (A faster TF32 mode could be offered later as an explicit,
-recorded option; it is never silent.) Autocast and channels_last are never
-applied by us.
+(``torch.backends.cudnn.conv.fp32_precision == "tf32"``), matmuls too when the
+user asks for it, and oneDNN on CPU can be told to use bf16 or TF32 for
+float32: ~10 bits of mantissa or fewer, which moves scores by far more than
+rounding and would make them depend on a global flag that any other test may
+flip. Scoring therefore sets every float32 precision it knows to IEEE and
+restores the caller's settings on exit, so a seed reproduces the same score
+whatever the session set. Autocast and channels_last are never applied either.
 
-PyTorch >= 2.9 has the ``fp32_precision`` settings and refuses to mix them
-with the legacy ``allow_tf32`` flags, so the new ones are used where present.
+Only the ``fp32_precision`` settings are touched: PyTorch refuses to mix them
+with the legacy ``allow_tf32`` flags.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -37,7 +35,7 @@ def _backend(path: str) -> Any:
 
 #: Scoring calls in flight in this process (threads of an executor worker score concurrently):
 #: the first one in sets the global flags, the last one out restores them. Nested or
-#: interleaved save/restore pairs would otherwise leave a mix of settings behind (seen:
+#: interleaved save/restore pairs would otherwise leave a mix of settings behind (e.g.
 #: cuDNN conv and RNN precisions differing, which PyTorch then refuses to read).
 _lock = threading.Lock()
 _depth = 0
@@ -50,7 +48,7 @@ def exact_float32() -> Iterator[None]:
 
     cuDNN picks convolution algorithms by benchmarking and some of its backward
     kernels accumulate with atomics, so without ``deterministic`` the same seed
-    gave scores differing in the 6th digit on an H200. Re-entrant and
+    could give scores that differ in their last digits on a GPU. Re-entrant and
     thread-safe: concurrent blocks share one save and one restore.
     """
     global _depth, _restore
@@ -84,24 +82,16 @@ def _deterministic_cudnn() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _ieee_float32() -> Iterator[None]:
-    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
-        backends = [b for b in map(_backend, _PRECISION_SETTINGS) if hasattr(b, "fp32_precision")]
-        saved: list[tuple[Any, str]] = [(b, b.fp32_precision) for b in backends]
-        try:
-            for backend in backends:
-                backend.fp32_precision = "ieee"
-            yield
-        finally:
-            for backend, value in saved:
-                backend.fp32_precision = value
-        return
-    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn  # PyTorch < 2.9
-    legacy = (matmul.allow_tf32, cudnn.allow_tf32)
-    matmul.allow_tf32, cudnn.allow_tf32 = False, False
+    # A backend this build lacks (e.g. a oneDNN path) has no setting to change.
+    backends = [b for b in map(_backend, _PRECISION_SETTINGS) if hasattr(b, "fp32_precision")]
+    saved: list[tuple[Any, str]] = [(b, b.fp32_precision) for b in backends]
     try:
+        for backend in backends:
+            backend.fp32_precision = "ieee"
         yield
     finally:
-        matmul.allow_tf32, cudnn.allow_tf32 = legacy
+        for backend, value in saved:
+            backend.fp32_precision = value
 
 
 def float32_settings() -> dict[str, str]:

@@ -31,21 +31,24 @@ def sample_ball_deltas(
     ``R * U**(1/d)``; Linf: every coordinate uniform in ``[-R, R]``.
     """
     d = math.prod(shape)
-    kw = {"generator": generator, "dtype": dtype, "device": device}
+
+    def uniform(*size: int) -> torch.Tensor:
+        return torch.rand(*size, generator=generator, dtype=dtype, device=device)
+
     if math.isinf(norm):
-        deltas = (torch.rand(n, d, **kw) * 2.0 - 1.0) * radius
+        deltas = (uniform(n, d) * 2.0 - 1.0) * radius
     else:
         if norm == 2.0:
-            direction = torch.randn(n, d, **kw)
+            direction = torch.randn(n, d, generator=generator, dtype=dtype, device=device)
         elif norm == 1.0:
             # -log(U) is Exp(1); random signs make it symmetric.
-            magnitude = -torch.log1p(-torch.rand(n, d, **kw))
+            magnitude = -torch.log1p(-uniform(n, d))
             signs = torch.randint(0, 2, (n, d), generator=generator, device=device)
             direction = magnitude * (signs.to(dtype) * 2.0 - 1.0)
         else:  # pragma: no cover - parse_norm guarantees 1, 2 or inf
             raise ValueError(f"unsupported norm {norm}")
         direction = direction / torch.linalg.vector_norm(direction, ord=norm, dim=1, keepdim=True)
-        radii = radius * torch.rand(n, 1, **kw).pow(1.0 / d)
+        radii = radius * uniform(n, 1).pow(1.0 / d)
         deltas = direction * radii
     return deltas.reshape(n, *shape)
 
@@ -63,9 +66,7 @@ def sample_ball(
     Clipping moves every coordinate towards ``x0`` (which lies inside the
     bounds), so clipped points stay inside the ball.
     """
-    deltas = sample_ball_deltas(
-        n, x0.shape, norm, radius, generator, dtype=x0.dtype, device=x0.device
-    )
+    deltas = sample_ball_deltas(n, x0.shape, norm, radius, generator, dtype=x0.dtype, device=x0.device)
     points = x0.unsqueeze(0) + deltas
     if bounds is not None:
         points = points.clamp_(bounds[0], bounds[1])

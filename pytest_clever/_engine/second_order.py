@@ -14,23 +14,31 @@ target and computes the radius.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
 from pytest_clever._engine.curvature import margin_curvatures
 from pytest_clever._engine.diagnostics import check_twice_differentiable
-from pytest_clever.core import progress
-from pytest_clever.stats.evt import fit_endpoint
-from pytest_clever._engine.gradients import margin_gradients
+from pytest_clever._engine.gradients import Model, margin_gradients
 from pytest_clever._engine.lanczos import MAX_STEPS
+from pytest_clever._engine.maxima import (
+    ChunkValues,
+    Problem,
+    SampleMaxima,
+    default_chunk_size,
+    masked_max,
+    rounding,
+    sample_maxima,
+)
 from pytest_clever._engine.memory import bytes_per_row
-from pytest_clever._engine.maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, masked_max, rounding, sample_maxima
-from pytest_clever.core.norms import dual_norm
-from pytest_clever.stats.results import TargetScore, second_order_radius
 from pytest_clever._engine.sampling import point_generators
+from pytest_clever.core import progress
+from pytest_clever.core.norms import dual_norm
 from pytest_clever.core.validation import Settings
+from pytest_clever.stats.evt import fit_endpoint
+from pytest_clever.stats.results import TargetScore, second_order_radius
 
 #: Input-sized tensors per row besides the Lanczos basis (start vector, products, gradients).
 HESSIAN_COPIES = 8
@@ -91,8 +99,17 @@ class CurvatureSamples:
 class _CurvatureChunks:
     """The per-chunk statistic of second order, keeping its own lower bounds across chunks."""
 
-    def __init__(self, model: Callable, x0: torch.Tensor, margins0: torch.Tensor, predicted: int,
-                 targets: Sequence[int], method: str, seed: int, settings: Settings) -> None:
+    def __init__(
+        self,
+        model: Model,
+        x0: torch.Tensor,
+        margins0: torch.Tensor,
+        predicted: int,
+        targets: Sequence[int],
+        method: str,
+        seed: int,
+        settings: Settings,
+    ) -> None:
         self.model, self.x0, self.margins0 = model, x0, margins0
         # Only batch maxima are fitted: Lanczos stops rows that cannot be their (batch, target)'s
         # maximum, given what earlier chunks of the batch reached (``best``); chunks arrive in order.
@@ -116,8 +133,14 @@ class _CurvatureChunks:
         # One generator per point: the Lanczos start vectors do not depend on the chunking.
         generators = point_generators(self.seed, first, n, points.device)
         hessians, estimate = margin_curvatures(
-            self.model, points, self.predicted, self.targets, method=self.method, generator=generators,
-            groups=groups, floor=self.best,
+            self.model,
+            points,
+            self.predicted,
+            self.targets,
+            method=self.method,
+            generator=generators,
+            groups=groups,
+            floor=self.best,
         )
         self.best.scatter_reduce_(0, groups, estimate.value.nan_to_num(nan=0.0), "amax")
         self.steps = max(self.steps, estimate.steps)
@@ -154,7 +177,7 @@ class _CurvatureChunks:
 
 def sample_targets(problem: Problem, settings: Settings, *, curvature: str = "spectral") -> CurvatureSamples:
     """Batch maxima of the margins' curvature over ``n_batches * batch_size`` sampled points, every target at once."""
-    x0, n_targets = problem.x0, len(problem.targets)
+    x0 = problem.x0
     chunks = _CurvatureChunks(
         problem.model, x0, problem.margins0, problem.predicted, problem.targets, curvature, problem.seed, settings
     )

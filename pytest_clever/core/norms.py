@@ -31,9 +31,7 @@ def parse_norm(norm: object) -> float:
             return float(norm)
     elif isinstance(norm, str) and norm.strip().lower() in _ALIASES:
         return _ALIASES[norm.strip().lower()]
-    raise InvalidInputError(
-        f"unknown norm {norm!r}: use 1, 2 or inf (or 'l1', 'l2', 'linf')"
-    )
+    raise InvalidInputError(f"unknown norm {norm!r}: use 1, 2 or inf (or 'l1', 'l2', 'linf')")
 
 
 def dual_norm(p: float) -> float:

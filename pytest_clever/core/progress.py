@@ -26,11 +26,12 @@ import contextlib
 import contextvars
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator, TextIO, Union
+from typing import Any, TextIO
 
 #: What ``progress=`` accepts: False/None (silent), True (stderr line) or a callable taking events.
-ProgressSetting = Union[bool, None, Callable[["ProgressEvent"], None]]
+ProgressSetting = bool | None | Callable[["ProgressEvent"], None]
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class _Tracker:
         self.event = ProgressEvent("start", 0, 0, inputs_total, 0, points_total, 0, 0.0, None, None)
         self.input_started = self.started
 
-    def _emit(self, stage: str, **changes: object) -> None:
+    def _emit(self, stage: str, **changes: Any) -> None:
         now = time.perf_counter()
         event = replace(self.event, stage=stage, elapsed=now - self.started, **changes)
         self.event = replace(event, remaining_s=self._remaining(event, now))
@@ -100,8 +101,9 @@ class _Tracker:
         if first is None:
             first = time.perf_counter() - self.input_started
         # input_index follows the count: on an executor inputs finish out of order and send no "input".
-        self._emit("scored", input_index=done - 1, inputs_done=done, first_input_s=first,
-                   points_done=self.event.points_total)
+        self._emit(
+            "scored", input_index=done - 1, inputs_done=done, first_input_s=first, points_done=self.event.points_total
+        )
 
     def done(self) -> None:
         self._emit("done")

@@ -6,17 +6,17 @@ Pure Python (no torch, no numpy): pytest imports this for every run.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from pytest_clever.errors import InvalidInputError
 from pytest_clever.core.norms import parse_norm
 from pytest_clever.core.validation import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BATCHES,
     MIN_BATCHES,
-    check_bounds,
+    check_bound_pair,
     check_confidence,
     check_int,
     check_number,
@@ -24,6 +24,7 @@ from pytest_clever.core.validation import (
     check_seed,
     parse_statistic,
 )
+from pytest_clever.errors import InvalidInputError
 
 #: The marker's name, as in ``@pytest.mark.clever(...)``.
 MARKER = "clever"
@@ -73,7 +74,8 @@ def _confidence(value: Any) -> float:
 
 
 def _gate(value: Any) -> str:
-    from pytest_clever.runs.gates import check_gate_mode  # pure Python; imported on use to keep this module's imports small
+    # pure Python; imported on use to keep this module's imports small
+    from pytest_clever.runs.gates import check_gate_mode
 
     return check_gate_mode(value)
 
@@ -86,7 +88,7 @@ def _bounds(value: Any) -> tuple[float, float]:
         pair = False
     if not pair:
         raise InvalidInputError(f"bounds must be two numbers lo, hi, got {value!r}")
-    return check_bounds(parts)  # type: ignore[return-value]
+    return check_bound_pair(parts)
 
 
 def _device(value: Any) -> str:
@@ -148,7 +150,13 @@ class Option:
     def default_text(self) -> str:
         if self.shown is not None:
             return self.shown
-        return "none" if self.default is None else f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+        return (
+            "none"
+            if self.default is None
+            else f"{self.default:g}"
+            if isinstance(self.default, float)
+            else str(self.default)
+        )
 
     @property
     def flag(self) -> str:
@@ -170,39 +178,75 @@ OPTIONS: dict[str, Option] = {
     o.name: o
     for o in [
         Option("norm", lambda v: parse_norm(v), 2.0, "perturbation norm: 1, 2 or inf"),
-        Option("radius", _positive_float("radius"), None, "radius of the sampling ball", shown="none, it depends on your data's scale"),
-        Option("n_batches", _int_at_least("n_batches", MIN_BATCHES), DEFAULT_N_BATCHES, "batches of samples (batch maxima for the EVT fit)", cli=True),
-        Option("batch_size", _int_at_least("batch_size", 1), DEFAULT_BATCH_SIZE, "fresh sampled points per batch", cli=True),
+        Option(
+            "radius",
+            _positive_float("radius"),
+            None,
+            "radius of the sampling ball",
+            shown="none, it depends on your data's scale",
+        ),
+        Option(
+            "n_batches",
+            _int_at_least("n_batches", MIN_BATCHES),
+            DEFAULT_N_BATCHES,
+            "batches of samples (batch maxima for the EVT fit)",
+            cli=True,
+        ),
+        Option(
+            "batch_size", _int_at_least("batch_size", 1), DEFAULT_BATCH_SIZE, "fresh sampled points per batch", cli=True
+        ),
         Option("order", _order, 1, "1 for first-order CLEVER, 2 for second order"),
         Option("seed", _seed, 0, "base seed; each test derives its own from it and its node id", cli=True),
         Option("device", _device, None, "device to compute on", cli=True, marker=False, shown="the model's device"),
         Option("bounds", _bounds, None, "valid input range 'lo, hi' (e.g. '0, 1'); samples are clipped to it"),
-        Option("min_score", _non_negative_float("min_score"), None, "fail a test whose recorded statistic is below this"),
+        Option(
+            "min_score", _non_negative_float("min_score"), None, "fail a test whose recorded statistic is below this"
+        ),
         Option("statistic", parse_statistic, "mean", "statistic compared with min_score: min, mean, median, max, qNN"),
         Option(
-            "confidence", _confidence, DEFAULT_CONFIDENCE,
-            "level of the scores' and statistics' confidence intervals, strictly between 0 and 1", cli=True,
+            "confidence",
+            _confidence,
+            DEFAULT_CONFIDENCE,
+            "level of the scores' and statistics' confidence intervals, strictly between 0 and 1",
+            cli=True,
         ),
         Option(
-            "gate", _gate, "point",
+            "gate",
+            _gate,
+            "point",
             "evidence min_score needs: point (the statistic itself), significant-fail (fail only if its "
             "interval lies below min_score) or significant-pass (pass only if its interval lies at or above it)",
             cli=True,
         ),
-        Option("target", _int_at_least("target", 0), None, "score against this class only (the same as targets='j')", ini=False),
         Option(
-            "targets", _targets, None,
-            "classes the score is the minimum over: all, top-k, random-k, least-likely or a list 'i,j'",
-            cli=True, shown="all",
+            "target",
+            _int_at_least("target", 0),
+            None,
+            "score against this class only (the same as targets='j')",
+            ini=False,
         ),
         Option(
-            "executor", _executor, None,
+            "targets",
+            _targets,
+            None,
+            "classes the score is the minimum over: all, top-k, random-k, least-likely or a list 'i,j'",
+            cli=True,
+            shown="all",
+        ),
+        Option(
+            "executor",
+            _executor,
+            None,
             "score each input as a task on this concurrent.futures executor: module:factory (called once "
             "per process) or dask://HOST:PORT",
-            cli=True, marker=False, shown="none, in the test's process",
+            cli=True,
+            marker=False,
+            shown="none, in the test's process",
         ),
         Option(
-            "attack_check", _bool("attack_check"), False,
+            "attack_check",
+            _bool("attack_check"),
+            False,
             "also run a PGD attack inside the radius; fail when it finds an adversarial example closer than the score",
         ),
     ]
@@ -211,7 +255,12 @@ OPTIONS: dict[str, Option] = {
 #: Torch threads per test process: a process-wide plugin setting (CLI and ini only), not a
 #: fixture setting. Unset, an xdist worker shares the cores (``cpu_count // workers``).
 THREADS = Option(
-    "threads", _int_at_least("threads", 1), None, "torch intra-op threads per test process", cli=True, marker=False,
+    "threads",
+    _int_at_least("threads", 1),
+    None,
+    "torch intra-op threads per test process",
+    cli=True,
+    marker=False,
     shown="torch's own under plain pytest, cores // workers under xdist, unless OMP_NUM_THREADS is set",
 )
 
@@ -244,9 +293,7 @@ def fold_target(layer: dict[str, Any], where: str) -> dict[str, Any]:
     return folded
 
 
-def resolve(
-    marker: dict[str, Any], cli: dict[str, Any], ini: dict[str, Any]
-) -> dict[str, Any]:
+def resolve(marker: dict[str, Any], cli: dict[str, Any], ini: dict[str, Any]) -> dict[str, Any]:
     """Merge layers with precedence marker > CLI > ini > built-in default (None = unset)."""
     merged = {name: option.default for name, option in OPTIONS.items()}
     for layer in (ini, cli, marker):
@@ -284,7 +331,10 @@ def _progress_mode(value: Any) -> str:
 #: Progress of long fixture calls on pytest's terminal: a process-wide plugin setting (CLI and ini only),
 #: not a fixture setting (a call's own ``progress=`` keyword goes to the API as it is).
 PROGRESS = Option(
-    "progress", _progress_mode, "auto",
+    "progress",
+    _progress_mode,
+    "auto",
     "show progress of scoring calls running longer than a few seconds: auto (only on a TTY), on or off",
-    cli=True, marker=False,
+    cli=True,
+    marker=False,
 )

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import numbers
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
-from pytest_clever.errors import InvalidInputError
 from pytest_clever.core.validation import as_class_index
+from pytest_clever.errors import InvalidInputError
 
 ALL = "all"
 TOP = "top"
@@ -114,8 +115,7 @@ def combine_target_and_targets(target: Any, targets: Any) -> TargetSpec:
     """The spec of a call given ``target=`` and/or ``targets=`` (at most one of them; None is unset)."""
     if target is not None and targets is not None:
         raise InvalidInputError(
-            f"pass either target={target!r} or targets={targets!r}, not both "
-            f"(target=j is the same as targets=[j])"
+            f"pass either target={target!r} or targets={targets!r}, not both (target=j is the same as targets=[j])"
         )
     if target is not None:
         return parse_targets([target])
@@ -183,7 +183,7 @@ def resolve_targets(spec: Any, logits0: Any, predicted: int, seed: int) -> list[
     if spec.k >= n_classes:
         raise InvalidInputError(
             f"targets {spec}: k = {spec.k} must be below the number of classes K = {n_classes} "
-            f"(at most {n_classes - 1} classes differ from the predicted one; \"all\" scores them all)"
+            f'(at most {n_classes - 1} classes differ from the predicted one; "all" scores them all)'
         )
     if spec.kind == TOP:
         return sorted(others, key=lambda j: (-logits[j], j))[: spec.k]

@@ -14,8 +14,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_clever.errors import InvalidInputError, see
 from pytest_clever.core.norms import parse_norm
+from pytest_clever.errors import InvalidInputError, see
 
 #: Defaults sized so a 10-class, 64-input model scores in about a second on
 #: 2 CPU cores. The paper's high-fidelity settings are n_batches=500,
@@ -99,7 +99,9 @@ def as_class_index(value: Any) -> int | None:
 
 def check_curvature(curvature: Any) -> str:
     if curvature not in CURVATURE_METHODS:
-        raise InvalidInputError(f"curvature must be one of {', '.join(map(repr, CURVATURE_METHODS))}, got {curvature!r}")
+        raise InvalidInputError(
+            f"curvature must be one of {', '.join(map(repr, CURVATURE_METHODS))}, got {curvature!r}"
+        )
     return curvature
 
 
@@ -110,8 +112,11 @@ def check_chunk_size(chunk_size: Any) -> int | None:
 
 def check_bounds(bounds: Any) -> tuple[float, float] | None:
     """``None`` or a pair ``(lo, hi)`` of floats with ``lo < hi``."""
-    if bounds is None:
-        return None
+    return None if bounds is None else check_bound_pair(bounds)
+
+
+def check_bound_pair(bounds: Any) -> tuple[float, float]:
+    """A pair ``(lo, hi)`` of floats with ``lo < hi``."""
     try:
         lo, hi = (float(v) for v in bounds)
     except (TypeError, ValueError):
@@ -134,7 +139,7 @@ def check_confidence(confidence: Any) -> float:
 
 
 def parse_statistic(value: Any) -> str:
-    """"min", "mean", "median", "max" or "qNN" with 0 <= NN <= 100 (case and blanks ignored)."""
+    """Parse "min", "mean", "median", "max" or "qNN" with 0 <= NN <= 100 (case and blanks ignored)."""
     text = str(value).strip().lower()
     if text in STATISTICS or (text.startswith("q") and text[1:].isdigit() and 0 <= int(text[1:]) <= 100):
         return text

@@ -1,1 +1,4 @@
-"""Defences for CLEVER with BPDA: the :class:`~pytest_clever.defences.bpda.BPDA` wrapper and non-differentiable input transforms."""
+"""Defences for CLEVER with BPDA.
+
+The :class:`~pytest_clever.defences.bpda.BPDA` wrapper and non-differentiable input transforms.
+"""

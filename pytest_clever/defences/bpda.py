@@ -14,7 +14,8 @@ transform::
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,7 +52,7 @@ class _BPDAFunction(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         # torch.func.vjp stays differentiable in x and grad when the caller asked for
         # create_graph=True (or nests torch.func transforms), and costs nothing extra otherwise.
-        _, vjp = torch.func.vjp(ctx.surrogate, x)
+        vjp = torch.func.vjp(ctx.surrogate, x)[1]  # (output, vjp_fn): torch types it as a 2- or 3-tuple
         (grad_x,) = vjp(grad)
         return grad_x, None, None
 

@@ -27,9 +27,7 @@ def _check_batch(x: torch.Tensor, min_dims: int, what: str) -> None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError(f"{what} needs a floating-point tensor, got {type(x).__name__}")
     if x.dim() < min_dims:
-        raise ValueError(
-            f"{what} needs a batch with at least {min_dims} dimensions, got shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"{what} needs a batch with at least {min_dims} dimensions, got shape {tuple(x.shape)}")
 
 
 class Quantize(nn.Module):

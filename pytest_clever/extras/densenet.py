@@ -12,7 +12,7 @@ quality 75, bit-depth reduction). Inputs are ``(N, 3, 224, 224)`` in [0, 1].
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -128,7 +128,7 @@ class DenseNet(nn.Module):
 def _torchvision_densenet121() -> Callable[..., nn.Module] | None:
     try:
         from torchvision.models import densenet121 as factory
-    except Exception:  # absent, or a wheel built for another torch (fails with various errors)
+    except Exception:  # noqa: BLE001 - absent, or a wheel built for another torch (fails with various errors)
         return None
     return factory
 
@@ -167,9 +167,10 @@ def defended_densenet121(
     if defence not in transforms:
         raise ValueError(f"defence must be one of {', '.join(map(repr, transforms))}, got {defence!r}")
     net = densenet121(num_classes, seed) if net is None else net
-    if defence == "none":
+    make = transforms[defence]
+    if make is None:
         return net
-    return nn.Sequential(BPDA(transforms[defence]()), net).eval()
+    return nn.Sequential(BPDA(make()), net).eval()
 
 
 __all__ = ["DenseNet", "defended_densenet121", "densenet121", "IMAGE_SHAPE"]

@@ -18,6 +18,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,9 +47,7 @@ def load_digits_data() -> DigitsData:
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the digits data need scikit-learn: pip install 'pytest-clever[test]'"
-        ) from exc
+        raise ImportError("the digits data need scikit-learn: pip install 'pytest-clever[test]'") from exc
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.tensor(digits.target, dtype=torch.long)
@@ -71,9 +70,7 @@ class DigitsCNN(nn.Module):
             act(),
             nn.MaxPool2d(2) if activation == "relu" else nn.AvgPool2d(2),
         )
-        self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(2 * width * 16, 64), act(), nn.Linear(64, 10)
-        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 16, 64), act(), nn.Linear(64, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -161,7 +158,7 @@ def _cache_key(settings: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def load_or_train_digits_cnn(folder: str | os.PathLike | None, **settings) -> DigitsCNN:
+def load_or_train_digits_cnn(folder: str | os.PathLike | None, **settings: Any) -> DigitsCNN:
     """:func:`train_digits_cnn` with its weights kept in ``folder`` (None: always train).
 
     A missing, unreadable or mismatched file means training (then the file is
@@ -206,4 +203,3 @@ def cached_digits_cnn(activation: str = "relu", noise_std: float = 0.0, seed: in
     are bit-identical to a fresh training (training is deterministic).
     """
     return load_or_train_digits_cnn(cache_dir(), activation=activation, noise_std=noise_std, seed=seed)
-

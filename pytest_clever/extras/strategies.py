@@ -15,11 +15,10 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from pytest_clever.core.norms import parse_norm
 from pytest_clever._engine.inputs import as_input_tensor, check_in_bounds
 from pytest_clever._engine.sampling import sample_ball_deltas
+from pytest_clever.core.norms import parse_norm
 from pytest_clever.core.validation import check_bounds, check_number
-
 
 #: Grid of the unit coordinates and of the finest radial step (2**20 steps per unit).
 RESOLUTION = 2**20
