@@ -28,7 +28,8 @@ import warnings
 import numpy as np
 import torch
 
-from pytest_clever import api, clever_score, clever_scores
+from pytest_clever import clever_score, clever_scores
+from pytest_clever._engine import pipeline
 from pytest_clever.runs.gates import ChangeRule, compare_paired
 from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
@@ -36,10 +37,10 @@ KW = dict(radius=2.0, bounds=DIGITS_BOUNDS)
 
 
 class IntervalTimer:
-    """Wraps ``api.endpoint_interval`` to add up the time it takes."""
+    """Wraps ``pipeline.endpoint_interval`` to add up the time it takes."""
 
     def __init__(self) -> None:
-        self.seconds, self.calls, self.inner = 0.0, 0, api.endpoint_interval
+        self.seconds, self.calls, self.inner = 0.0, 0, pipeline.endpoint_interval
 
     def __call__(self, *args, **kwargs):
         started = time.perf_counter()
@@ -131,7 +132,7 @@ def main() -> None:
     xs, ys = xs[both], ys[both]
 
     timer = IntervalTimer()
-    api.endpoint_interval = timer
+    pipeline.endpoint_interval = timer
     try:
         started = time.perf_counter()
         coverage(plain, xs[0], ys[0], seeds)
@@ -139,7 +140,7 @@ def main() -> None:
         robust_runs = runs(robust, xs, ys, range(n_runs))
         scoring = time.perf_counter() - started
     finally:
-        api.endpoint_interval = timer.inner
+        pipeline.endpoint_interval = timer.inner
     print(f"cost: intervals took {timer.seconds:.2f}s of {scoring:.1f}s scoring "
           f"({timer.seconds / scoring:.1%}; {1000 * timer.seconds / timer.calls:.1f} ms per score)")
     started = time.perf_counter()

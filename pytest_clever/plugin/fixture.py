@@ -7,21 +7,26 @@ actually score a model.
 from __future__ import annotations
 
 import difflib
-import inspect
 import os
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_clever.runs.record import RunRecord
-from pytest_clever.runs.report import failure_message
+from pytest_clever.core.options import KEYWORDS
 from pytest_clever.core.seeds import derive_seed
 from pytest_clever.core.settings import ENGINE_SETTINGS, OPTIONS, fold_target
 from pytest_clever.core.validation import parse_statistic
+from pytest_clever.runs.record import RunRecord
+from pytest_clever.runs.report import failure_message
+
+if TYPE_CHECKING:
+    from pytest_clever.stats.results import CleverReport, CleverResult
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent)  # the whole package, not only plugin/
 #: Environment variables through which a user already chose torch's thread count.
@@ -51,9 +56,9 @@ def share_cores(threads: int | None) -> int:
     return _threads
 
 
-def _user_frame():
+def _user_frame() -> FrameType | None:
     """The innermost frame outside pytest-clever: the test line that called the fixture."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
         frame = frame.f_back
     return frame
@@ -67,12 +72,14 @@ def _reissue(caught: list[warnings.WarningMessage], label: str) -> None:
     from pytest_clever.errors import CleverWarning, WeakFitWarning
 
     frame = _user_frame()
-    where = {}
+    where: dict[str, Any] = {}
     if frame is not None:
-        where = dict(
-            filename=frame.f_code.co_filename, lineno=frame.f_lineno,
-            module=frame.f_globals.get("__name__"), registry=frame.f_globals.setdefault("__warningregistry__", {}),
-        )
+        where = {
+            "filename": frame.f_code.co_filename,
+            "lineno": frame.f_lineno,
+            "module": frame.f_globals.get("__name__"),
+            "registry": frame.f_globals.setdefault("__warningregistry__", {}),
+        }
     weak = [w for w in caught if issubclass(w.category, WeakFitWarning)]
     for w in caught:
         if w in weak:
@@ -135,7 +142,9 @@ class CleverFixture:
 
     # -- public methods -----------------------------------------------------------------
 
-    def score(self, model: Callable, x: Any, *, name: str | None = None, label: int | None = None, **kw: Any):
+    def score(
+        self, model: Callable, x: Any, *, name: str | None = None, label: int | None = None, **kw: Any
+    ) -> CleverResult:
         """``clever_score`` with the test's settings; returns the :class:`CleverResult`.
 
         With ``attack_check=True`` (or the marker/ini setting) a PGD attack
@@ -146,7 +155,9 @@ class CleverFixture:
         report = self._compute(model, [x], labels, name, kw)
         return report.results[0]
 
-    def scores(self, model: Callable, xs: Any, labels: Sequence[int] | None = None, *, name: str | None = None, **kw: Any):
+    def scores(
+        self, model: Callable, xs: Any, labels: Sequence[int] | None = None, *, name: str | None = None, **kw: Any
+    ) -> CleverReport:
         """``clever_scores`` with the test's settings; returns the :class:`CleverReport`.
 
         ``attack_check=True`` cross-checks every input with a PGD attack (see :meth:`score`).
@@ -163,7 +174,7 @@ class CleverFixture:
         statistic: str | None = None,
         name: str | None = None,
         **kw: Any,
-    ):
+    ) -> CleverReport:
         """Score ``xs`` and fail the test when ``statistic`` of the scores is below ``min_score``.
 
         ``statistic`` is "mean" (default), "min", "median", "max" or a
@@ -171,7 +182,10 @@ class CleverFixture:
         when a PGD attack finds an adversarial example closer than a score.
         Returns the report when robust enough.
         """
-        min_score = self.defaults["min_score"] if min_score is None else OPTIONS["min_score"].check(min_score, "assert_robust")
+        if min_score is None:
+            min_score = self.defaults["min_score"]
+        else:
+            min_score = OPTIONS["min_score"].check(min_score, "assert_robust")
         if min_score is None:
             pytest.fail(
                 "clever.assert_robust needs min_score=..., or set it with @pytest.mark.clever(min_score=...) "
@@ -199,26 +213,36 @@ class CleverFixture:
         return settings
 
     @staticmethod
-    def _check_keywords(kw: dict[str, Any], api: Callable) -> None:
-        """A misspelt keyword fails the test with the allowed ones, not a TypeError from the API."""
-        engine_only = {
-            n for n, p in inspect.signature(api).parameters.items()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in OPTIONS
-        }
-        allowed = sorted(set(OPTIONS) | engine_only | {"name"})
+    def _check_keywords(kw: dict[str, Any]) -> None:
+        """A misspelt keyword fails the test with the allowed ones, not a TypeError from the API.
+
+        Allowed: the plugin's settings, the API's other keywords (``KEYWORDS``: chunk_size,
+        curvature, progress) and ``name``.
+        """
+        allowed = sorted(set(OPTIONS) | set(KEYWORDS) | {"name"})
         unknown = sorted(k for k in kw if k not in allowed)
         if unknown:
-            hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, allowed, 1)) else k for k in unknown]
+            hints = [
+                f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, allowed, 1)) else k for k in unknown
+            ]
             pytest.fail(
                 f"clever fixture: unknown keyword argument(s) {', '.join(hints)}; allowed: {', '.join(allowed)}",
                 pytrace=False,
             )
 
-    def _compute(self, model, xs, labels, name, kw, overrides=None):
+    def _compute(
+        self,
+        model: Callable,
+        xs: Any,
+        labels: Sequence[int] | None,
+        name: str | None,
+        kw: dict[str, Any],
+        overrides: dict[str, Any] | None = None,
+    ) -> CleverReport:
         from pytest_clever.api import clever_scores  # imports torch: only tests that score pay for it
         from pytest_clever.errors import CleverError
 
-        self._check_keywords(kw, clever_scores)
+        self._check_keywords(kw)
         threads = share_cores(self.threads)
         passthrough = {k: v for k, v in kw.items() if k not in OPTIONS}
         if self.progress is not None and "progress" not in passthrough:
@@ -257,8 +281,15 @@ class CleverFixture:
             _reissue(caught, self.nodeid)
             pytest.fail(problem, pytrace=False)  # outside the except: no chained traceback
         record = RunRecord.from_report(
-            self.nodeid, name, call, report, statistic=settings["statistic"], min_score=settings["min_score"],
-            gate=settings["gate"], targets=settings["targets"] or "all", checks=checks,
+            self.nodeid,
+            name,
+            call,
+            report,
+            statistic=settings["statistic"],
+            min_score=settings["min_score"],
+            gate=settings["gate"],
+            targets=settings["targets"] or "all",
+            checks=checks,
         )
         record = replace(record, settings=replace(record.settings, threads=threads))
         _reissue(caught, record.label)

@@ -1,0 +1,94 @@
+"""The keyword settings of one ``clever_score`` / ``clever_scores`` call, validated once.
+
+Pure Python (no torch, no numpy): the pytest fixture reads the keyword names
+from here without importing the engine. The public functions in
+:mod:`pytest_clever.api` own the keywords and their defaults; they hand them
+over as one :class:`ScoreOptions`, which the scoring pipeline, the executor
+tasks and the fixture read. The device is checked by the engine, which
+knows the model (:mod:`pytest_clever._engine.device`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from pytest_clever.core.seeds import resolve_seed
+from pytest_clever.core.targets import TargetSpec, combine_target_and_targets
+from pytest_clever.core.validation import (
+    Settings,
+    check_chunk_size,
+    check_confidence,
+    check_curvature,
+    check_settings,
+)
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from pytest_clever.core.progress import ProgressSetting
+
+#: The keywords that make up the sampling :class:`~pytest_clever.core.validation.Settings`.
+SAMPLING = ("norm", "radius", "n_batches", "batch_size", "bounds", "order")
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Every keyword setting of a scoring call, validated and normalised; one field per public keyword.
+
+    ``seed`` is the run's seed (the one given, or one drawn at random for
+    ``seed=None``); ``targets`` the parsed specification with ``target=``
+    folded in, while ``target`` keeps the class as given, which each input's
+    prediction is checked against. ``device``, ``executor`` and ``progress``
+    are kept as given.
+    """
+
+    norm: float
+    radius: float
+    target: Any
+    targets: TargetSpec
+    n_batches: int
+    batch_size: int
+    bounds: tuple[float, float] | None
+    seed: int
+    device: Any
+    order: int
+    chunk_size: int | None
+    curvature: str
+    executor: Executor | None
+    progress: ProgressSetting
+    confidence: float
+
+    @classmethod
+    def from_keywords(cls, given: Mapping[str, Any]) -> ScoreOptions:
+        """Validate the keywords of a public call (its ``locals()``; only ``executor`` may be absent).
+
+        The checks run in a fixed order (the sampling settings, chunk_size,
+        curvature, confidence, seed, target/targets), so a call with several
+        bad settings always reports the same one first.
+        """
+        sampling = check_settings(**{name: given[name] for name in SAMPLING})
+        return cls(
+            **asdict(sampling),
+            chunk_size=check_chunk_size(given["chunk_size"]),
+            curvature=check_curvature(given["curvature"]),
+            confidence=check_confidence(given["confidence"]),
+            seed=resolve_seed(given["seed"]),
+            targets=combine_target_and_targets(given["target"], given["targets"]),
+            target=given["target"],
+            device=given["device"],
+            executor=given.get("executor"),
+            progress=given["progress"],
+        )
+
+    @property
+    def sampling(self) -> Settings:
+        """The settings every input is sampled and fitted with."""
+        return Settings(**{name: getattr(self, name) for name in SAMPLING})
+
+
+#: The keyword names of ``clever_scores`` after its positional arguments, in signature order.
+KEYWORDS = tuple(f.name for f in fields(ScoreOptions))
+
+__all__ = ["KEYWORDS", "SAMPLING", "ScoreOptions"]
