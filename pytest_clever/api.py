@@ -30,12 +30,12 @@ def clever_score(
     radius: float,
     target: int | None = None,
     targets: str | Sequence[int] | None = None,
+    label: int | None = None,
     n_batches: int = DEFAULT_N_BATCHES,
     batch_size: int = DEFAULT_BATCH_SIZE,
     bounds: tuple[float, float] | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
-    label: int | None = None,
     order: int = 1,
     chunk_size: int | None = None,
     curvature: str = "spectral",
@@ -65,6 +65,9 @@ def clever_score(
         when None), "top-k" (the k most likely other classes at ``x``),
         "random-k" (k classes drawn with the input's seed), "least-likely",
         or a list of class indices (see :mod:`pytest_clever.core.targets`).
+    label:
+        The expected class; a model that predicts another class raises
+        :class:`~pytest_clever.errors.MisclassifiedInputError`.
     n_batches, batch_size:
         Number of batch maxima for the extreme-value fit and fresh points per
         batch. The paper's high-fidelity setting is 500 x 1024.
@@ -77,9 +80,6 @@ def clever_score(
     device:
         Where to compute; the model is moved there for the computation and
         moved back afterwards. Defaults to the model's device.
-    label:
-        The expected class; a model that predicts another class raises
-        :class:`~pytest_clever.errors.MisclassifiedInputError`.
     order:
         1 for the first-order score (a Lipschitz bound estimated from
         sampled gradients); 2 for the second-order score of a
@@ -135,10 +135,10 @@ def clever_scores(
     bounds: tuple[float, float] | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
+    executor: Executor | None = None,
     order: int = 1,
     chunk_size: int | None = None,
     curvature: str = "spectral",
-    executor: Executor | None = None,
     progress: progress.ProgressSetting = False,
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> CleverReport:

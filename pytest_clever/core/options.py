@@ -53,10 +53,10 @@ class ScoreOptions:
     bounds: tuple[float, float] | None
     seed: int
     device: Any
+    executor: Executor | None
     order: int
     chunk_size: int | None
     curvature: str
-    executor: Executor | None
     progress: ProgressSetting
     confidence: float
 
