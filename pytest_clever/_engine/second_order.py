@@ -28,7 +28,8 @@ from pytest_clever._engine.lanczos import MAX_STEPS
 from pytest_clever._engine.memory import bytes_per_row
 from pytest_clever._engine.maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, masked_max, rounding, sample_maxima
 from pytest_clever.core.norms import dual_norm
-from pytest_clever.stats.results import TargetScore, second_order_radius
+from pytest_clever.stats.radius import second_order_radius
+from pytest_clever.stats.results import TargetScore
 from pytest_clever._engine.sampling import point_generators
 from pytest_clever.core.validation import Settings
 
