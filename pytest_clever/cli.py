@@ -12,14 +12,16 @@ import configparser
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from types import ModuleType
+from typing import Any
 
-from pytest_clever.runs.compare import compare_records, comparison_table
-from pytest_clever.runs.gates import ChangeRule
 from pytest_clever.errors import CleverError
+from pytest_clever.runs.compare import compare_records, comparison_table
 from pytest_clever.runs.record import RunRecord
 from pytest_clever.runs.report import format_table
+from pytest_clever.runs.rules import ChangeRule
 from pytest_clever.runs.storage import DEFAULT_STORAGE, SavedRun, Storage, StorageError, storage_root
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
@@ -33,7 +35,7 @@ def _read_ini(path: Path) -> dict[str, str] | None:
         try:
             import tomllib
         except ImportError:  # Python 3.10: pytest itself depends on tomli there
-            import tomli as tomllib
+            import tomli as tomllib  # type: ignore[no-redef]  # the same API under its PyPI name
         try:
             tool = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {})
         except (OSError, ValueError):
@@ -154,7 +156,7 @@ def cmd_history(storage: Storage, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     try:
         import matplotlib
 
@@ -165,7 +167,7 @@ def _pyplot():
     return plt
 
 
-def _save(plt, fig, path: str) -> int:
+def _save(plt: ModuleType, fig: Any, path: str) -> int:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
