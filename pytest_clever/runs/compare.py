@@ -131,9 +131,7 @@ def compare_records(
             continue
         reasons, why, intervals = _check_pair(record, before, change_rules)
         out.append(Comparison(record.label, "regressed" if reasons else "ok", record, before, reasons, why, intervals))
-    out.extend(
-        Comparison(record.label, "not run", None, record) for record in baseline if record.key not in now_keys
-    )
+    out.extend(Comparison(record.label, "not run", None, record) for record in baseline if record.key not in now_keys)
     return out
 
 

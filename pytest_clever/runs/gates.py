@@ -118,8 +118,10 @@ class ChangeVerdict:
 
 def compare_paired(
     rule: ChangeRule,
-    now: Sequence[float], now_intervals: Sequence[Interval | None],
-    before: Sequence[float], before_intervals: Sequence[Interval | None],
+    now: Sequence[float],
+    now_intervals: Sequence[Interval | None],
+    before: Sequence[float],
+    before_intervals: Sequence[Interval | None],
     confidence: float,
 ) -> ChangeVerdict:
     """Apply ``rule`` to a run (``now``) and its baseline (``before``), scores paired input by input."""
@@ -155,8 +157,10 @@ def compare_paired(
 
 
 def input_deltas(
-    now: Sequence[float], now_intervals: Sequence[Interval | None],
-    before: Sequence[float], before_intervals: Sequence[Interval | None],
+    now: Sequence[float],
+    now_intervals: Sequence[Interval | None],
+    before: Sequence[float],
+    before_intervals: Sequence[Interval | None],
 ) -> list[tuple[float, float, float]]:
     """Per input ``(delta, lo, hi)`` of ``now - before``: the rows of the delta table."""
     from pytest_clever.stats.intervals import difference_interval

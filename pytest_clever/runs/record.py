@@ -388,4 +388,3 @@ def index_records(records: Iterable[RunRecord], where: str) -> dict[RecordKey, R
 def sorted_records(records: Iterable[RunRecord]) -> list[RunRecord]:
     """Records by test id, name and call index: the same order serially and under xdist."""
     return sorted(records, key=lambda r: r.sort_key)
-

@@ -69,15 +69,8 @@ class SavedRun:
 
 def check_name(name: str) -> str:
     """The one rule for run names: they become part of a file name and must be found again by name."""
-    if (
-        not isinstance(name, str)
-        or not _NAME.fullmatch(name)
-        or name == "latest"
-        or name.lower().endswith(".json")
-    ):
-        raise StorageError(
-            f"invalid run name {name!r}: use 1-64 letters, digits, '.', '_' or '-' ({_RESERVED})"
-        )
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name == "latest" or name.lower().endswith(".json"):
+        raise StorageError(f"invalid run name {name!r}: use 1-64 letters, digits, '.', '_' or '-' ({_RESERVED})")
     return name
 
 
@@ -218,8 +211,11 @@ class Storage:
         unusable = [m for p, m in skipped if ref == "latest" or p.name.endswith(f"_{ref}.json")]
         wanted = "no complete saved run" + ("" if ref == "latest" else f" named {ref!r}")
         why = [f"{m}" for m in unusable]
-        why += [f"run {r.id} is incomplete ({r.incomplete}); compare with it by id or path if you must"
-                for r in runs if r.incomplete is not None and ref in ("latest", r.name)]
+        why += [
+            f"run {r.id} is incomplete ({r.incomplete}); compare with it by id or path if you must"
+            for r in runs
+            if r.incomplete is not None and ref in ("latest", r.name)
+        ]
         if not runs and not skipped:
             raise StorageError(f"no saved runs in {self.root}")
         if why:
