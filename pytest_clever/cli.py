@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import importlib
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from types import ModuleType
+from typing import Any
 
-from pytest_clever.runs.compare import compare_records, comparison_table
-from pytest_clever.runs.gates import ChangeRule
 from pytest_clever.errors import CleverError
+from pytest_clever.runs.compare import compare_records, comparison_table
 from pytest_clever.runs.record import RunRecord
 from pytest_clever.runs.report import format_table
+from pytest_clever.runs.rules import ChangeRule
 from pytest_clever.runs.storage import DEFAULT_STORAGE, SavedRun, Storage, StorageError, storage_root
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
@@ -31,11 +34,11 @@ def _read_ini(path: Path) -> dict[str, str] | None:
     pytest.ini and .pytest.ini always count, the others only with a pytest section)."""
     if path.suffix == ".toml":
         try:
-            import tomllib
-        except ImportError:  # Python 3.10: pytest itself depends on tomli there
-            import tomli as tomllib
+            from tomllib import loads
+        except ImportError:  # Python 3.10: pytest itself depends on tomli there, the same API
+            loads = importlib.import_module("tomli").loads
         try:
-            tool = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {})
+            tool = loads(path.read_text(encoding="utf-8")).get("tool", {})
         except (OSError, ValueError):
             return None
         table = tool.get("pytest", {})
@@ -145,8 +148,9 @@ def cmd_history(storage: Storage, args: argparse.Namespace) -> int:
     rows = [("run", "name", "commit", "test", "n", "min", "mean", "median")]
     for run in runs:
         for r in _matching(run, args.test, args.name):
-            rows.append((run.id, run.name, _commit(run), r.label, str(r.n),
-                         f"{r.min:.4g}", f"{r.mean:.4g}", f"{r.median:.4g}"))
+            rows.append(
+                (run.id, run.name, _commit(run), r.label, str(r.n), f"{r.min:.4g}", f"{r.mean:.4g}", f"{r.median:.4g}")
+            )
     if len(rows) == 1:
         print(f"no saved results for tests matching {args.test!r} in {storage.root}")
         return EXIT_ERROR
@@ -154,7 +158,7 @@ def cmd_history(storage: Storage, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     try:
         import matplotlib
 
@@ -165,7 +169,7 @@ def _pyplot():
     return plt
 
 
-def _save(plt, fig, path: str) -> int:
+def _save(plt: ModuleType, fig: Any, path: str) -> int:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -229,7 +233,8 @@ def cmd_plot_fit(storage: Storage, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pytest-clever", description="Inspect and compare saved CLEVER runs.")
     parser.add_argument(
-        "--storage", default=None,
+        "--storage",
+        default=None,
         help=f"folder of saved runs (default: ini {STORAGE_INI} or {DEFAULT_STORAGE}, under pytest's rootdir "
         "found from the current folder, as the plugin uses)",
     )
@@ -240,8 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="compare two runs: deltas per test, non-zero exit past --fail")
     p.add_argument("baseline", help="name, id or path of the baseline run")
     p.add_argument("current", nargs="?", default="latest", help="name, id or path (default: latest)")
-    p.add_argument("--fail", action="append", default=[], metavar="STAT:DROP[:significant]",
-                   help="e.g. mean:10%% or min:0.05; mean:10%%:significant fails only on a significant drop")
+    p.add_argument(
+        "--fail",
+        action="append",
+        default=[],
+        metavar="STAT:DROP[:significant]",
+        help="e.g. mean:10%% or min:0.05; mean:10%%:significant fails only on a significant drop",
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("history", help="scores of matching tests over saved runs")

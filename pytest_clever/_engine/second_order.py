@@ -38,7 +38,8 @@ from pytest_clever.core import progress
 from pytest_clever.core.norms import dual_norm
 from pytest_clever.core.validation import Settings
 from pytest_clever.stats.evt import fit_endpoint
-from pytest_clever.stats.results import TargetScore, second_order_radius
+from pytest_clever.stats.radius import second_order_radius
+from pytest_clever.stats.target_score import TargetScore
 
 #: Input-sized tensors per row besides the Lanczos basis (start vector, products, gradients).
 HESSIAN_COPIES = 8

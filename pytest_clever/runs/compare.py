@@ -6,68 +6,29 @@ key (test id, model name, call index; see ``record``), and a key that occurs
 twice on either side is an error; a baseline recorded with different settings
 (``record.COMPARABLE_SETTINGS``) is "not comparable", never silently compared.
 
-Rules may require significance (``mean:10%:significant``, see :mod:`.gates`).
+Rules (:mod:`.rules`) may require significance (``mean:10%:significant``).
 Two records are **paired** input by input (same key, so same test, call and
 inputs): when both carry every score's interval, the deltas get intervals and
-significant rules are tested with them (numpy, imported then). Otherwise
-(input counts differ, or a baseline saved before intervals existed) they
-are compared by point values, and the table says why.
+significant rules are tested with them (:func:`.gates.compare_paired`; numpy,
+imported then). Otherwise (input counts differ, or a side without intervals)
+they are compared by point values, and the table says why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence, Union
 
+from pytest_clever.core.validation import DEFAULT_CONFIDENCE
+from pytest_clever.runs.gates import compare_paired
 from pytest_clever.runs.record import RunRecord, index_records
 from pytest_clever.runs.report import format_table
-from pytest_clever.core.validation import DEFAULT_CONFIDENCE, STATISTICS, parse_statistic
+from pytest_clever.runs.rules import ChangeRule, DropRule
 
-if TYPE_CHECKING:  # pragma: no cover
-    from pytest_clever.runs.gates import ChangeRule
+__all__ = ["TABLE_STATISTICS", "Comparison", "DropRule", "compare_records", "comparison_table", "points_reason"]
 
 #: Statistics whose deltas the comparison table shows.
 TABLE_STATISTICS = ("mean", "min")
-
-
-@dataclass(frozen=True)
-class DropRule:
-    """Fail when ``statistic`` dropped by more than ``drop`` (a fraction if ``relative``)."""
-
-    statistic: str
-    drop: float
-    relative: bool
-
-    @classmethod
-    def parse(cls, text: str) -> "DropRule":
-        """``STAT:DROP`` with DROP like ``10%`` (relative) or ``0.05`` (absolute)."""
-        stat, sep, amount = str(text).partition(":")
-        if not sep:
-            raise ValueError(f"expected STAT:DROP such as mean:10% or min:0.05, got {text!r}")
-        statistic = parse_statistic(stat)
-        if statistic not in STATISTICS:
-            raise ValueError(f"regression rules apply to {', '.join(STATISTICS)}, got {stat!r}")
-        amount = amount.strip()
-        relative = amount.endswith("%")
-        try:
-            value = float(amount[:-1] if relative else amount)
-        except ValueError:
-            raise ValueError(f"bad drop {amount!r} in {text!r}: use a number or a percentage") from None
-        if not value >= 0 or value == float("inf"):  # NaN and inf would never fire
-            raise ValueError(f"drop must be a finite number >= 0 in {text!r}")
-        return cls(statistic, value / 100 if relative else value, relative)
-
-    def __str__(self) -> str:
-        return f"{self.statistic}:{self.drop * 100:g}%" if self.relative else f"{self.statistic}:{self.drop:g}"
-
-    def fails(self, before: float, now: float) -> str | None:
-        """A readable reason when the drop from ``before`` to ``now`` breaks the rule, else None."""
-        drop = before - now
-        limit = self.drop * abs(before) if self.relative else self.drop
-        if drop > limit + 1e-12:
-            shown = f"{drop / before:.1%}" if self.relative and before else f"{drop:.4g}"
-            return f"{self.statistic} dropped {before:.4g} -> {now:.4g} ({shown}, allowed {self})"
-        return None
 
 
 @dataclass(frozen=True)
@@ -113,14 +74,8 @@ def points_reason(now: RunRecord, before: RunRecord) -> str | None:
     return None
 
 
-def _change_rule(rule: "Union[ChangeRule, DropRule]") -> "ChangeRule":
-    from pytest_clever.runs.gates import ChangeRule  # gates imports this module
-
-    return rule if isinstance(rule, ChangeRule) else ChangeRule(rule)
-
-
 def _check_pair(
-    record: RunRecord, before: RunRecord, rules: "Sequence[ChangeRule]"
+    record: RunRecord, before: RunRecord, rules: Sequence[ChangeRule]
 ) -> tuple[tuple[str, ...], str | None, dict[str, tuple[float, float]]]:
     """``(failure reasons, why by points or None, delta intervals)`` of one comparable pair."""
     why = points_reason(record, before)
@@ -133,13 +88,15 @@ def _check_pair(
             if reason:
                 reasons.append(reason)
         return tuple(reasons), why, {}
-    from pytest_clever.runs.gates import compare_paired
+    # numpy: imported only for pairs with intervals
     from pytest_clever.stats.intervals import paired_change_interval
 
     now_scores, now_intervals = record.paired_scores()
     before_scores, before_intervals = before.paired_scores()
     level = _confidence(record)
-    verdicts = [compare_paired(rule, now_scores, now_intervals, before_scores, before_intervals, level) for rule in rules]
+    verdicts = [
+        compare_paired(rule, now_scores, now_intervals, before_scores, before_intervals, level) for rule in rules
+    ]
     intervals = {}
     for stat in TABLE_STATISTICS:
         _, lo, hi = paired_change_interval(
@@ -150,16 +107,16 @@ def _check_pair(
 
 
 def compare_records(
-    current: Sequence[RunRecord], baseline: Sequence[RunRecord], rules: "Sequence[Union[ChangeRule, DropRule]]"
+    current: Sequence[RunRecord], baseline: Sequence[RunRecord], rules: Sequence[ChangeRule | DropRule]
 ) -> list[Comparison]:
     """Compare each current record with the baseline record of the same key, in the current order;
     then one "not run" comparison per baseline record this run did not record, in baseline order.
 
-    ``rules`` are :class:`~pytest_clever.runs.gates.ChangeRule` objects (a plain
-    :class:`DropRule` is a rule without significance). Raises
+    ``rules`` are :class:`~pytest_clever.runs.rules.ChangeRule` objects (a plain
+    :class:`~pytest_clever.runs.rules.DropRule` is a rule without significance). Raises
     :class:`~pytest_clever.runs.record.RecordError` when a key occurs twice in either list.
     """
-    rules = [_change_rule(rule) for rule in rules]
+    change_rules = [ChangeRule.of(rule) for rule in rules]
     now_keys = index_records(current, "this run")
     by_key = index_records(baseline, "the baseline")
     out = []
@@ -172,12 +129,19 @@ def compare_records(
         if differences:
             out.append(Comparison(record.label, "not comparable", record, before, tuple(differences)))
             continue
-        reasons, why, intervals = _check_pair(record, before, rules)
+        reasons, why, intervals = _check_pair(record, before, change_rules)
         out.append(Comparison(record.label, "regressed" if reasons else "ok", record, before, reasons, why, intervals))
-    out.extend(
-        Comparison(record.label, "not run", None, record) for record in baseline if record.key not in now_keys
-    )
+    out.extend(Comparison(record.label, "not run", None, record) for record in baseline if record.key not in now_keys)
     return out
+
+
+def _delta_cell(comparison: Comparison, statistic: str) -> str:
+    """A statistic's delta, with its interval when the pair was compared with intervals."""
+    value = comparison.delta(statistic)
+    if value is None:
+        return "-"
+    interval = comparison.intervals.get(statistic)
+    return f"{value:+.4g}" + ("" if interval is None else f" [{interval[0]:+.4g}, {interval[1]:+.4g}]")
 
 
 def comparison_table(comparisons: list[Comparison], regression_reasons: bool = True) -> list[str]:
@@ -193,26 +157,20 @@ def comparison_table(comparisons: list[Comparison], regression_reasons: bool = T
         return "-" if value is None else f"{value:.4g}"
 
     for c in comparisons:
-        def delta(stat: str) -> str:
-            value = c.delta(stat)
-            if value is None:
-                return "-"
-            interval = c.intervals.get(stat)
-            return f"{value:+.4g}" + ("" if interval is None else f" [{interval[0]:+.4g}, {interval[1]:+.4g}]")
-
         before = c.before
         compared = "-"  # nothing was compared
         if c.status in ("ok", "regressed"):
+            assert c.now is not None  # compared pairs have both sides
             compared = f"by points ({c.by_points})" if c.by_points else f"paired, {_confidence(c.now):.0%} intervals"
         rows.append(
             (
                 c.label,
                 cell(before.mean if before else None),
                 cell(c.now.mean if c.now else None),
-                delta("mean"),
+                _delta_cell(c, "mean"),
                 cell(before.min if before else None),
                 cell(c.now.min if c.now else None),
-                delta("min"),
+                _delta_cell(c, "min"),
                 compared,
                 c.status.upper(),
             )

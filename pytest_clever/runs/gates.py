@@ -2,34 +2,23 @@
 
 Every score carries a confidence interval (``CleverResult.interval``) and
 every statistic of a report one too (``CleverReport.interval``), so a gate
-can say what evidence it needs. Module level imports are stdlib only (the
+can say what evidence it needs. Module level imports are pure Python (the
 plugin may import this cheaply); numpy is imported where intervals are computed.
 
 **Threshold gate modes** (``threshold_gate``), for a statistic ``s`` with
 interval ``[lo, hi]`` and a bar ``b``:
 
-- ``point`` (the default, and the behaviour before intervals): pass iff ``s >= b``;
+- ``point`` (the default): pass iff ``s >= b``;
 - ``significant-fail``: fail only if significantly below the bar, i.e. iff
   ``hi < b`` (noise never fails a build; a real shortfall does);
 - ``significant-pass``: pass only if significantly above the bar, i.e. iff
   ``lo >= b`` (a certificate-like gate: the noise must not carry the pass).
 
-Without an interval (a record from before intervals) every mode compares
-the point value, and the verdict says so.
+Without an interval (a score whose fit gave none, or a record read from a
+file without intervals) every mode compares the point value, and the verdict says so.
 
-**Baseline rules** (``ChangeRule.parse``), one or more separated by commas::
-
-    STAT:DROP[:significant]
-
-- ``STAT``: ``min``, ``mean``, ``median`` or ``max``;
-- ``DROP``: ``10%`` (relative to the baseline) or ``0.05`` (absolute);
-- ``:significant``: fail only when the drop is significantly larger than
-  ``DROP``: the whole confidence interval of the paired change lies below
-  ``-DROP``. Without it the rule compares point values (today's behaviour).
-
-Examples: ``mean:10%`` (fail if the mean dropped by more than 10%),
-``mean:10%:significant`` (fail only if it dropped significantly more than
-10%), ``min:0.05:significant,mean:10%``.
+**Baseline rules** (:mod:`pytest_clever.runs.rules`, ``STAT:DROP[:significant]``)
+are applied to a run and its baseline by :func:`compare_paired`.
 
 Runs are **paired**: input ``i`` of the run and of the baseline are the same
 input (same test, same call), so the change's interval comes from a
@@ -39,16 +28,16 @@ and each input's own delta has an interval (:func:`input_deltas`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
-from pytest_clever.runs.compare import DropRule
 from pytest_clever.errors import InvalidInputError
+from pytest_clever.runs.rules import ChangeRule
 
+#: The gate mode that compares the statistic itself: the default, and what a threshold without a mode means.
+POINT_GATE = "point"
 #: Threshold gate modes, the default first.
-GATE_MODES: tuple[str, ...] = ("point", "significant-fail", "significant-pass")
-#: The rule suffix that asks for significance.
-SIGNIFICANT = "significant"
+GATE_MODES: tuple[str, ...] = (POINT_GATE, "significant-fail", "significant-pass")
 
 Interval = tuple[float, float]
 
@@ -73,11 +62,12 @@ class GateVerdict:
 
     @property
     def message(self) -> str:
+        """The value (and interval), the bar, and how the mode decided."""
         shown = f"{self.value:.4g}"
         if self.interval is not None:
             shown += f" [{self.interval[0]:.4g}, {self.interval[1]:.4g}]"
-        if self.mode == "point" or self.interval is None:
-            how = "" if self.mode == "point" else f" (point value: no interval to test {self.mode})"
+        if self.mode == POINT_GATE or self.interval is None:
+            how = "" if self.mode == POINT_GATE else f" (point value: no interval to test {self.mode})"
             relation = ">=" if self.passed else "<"
             return f"{shown} {relation} {self.bar:.4g}{how}"
         if self.mode == "significant-fail":
@@ -87,10 +77,10 @@ class GateVerdict:
         return f"{shown} is {verdict} {self.bar:.4g} ({self.mode})"
 
 
-def threshold_gate(value: float, interval: Interval | None, bar: float, mode: str = "point") -> GateVerdict:
+def threshold_gate(value: float, interval: Interval | None, bar: float, mode: str = POINT_GATE) -> GateVerdict:
     """Whether ``value`` (with its ``interval``, None if unknown) clears ``bar`` under ``mode``."""
     mode = check_gate_mode(mode)
-    if mode == "point" or interval is None:
+    if mode == POINT_GATE or interval is None:
         passed = value >= bar
     elif mode == "significant-fail":
         passed = not interval[1] < bar
@@ -100,42 +90,12 @@ def threshold_gate(value: float, interval: Interval | None, bar: float, mode: st
 
 
 @dataclass(frozen=True)
-class ChangeRule:
-    """A :class:`~pytest_clever.runs.compare.DropRule` that may require significance (``STAT:DROP[:significant]``)."""
-
-    drop: DropRule
-    significant: bool = False
-
-    @classmethod
-    def parse(cls, text: str) -> "ChangeRule":
-        body, sep, flag = str(text).strip().rpartition(":")
-        if sep and flag.strip().lower() == SIGNIFICANT:
-            return cls(_parse_drop(body), True)
-        return cls(_parse_drop(text), False)
-
-    @classmethod
-    def parse_many(cls, text: str) -> list["ChangeRule"]:
-        """Comma-separated rules, e.g. ``"min:0.05:significant, mean:10%"``."""
-        return [cls.parse(part) for part in str(text).split(",") if part.strip()]
-
-    def __str__(self) -> str:
-        return f"{self.drop}:{SIGNIFICANT}" if self.significant else str(self.drop)
-
-
-def _parse_drop(text: str) -> DropRule:
-    try:
-        return DropRule.parse(text)
-    except ValueError as exc:
-        raise InvalidInputError(f"{exc} (rule syntax: STAT:DROP[:significant], e.g. mean:10%:significant)") from None
-
-
-@dataclass(frozen=True)
 class ChangeVerdict:
     """A rule applied to a paired run and its baseline.
 
     ``change`` is relative (a fraction) or absolute as the rule's drop is;
     ``interval`` its confidence interval, None when compared by point values
-    (``by_points``: a side without intervals, e.g. a baseline saved before they existed).
+    (``by_points``: a side without intervals).
     """
 
     rule: ChangeRule
@@ -147,17 +107,21 @@ class ChangeVerdict:
 
     @property
     def by_points(self) -> bool:
+        """Whether the rule compared point values (no interval on one side)."""
         return self.interval is None
 
     @property
     def failed(self) -> bool:
+        """Whether the rule failed (``failure`` says why)."""
         return self.failure is not None
 
 
 def compare_paired(
     rule: ChangeRule,
-    now: Sequence[float], now_intervals: Sequence[Interval | None],
-    before: Sequence[float], before_intervals: Sequence[Interval | None],
+    now: Sequence[float],
+    now_intervals: Sequence[Interval | None],
+    before: Sequence[float],
+    before_intervals: Sequence[Interval | None],
     confidence: float,
 ) -> ChangeVerdict:
     """Apply ``rule`` to a run (``now``) and its baseline (``before``), scores paired input by input."""
@@ -182,25 +146,34 @@ def compare_paired(
     if rule.significant:
         failure = None
         if hi < -drop.drop:
-            shown = f"{change:+.1%} [{lo:+.1%}, {hi:+.1%}]" if drop.relative else f"{change:+.4g} [{lo:+.4g}, {hi:+.4g}]"
-            failure = f"{stat} dropped {s_before:.4g} -> {s_now:.4g} ({shown}), significantly more than allowed ({rule})"
+            if drop.relative:
+                shown = f"{change:+.1%} [{lo:+.1%}, {hi:+.1%}]"
+            else:
+                shown = f"{change:+.4g} [{lo:+.4g}, {hi:+.4g}]"
+            failure = (
+                f"{stat} dropped {s_before:.4g} -> {s_now:.4g} ({shown}), significantly more than allowed ({rule})"
+            )
     return ChangeVerdict(rule, s_before, s_now, change, (lo, hi), failure)
 
 
 def input_deltas(
-    now: Sequence[float], now_intervals: Sequence[Interval | None],
-    before: Sequence[float], before_intervals: Sequence[Interval | None],
+    now: Sequence[float],
+    now_intervals: Sequence[Interval | None],
+    before: Sequence[float],
+    before_intervals: Sequence[Interval | None],
 ) -> list[tuple[float, float, float]]:
     """Per input ``(delta, lo, hi)`` of ``now - before``: the rows of the delta table."""
     from pytest_clever.stats.intervals import difference_interval
 
     if len(now) != len(before):
         raise ValueError(f"paired runs need the same inputs, got {len(now)} and {len(before)} scores")
-    return [difference_interval(n, ni, b, bi) for n, ni, b, bi in zip(now, now_intervals, before, before_intervals)]
+    pairs = zip(now, now_intervals, before, before_intervals, strict=True)
+    return [difference_interval(n, ni, b, bi) for n, ni, b, bi in pairs]
 
 
 __all__ = [
     "GATE_MODES",
+    "POINT_GATE",
     "ChangeRule",
     "ChangeVerdict",
     "GateVerdict",

@@ -13,6 +13,10 @@ It owns:
 - the JSON round trip, which validates every field when reading, so a
   malformed record raises :class:`RecordError` naming the field.
 
+Older layouts are brought up to date by :mod:`pytest_clever.runs.schema`
+before they are read, and the status of a new record is the policy of
+:mod:`pytest_clever.runs.status`.
+
 The per-input results stay the engine's own JSON (``CleverResult.to_dict``):
 records travel through the pytest controller and the CLI, which must not
 import numpy or torch. :meth:`RunRecord.report` parses them into a
@@ -24,74 +28,25 @@ Pure Python at import time: no torch, no numpy.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from pytest_clever.core.norms import norm_to_json, parse_norm
 from pytest_clever.errors import CleverError
-from pytest_clever.core.norms import norm_label, norm_to_json, parse_norm
+from pytest_clever.runs import fields as read
+from pytest_clever.runs.fields import RecordError
+from pytest_clever.runs.gates import POINT_GATE, GateVerdict, threshold_gate
+from pytest_clever.runs.schema import upgrade_record
+from pytest_clever.runs.status import STATUSES, decide_status
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pytest_clever.runs.gates import GateVerdict
     from pytest_clever.stats.results import CleverReport
 
-#: Layout version of a record as written by this version (2 added ``call``; 3 replaced the
-#: setting ``target`` (one class or None) by ``targets``, the canonical target specification).
-SCHEMA = 3
 #: Settings that must agree for two records to be compared.
 COMPARABLE_SETTINGS = ("norm", "radius", "order", "n_batches", "batch_size", "bounds", "targets")
-#: The threshold gate mode of records saved before gate modes existed (``gates.GATE_MODES``).
-POINT_GATE = "point"
-#: What a record's ``status`` can be.
-STATUSES = ("recorded", "passed", "failed")
 
 RecordKey = tuple[str, "str | None", int]
-
-
-class RecordError(CleverError):
-    """A run record is malformed (the message names the field) or its key occurs twice."""
-
-
-# -- reading helpers: each checks one JSON type and names the field when it is wrong --------
-
-
-def _get(data: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in data:
-        raise RecordError(f"{where}: missing field {key!r}")
-    return data[key]
-
-
-def _number(value: Any, field: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecordError(f"{where}: field {field!r} must be a number, got {value!r}")
-    return float(value)
-
-
-def _int(value: Any, field: str, where: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RecordError(f"{where}: field {field!r} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _str(value: Any, field: str, where: str, optional: bool = False) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value:
-        raise RecordError(f"{where}: field {field!r} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _object(value: Any, field: str, where: str, optional: bool = False) -> dict[str, Any] | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, dict):
-        raise RecordError(f"{where}: field {field!r} must be an object, got {type(value).__name__}")
-    return value
-
-
-def _list(value: Any, field: str, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise RecordError(f"{where}: field {field!r} must be a list, got {type(value).__name__}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -126,41 +81,32 @@ class RecordSettings:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, where: str) -> "RecordSettings":
-        data = _object(data, "settings", where)
+    def from_dict(cls, data: Any, where: str) -> RecordSettings:
+        """Read :meth:`to_dict` output, checking each field's type (``where`` names the record)."""
+        data = read.obj(data, "settings", where)
         where = f"{where}, settings"
-        raw_norm = _get(data, "norm", where)
+        raw_norm = read.get(data, "norm", where)
         try:
             norm = parse_norm(raw_norm)
         except CleverError:
             raise RecordError(f"{where}: field 'norm' must be 1, 2 or 'inf', got {raw_norm!r}") from None
-        bounds = data.get("bounds")
-        if bounds is not None:
-            pair = _list(bounds, "bounds", where)
-            if len(pair) != 2:
-                raise RecordError(f"{where}: field 'bounds' must be two numbers, got {bounds!r}")
-            bounds = (_number(pair[0], "bounds", where), _number(pair[1], "bounds", where))
-        if "targets" in data:
-            targets = _str(data["targets"], "targets", where)
-        else:  # schemas 1 and 2: one class, or None for all
-            target = data.get("target")
-            targets = "all" if target is None else str(_int(target, "target", where))
-        device = data.get("device")
+        bounds = read.optional_pair(data.get("bounds"), "bounds", where)
+        targets = read.text(read.get(data, "targets", where), "targets", where)
         threads = data.get("threads")
         return cls(
             norm=norm,
-            radius=_number(_get(data, "radius", where), "radius", where),
-            order=_int(_get(data, "order", where), "order", where, 1),
-            n_batches=_int(_get(data, "n_batches", where), "n_batches", where, 1),
-            batch_size=_int(_get(data, "batch_size", where), "batch_size", where, 1),
-            seed=_int(data.get("seed", 0), "seed", where),
+            radius=read.number(read.get(data, "radius", where), "radius", where),
+            order=read.integer(read.get(data, "order", where), "order", where, 1),
+            n_batches=read.integer(read.get(data, "n_batches", where), "n_batches", where, 1),
+            batch_size=read.integer(read.get(data, "batch_size", where), "batch_size", where, 1),
+            seed=read.integer(data.get("seed", 0), "seed", where),
             bounds=bounds,
             targets=targets,
-            device=_str(device, "device", where, optional=True),
-            threads=None if threads is None else _int(threads, "threads", where, 1),
+            device=read.optional_text(data.get("device"), "device", where),
+            threads=None if threads is None else read.integer(threads, "threads", where, 1),
         )
 
-    def differences(self, before: "RecordSettings") -> list[str]:
+    def differences(self, before: RecordSettings) -> list[str]:
         """``"radius 2.0 -> 1.0"`` for each comparable setting that differs from ``before``."""
         now, then = self.to_dict(), before.to_dict()
         return [f"{k} {then[k]!r} -> {now[k]!r}" for k in COMPARABLE_SETTINGS if now[k] != then[k]]
@@ -169,7 +115,10 @@ class RecordSettings:
 @dataclass(frozen=True)
 class Threshold:
     """The gate a call was held to: ``statistic`` of its scores must be >= ``min_score``,
-    with the evidence ``gate`` asks for (``gates.GATE_MODES``; "point" compares the statistic itself)."""
+    with the evidence ``gate`` asks for (``gates.GATE_MODES``; "point" compares the statistic itself).
+
+    The JSON layout leaves out the point gate, so a threshold without ``gate`` is a point gate.
+    """
 
     statistic: str
     min_score: float
@@ -177,9 +126,18 @@ class Threshold:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"statistic": self.statistic, "min_score": self.min_score}
-        if self.gate != POINT_GATE:  # absent means the point gate, as in records saved before gate modes
+        if self.gate != POINT_GATE:
             data["gate"] = self.gate
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> Threshold:
+        """Read :meth:`to_dict` output, checking each field's type."""
+        return cls(
+            read.text(read.get(data, "statistic", where), "threshold.statistic", where),
+            read.number(read.get(data, "min_score", where), "threshold.min_score", where),
+            read.text(data.get("gate", POINT_GATE), "threshold.gate", where),
+        )
 
     def __str__(self) -> str:
         text = f"{self.statistic}>={self.min_score:g}"
@@ -194,8 +152,8 @@ class RunRecord:
     threshold); ``results`` holds each input's ``CleverResult.to_dict()``;
     ``attack`` the attack cross-check (``checked``, ``found``,
     ``contradicted`` input indices, ``checks``) or None. ``interval`` is the
-    confidence interval of ``value`` at level ``confidence`` (both None in
-    records saved before intervals existed, or when a score has none).
+    confidence interval of ``value`` at level ``confidence`` (both None when
+    a score has none).
     """
 
     nodeid: str
@@ -247,25 +205,26 @@ class RunRecord:
         """Inputs whose score an attack cross-check contradicted."""
         return list(self.attack["contradicted"]) if self.attack else []
 
-    def verdict(self) -> "GateVerdict | None":
+    def verdict(self) -> GateVerdict | None:
         """The threshold gate's verdict on ``value`` and its ``interval`` (None without a threshold)."""
-        from pytest_clever.runs.gates import threshold_gate  # pure Python; gates imports this module
-
         if self.threshold is None:
             return None
         return threshold_gate(self.value, self.interval, self.threshold.min_score, self.threshold.gate)
 
-    def paired_scores(self) -> tuple[list[float], list["tuple[float, float] | None"]]:
+    def paired_scores(self) -> tuple[list[float], list[tuple[float, float] | None]]:
         """Each input's score and its interval (None when the result has none), in input order."""
         scores = [float(r["score"]) for r in self.results]
-        intervals = [None if r.get("interval") is None else (float(r["interval"][0]), float(r["interval"][1])) for r in self.results]
+        intervals: list[tuple[float, float] | None] = [
+            None if r.get("interval") is None else (float(r["interval"][0]), float(r["interval"][1]))
+            for r in self.results
+        ]
         return scores, intervals
 
-    def settings_differences(self, before: "RunRecord") -> list[str]:
+    def settings_differences(self, before: RunRecord) -> list[str]:
         """The comparable settings that differ from ``before``'s; empty when comparable."""
         return self.settings.differences(before.settings)
 
-    def report(self) -> "CleverReport":
+    def report(self) -> CleverReport:
         """The results as a :class:`CleverReport` (imports numpy: only where results are needed)."""
         from pytest_clever.stats.results import CleverReport
 
@@ -286,23 +245,20 @@ class RunRecord:
         gate: str = POINT_GATE,
         targets: str = "all",
         checks: Sequence[Any] | None = None,
-    ) -> "RunRecord":
+    ) -> RunRecord:
         """The record of a :class:`CleverReport` scored by the fixture.
 
-        ``gate`` is the threshold gate mode (``gates.GATE_MODES``): the status
-        is :func:`~pytest_clever.runs.gates.threshold_gate`'s verdict on ``statistic``
-        and its interval (computed when every score has one). ``checks`` are the :class:`~pytest_clever.attack.AttackCheck` objects of
-        an attack cross-check, one per input; any contradiction fails the record.
+        ``gate`` is the threshold gate mode (``gates.GATE_MODES``), applied to ``statistic``
+        and its interval (computed when every score has one). ``checks`` are the
+        :class:`~pytest_clever.attack.AttackCheck` objects of an attack cross-check, one per input.
+        The status is :func:`~pytest_clever.runs.status.decide_status` of both gates.
         """
-        from pytest_clever.runs.gates import threshold_gate
-
         value = report.statistic(statistic)
         interval = report.interval(statistic) if report.intervals_known else None
         threshold = None if min_score is None else Threshold(statistic, min_score, gate)
-        status = "recorded"
-        if threshold is not None:
-            status = "passed" if threshold_gate(value, interval, min_score, gate).passed else "failed"
+        verdict = None if min_score is None else threshold_gate(value, interval, min_score, gate)
         attack = None
+        contradicted = None
         if checks is not None:
             contradicted = [i for i, c in enumerate(checks) if c.contradicts]
             attack = {
@@ -311,10 +267,6 @@ class RunRecord:
                 "contradicted": contradicted,
                 "checks": [c.to_dict() for c in checks],
             }
-            if contradicted:
-                status = "failed"
-            elif status == "recorded":
-                status = "passed"  # the attack check is a gate of its own, and it held
         first = report.results[0]
         return cls(
             nodeid=nodeid,
@@ -327,7 +279,7 @@ class RunRecord:
             max=report.max,
             value=value,
             threshold=threshold,
-            status=status,
+            status=decide_status(verdict, contradicted),
             elapsed=report.elapsed,
             settings=RecordSettings(
                 norm=first.norm,
@@ -371,76 +323,53 @@ class RunRecord:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "record") -> "RunRecord":
-        """Read :meth:`to_dict` output (schemas 2 and 3), checking each field's type.
+    def from_dict(cls, data: Any, where: str = "record") -> RunRecord:
+        """Read :meth:`to_dict` output, checking each field's type. Any layout from
+        :data:`~pytest_clever.runs.schema.RECORD_SCHEMA` on is upgraded first (:mod:`~pytest_clever.runs.schema`).
 
+        ``value`` (default: the mean), ``elapsed`` (0), ``results``, ``attack``,
+        ``threshold``, ``interval`` and ``confidence`` may be absent.
         Raises :class:`RecordError` naming ``where`` and the field when the record is malformed.
         """
-        data = _object(data, "record", where)
-        nodeid = _str(_get(data, "nodeid", where), "nodeid", where)
+        data = read.obj(data, "record", where)
+        nodeid = read.text(read.get(data, "nodeid", where), "nodeid", where)
         where = f"{where} ({nodeid})"
-        stats = {s: _number(_get(data, s, where), s, where) for s in ("min", "mean", "median", "max")}
-        threshold = _object(data.get("threshold"), "threshold", where, optional=True)
-        if threshold is not None:
-            gate = threshold.get("gate", POINT_GATE)  # records saved before gate modes: the point gate
-            threshold = Threshold(
-                _str(_get(threshold, "statistic", where), "threshold.statistic", where),
-                _number(_get(threshold, "min_score", where), "threshold.min_score", where),
-                _str(gate, "threshold.gate", where),
-            )
-        status = _get(data, "status", where)
+        try:
+            data = upgrade_record(data)
+        except ValueError as exc:
+            raise RecordError(f"{where}, {exc}") from None
+        stats = {s: read.number(read.get(data, s, where), s, where) for s in ("min", "mean", "median", "max")}
+        raw_threshold = read.optional_obj(data.get("threshold"), "threshold", where)
+        threshold = None if raw_threshold is None else Threshold.from_dict(raw_threshold, where)
+        status = read.get(data, "status", where)
         if status not in STATUSES:
             raise RecordError(f"{where}: field 'status' must be one of {', '.join(STATUSES)}, got {status!r}")
-        results = _list(data.get("results", []), "results", where)
+        results = read.array(data.get("results", []), "results", where)
         for i, result in enumerate(results):
-            _object(result, f"results[{i}]", where)
-        attack = _object(data.get("attack"), "attack", where, optional=True)
+            read.obj(result, f"results[{i}]", where)
+        attack = read.optional_obj(data.get("attack"), "attack", where)
         if attack is not None:
-            for i in _list(_get(attack, "contradicted", where), "attack.contradicted", where):
-                _int(i, "attack.contradicted", where)
-            _list(_get(attack, "checks", where), "attack.checks", where)
-        value = data.get("value", stats["mean"])
-        elapsed = data.get("elapsed", 0.0)
-        interval = data.get("interval")  # absent before intervals existed
-        if interval is not None:
-            pair = _list(interval, "interval", where)
-            if len(pair) != 2:
-                raise RecordError(f"{where}: field 'interval' must be two numbers, got {interval!r}")
-            interval = (_number(pair[0], "interval", where), _number(pair[1], "interval", where))
+            for i in read.array(read.get(attack, "contradicted", where), "attack.contradicted", where):
+                read.integer(i, "attack.contradicted", where)
+            read.array(read.get(attack, "checks", where), "attack.checks", where)
+        interval = read.optional_pair(data.get("interval"), "interval", where)
         confidence = data.get("confidence")
         return cls(
             nodeid=nodeid,
-            name=_str(data.get("name"), "name", where, optional=True),
-            call=_int(_get(data, "call", where), "call", where),
-            n=_int(_get(data, "n", where), "n", where),
+            name=read.optional_text(data.get("name"), "name", where),
+            call=read.integer(read.get(data, "call", where), "call", where),
+            n=read.integer(read.get(data, "n", where), "n", where),
             **stats,
-            value=_number(value, "value", where),
+            value=read.number(data.get("value", stats["mean"]), "value", where),
             threshold=threshold,
             status=status,
-            elapsed=_number(elapsed, "elapsed", where),
-            settings=RecordSettings.from_dict(_get(data, "settings", where), where),
+            elapsed=read.number(data.get("elapsed", 0.0), "elapsed", where),
+            settings=RecordSettings.from_dict(read.get(data, "settings", where), where),
             results=tuple(results),
             attack=attack,
             interval=interval,
-            confidence=None if confidence is None else _number(confidence, "confidence", where),
+            confidence=None if confidence is None else read.number(confidence, "confidence", where),
         )
-
-
-def upgrade_schema_1(records: list[Any]) -> list[Any]:
-    """Schema-1 records had no ``call``: number them per (test, name) in file order.
-
-    Schema 1 wrote each test's records in the order of its calls, so this
-    gives the keys the same calls get today.
-    """
-    seen: dict[tuple[Any, Any], int] = {}
-    out = []
-    for record in records:
-        if isinstance(record, dict) and "call" not in record:
-            pair = (record.get("nodeid"), record.get("name"))
-            record = {**record, "call": seen.get(pair, 0)}
-            seen[pair] = record["call"] + 1
-        out.append(record)
-    return out
 
 
 def index_records(records: Iterable[RunRecord], where: str) -> dict[RecordKey, RunRecord]:
@@ -459,4 +388,3 @@ def index_records(records: Iterable[RunRecord], where: str) -> dict[RecordKey, R
 def sorted_records(records: Iterable[RunRecord]) -> list[RunRecord]:
     """Records by test id, name and call index: the same order serially and under xdist."""
     return sorted(records, key=lambda r: r.sort_key)
-

@@ -8,19 +8,19 @@ where the scores were computed anyway. Files are written by ``files``.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
-from pytest_clever.runs.files import environment
 from pytest_clever.core.norms import norm_label, parse_norm
+from pytest_clever.runs.files import environment
+from pytest_clever.runs.gates import POINT_GATE
 from pytest_clever.runs.record import RunRecord, sorted_records
-
-#: Version of the JSON document layout written by --clever-json (2: records carry ``call``;
-#: 3: settings carry ``targets``).
-JSON_SCHEMA = 3
+from pytest_clever.runs.schema import SCHEMA
 
 
 def settings_text(record: RunRecord) -> str:
+    """The settings a record was scored with, in words: ``L2, radius 1, order 1, 10x16 samples, seed 3``."""
     s = record.settings
     parts = [
         norm_label(s.norm),
@@ -41,7 +41,10 @@ def fit_quality_text(results: Sequence[Any]) -> str:
     ``results`` are :class:`~pytest_clever.stats.results.CleverResult` objects: the
     rules (``TargetScore.weak`` and ``.consistent``) are the engine's.
     """
-    from pytest_clever.stats.evt import CONSTANT_MAXIMA, WEAK_PVALUE  # numpy/scipy: only where results were computed anyway
+    from pytest_clever.stats.evt import (  # numpy/scipy: only where results were computed anyway
+        CONSTANT_MAXIMA,
+        WEAK_PVALUE,
+    )
 
     deciding = [r.per_target[r.target] for r in results]
     good = sum(1 for t in deciding if t.fit_method == "weibull" and not t.weak)
@@ -85,16 +88,20 @@ def _distortion_text(value: Any) -> str:
 
 
 def attack_lines(record: RunRecord, k: int = 3) -> list[str]:
-    """Why an attack cross-check failed: each contradicted input with both numbers."""
+    """Why an attack cross-check failed: each contradicted input with both numbers (none without a check)."""
     attack = record.attack
+    if attack is None:
+        return []
     checks = attack["checks"]
     contradicted = record.contradicted
     first = checks[0]
     lines = [
         f"CLEVER score contradicted by an adversarial example for {record.label}:",
-        f"  {len(contradicted)} of {attack['checked']} input{'s' if attack['checked'] != 1 else ''}: "
-        f"PGD found a {norm_label(parse_norm(first['norm']))} distortion below the CLEVER score, which therefore "
-        "overestimates the minimal adversarial distortion",
+        (
+            f"  {len(contradicted)} of {attack['checked']} input{'s' if attack['checked'] != 1 else ''}: "
+            f"PGD found a {norm_label(parse_norm(first['norm']))} distortion below the CLEVER score, which therefore "
+            "overestimates the minimal adversarial distortion"
+        ),
     ]
     for i in contradicted[:k]:
         c = checks[i]
@@ -129,12 +136,14 @@ def failure_message(record: RunRecord) -> str:
         below = record.value < threshold.min_score
         lines += [
             f"CLEVER robustness {'below' if below else 'not significantly above'} threshold for {record.label}:",
-            f"  {threshold.statistic} score {record.value:.4g} {'<' if below else '>='} "
-            f"min_score {threshold.min_score:g}  ({over})",
+            (
+                f"  {threshold.statistic} score {record.value:.4g} {'<' if below else '>='} "
+                f"min_score {threshold.min_score:g}  ({over})"
+            ),
         ]
         if record.interval is not None:
             lines.append(f"  {threshold.statistic}: {interval_text(record)}")
-        if threshold.gate != "point":
+        if threshold.gate != POINT_GATE:
             lines.append(f"  gate {threshold.gate}: {verdict.message}")
     if record.contradicted:
         lines += attack_lines(record)
@@ -148,10 +157,10 @@ def failure_message(record: RunRecord) -> str:
     return "\n".join(lines)
 
 
-def format_table(rows: list[tuple[str, ...]]) -> list[str]:
+def format_table(rows: Sequence[Sequence[str]]) -> list[str]:
     """Left-aligned columns two spaces apart, one line per row (the first row is the header)."""
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def _interval_cell(record: RunRecord) -> str:
@@ -205,8 +214,8 @@ def json_document(
     """The ``--clever-json`` document: records sorted by test id, name and call index."""
     records = sorted_records(records)
     return {
-        "schema": JSON_SCHEMA,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "schema": SCHEMA,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "environment": environment(),
         "records": [r.to_dict() for r in records],
         "failed": [r.label for r in records if r.status == "failed"],

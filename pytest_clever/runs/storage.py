@@ -9,6 +9,8 @@ written to a temp file in the same folder and renamed into place, so a
 crash mid-write leaves no partial file. A corrupt or foreign file is
 reported by name and skipped; it never hides the other runs.
 
+The layout version and the upgrades of older layouts are :mod:`pytest_clever.runs.schema`'s.
+
 Pure Python: no torch, no numpy.
 """
 
@@ -18,19 +20,17 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from pytest_clever.runs import files
 from pytest_clever.errors import CleverError
-from pytest_clever.runs.record import RecordError, RunRecord, index_records, sorted_records, upgrade_schema_1
+from pytest_clever.runs import files
+from pytest_clever.runs.record import RecordError, RunRecord, index_records, sorted_records
+from pytest_clever.runs.schema import SCHEMA, check_schema, upgrade_run
 
-#: Version of the saved-run layout (2: records carry their ``call`` index).
-SCHEMA = 3
-#: Older layouts that still load (upgraded on reading).
-READABLE_SCHEMAS = (1, 2, 3)
 KIND = "pytest-clever-run"
 DEFAULT_STORAGE = ".clever"
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -69,15 +69,8 @@ class SavedRun:
 
 def check_name(name: str) -> str:
     """The one rule for run names: they become part of a file name and must be found again by name."""
-    if (
-        not isinstance(name, str)
-        or not _NAME.fullmatch(name)
-        or name == "latest"
-        or name.lower().endswith(".json")
-    ):
-        raise StorageError(
-            f"invalid run name {name!r}: use 1-64 letters, digits, '.', '_' or '-' ({_RESERVED})"
-        )
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name == "latest" or name.lower().endswith(".json"):
+        raise StorageError(f"invalid run name {name!r}: use 1-64 letters, digits, '.', '_' or '-' ({_RESERVED})")
     return name
 
 
@@ -105,7 +98,7 @@ class Storage:
         """
         check_name(name)
         index_records(records, f"run {name!r}")  # a duplicate key is an error, not a lost record
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         run_id = f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
         document = {
             "schema": SCHEMA,
@@ -136,19 +129,16 @@ class Storage:
         if not isinstance(data, dict) or data.get("kind") != KIND:
             raise StorageError(f"{path}: not a pytest-clever run file")
         schema = data.get("schema")
-        if schema not in READABLE_SCHEMAS:
-            raise StorageError(
-                f"{path}: schema {schema!r} is not supported (this version reads "
-                f"{', '.join(map(str, READABLE_SCHEMAS))})"
-            )
+        try:
+            version = check_schema(schema)
+        except ValueError as exc:
+            raise StorageError(f"{path}: {exc}") from None
         try:
             raw = data["records"]
             if not isinstance(raw, list):
                 raise TypeError("'records' must be a list")
-            if schema == 1:
-                raw = upgrade_schema_1(raw)
             records, problems = [], []
-            for i, item in enumerate(raw):
+            for i, item in enumerate(upgrade_run(raw, version)):
                 try:
                     records.append(RunRecord.from_dict(item, f"{path}: record {i}"))
                 except RecordError as exc:  # name it and keep the others
@@ -164,7 +154,7 @@ class Storage:
                 environment=dict(data.get("environment") or {}),
                 records=tuple(records),
                 problems=tuple(problems),
-                schema=schema,
+                schema=version,
                 incomplete=None if incomplete is None else str(incomplete),
             )
         except RecordError as exc:
@@ -221,8 +211,11 @@ class Storage:
         unusable = [m for p, m in skipped if ref == "latest" or p.name.endswith(f"_{ref}.json")]
         wanted = "no complete saved run" + ("" if ref == "latest" else f" named {ref!r}")
         why = [f"{m}" for m in unusable]
-        why += [f"run {r.id} is incomplete ({r.incomplete}); compare with it by id or path if you must"
-                for r in runs if r.incomplete is not None and ref in ("latest", r.name)]
+        why += [
+            f"run {r.id} is incomplete ({r.incomplete}); compare with it by id or path if you must"
+            for r in runs
+            if r.incomplete is not None and ref in ("latest", r.name)
+        ]
         if not runs and not skipped:
             raise StorageError(f"no saved runs in {self.root}")
         if why:
