@@ -74,48 +74,84 @@ def add_options(parser: pytest.Parser) -> None:
         if option.ini:
             parser.addini(option.ini_key, help=f"pytest-clever: {option.help} (default: {shown})", default=None)
     group.addoption(
-        JSON_OPTION, dest="clever_json", metavar="PATH", default=None,
+        JSON_OPTION,
+        dest="clever_json",
+        metavar="PATH",
+        default=None,
         help="write every recorded CLEVER result, with settings and versions, to PATH as JSON",
     )
     group.addoption(
-        SKIP_OPTION, dest="clever_skip", action="store_true", default=False,
+        SKIP_OPTION,
+        dest="clever_skip",
+        action="store_true",
+        default=False,
         help="skip every test that uses the clever fixture (quick local runs)",
     )
     group.addoption(
-        SAVE_OPTION, dest="clever_save", nargs="?", const="run", default=None, metavar="NAME",
+        SAVE_OPTION,
+        dest="clever_save",
+        nargs="?",
+        const="run",
+        default=None,
+        metavar="NAME",
         help="save this run's results as a baseline named NAME (default: run) in the storage folder",
     )
     group.addoption(
-        COMPARE_OPTION, dest="clever_compare", nargs="?", const="latest", default=None, metavar="NAME",
+        COMPARE_OPTION,
+        dest="clever_compare",
+        nargs="?",
+        const="latest",
+        default=None,
+        metavar="NAME",
         help="compare with a saved baseline: a name, a run id or 'latest' (the default)",
     )
     group.addoption(
-        COMPARE_FAIL_OPTION, dest="clever_compare_fail", action="append", default=[], metavar="STAT:DROP[:significant]",
-        type=rule_type, help="fail the run when STAT (min, mean, median, max) dropped by more than DROP "
+        COMPARE_FAIL_OPTION,
+        dest="clever_compare_fail",
+        action="append",
+        default=[],
+        metavar="STAT:DROP[:significant]",
+        type=rule_type,
+        help="fail the run when STAT (min, mean, median, max) dropped by more than DROP "
         "versus the baseline: relative (mean:10%%) or absolute (min:0.05); with :significant only when the "
         "paired drop is significantly larger (mean:10%%:significant); comma-separated or repeatable",
     )
     group.addoption(
-        MISSING_OPTION, dest="clever_baseline_missing", choices=POLICIES, default="warn",
+        MISSING_OPTION,
+        dest="clever_baseline_missing",
+        choices=POLICIES,
+        default="warn",
         help="what a missing baseline (or a test missing from it) does: warn (default) or fail",
     )
     group.addoption(
-        STORAGE_OPTION, dest="clever_storage_path", default=None, metavar="DIR",
+        STORAGE_OPTION,
+        dest="clever_storage_path",
+        default=None,
+        metavar="DIR",
         help=f"folder of saved runs (default: ini {STORAGE_INI} or {DEFAULT_STORAGE}, under the rootdir)",
     )
     parser.addini(STORAGE_INI, help=f"pytest-clever: folder of saved runs (default: {DEFAULT_STORAGE})", default=None)
     not_comparable_help = "what a baseline entry recorded with other settings (NOT COMPARABLE) does: warn or fail"
     group.addoption(
-        NOT_COMPARABLE_OPTION, dest="clever_not_comparable", choices=POLICIES, default=None,
+        NOT_COMPARABLE_OPTION,
+        dest="clever_not_comparable",
+        choices=POLICIES,
+        default=None,
         help=f"{not_comparable_help} (default: ini {NOT_COMPARABLE_INI} or warn)",
     )
     parser.addini(NOT_COMPARABLE_INI, help=f"pytest-clever: {not_comparable_help} (default: warn)", default=None)
     for option, metavar in PROCESS_SETTINGS:
         group.addoption(
-            option.flag, dest=f"clever_{option.name}", type=argparse_type(option), default=None, metavar=metavar,
+            option.flag,
+            dest=f"clever_{option.name}",
+            type=argparse_type(option),
+            default=None,
+            metavar=metavar,
             help=f"{option.help} (default: ini {option.ini_key} or {option.default_text})",
         )
-        parser.addini(option.ini_key, help=f"pytest-clever: {option.help} (default: {option.default_text})", default=None)
+        parser.addini(
+            option.ini_key, help=f"pytest-clever: {option.help} (default: {option.default_text})", default=None
+        )
 
 
 def marker_help() -> str:
@@ -162,7 +198,9 @@ def nonempty(config: pytest.Config, option: str, dest: str) -> str | None:
     """An option given as ``--opt=`` (say, an unset CI variable) is a usage error, not "off"."""
     value = config.getoption(dest)
     if value is not None and not str(value).strip():
-        raise pytest.UsageError(f"{option}= was given an empty value (an unset variable?): pass a value or leave the option out")
+        raise pytest.UsageError(
+            f"{option}= was given an empty value (an unset variable?): pass a value or leave the option out"
+        )
     return value
 
 

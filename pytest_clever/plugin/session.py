@@ -186,8 +186,12 @@ class CleverSession:
     def _compare(self, ref: str) -> None:
         rules = [rule for given in self.config.getoption("clever_compare_fail") for rule in given]
         self.comparison = compare_with_baseline(
-            self.records, self.storage(), ref, rules,
-            strict=self.config.getoption("clever_baseline_missing") == "fail", not_comparable=self.not_comparable,
+            self.records,
+            self.storage(),
+            ref,
+            rules,
+            strict=self.config.getoption("clever_baseline_missing") == "fail",
+            not_comparable=self.not_comparable,
         )
         self.errors.extend(self.comparison.errors)
 

@@ -52,7 +52,8 @@ def write_summary(terminalreporter: pytest.TerminalReporter, state: RunState) ->
         if state.incomplete:
             terminalreporter.write_line(
                 f"CLEVER run saved as INCOMPLETE ({state.incomplete}) to {state.saved_path}: "
-                "never used as 'latest' or by name", yellow=True,
+                "never used as 'latest' or by name",
+                yellow=True,
             )
         else:
             terminalreporter.write_line(f"CLEVER baseline saved to {state.saved_path}")
@@ -90,7 +91,8 @@ def write_comparison(terminalreporter: pytest.TerminalReporter, check: BaselineC
         if not_run:
             terminalreporter.write_line(
                 f"{not_run} baseline entr{'y' if not_run == 1 else 'ies'} not run this time "
-                "(deselected, skipped or removed): listed, not failed", yellow=True,
+                "(deselected, skipped or removed): listed, not failed",
+                yellow=True,
             )
     if check.regressions:
         terminalreporter.write_line(f"CLEVER regressions ({len(check.regressions)}):", red=True, bold=True)

@@ -35,8 +35,9 @@ profile likelihood of the penalised fit (docs/maths.md, "Uncertainty").
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -273,7 +274,9 @@ def fit_endpoint(maxima: np.ndarray | Sequence[float]) -> EndpointFit:
             continue
         if best is None or ks_p > best[0]:
             best = (ks_p, ks_stat, float(c), float(loc_z), float(scale_z))
-        repeated = any(abs(loc_z - l) <= 1e-3 and abs(c - s) <= 1e-2 * max(c, 1.0) for l, s in seen)
+        repeated = any(
+            abs(loc_z - seen_loc) <= 1e-3 and abs(c - seen_c) <= 1e-2 * max(c, 1.0) for seen_loc, seen_c in seen
+        )
         seen.append((float(loc_z), float(c)))
         if best[0] >= GOOD_PVALUE or (repeated and best[0] >= WEAK_PVALUE):
             break
@@ -301,7 +304,6 @@ def fit_endpoint(maxima: np.ndarray | Sequence[float]) -> EndpointFit:
         sample_max=top,
         n=int(b.size),
     )
-
 
 
 #: Relative widening of :func:`endpoint_bracket`, so that rounding in the fit's

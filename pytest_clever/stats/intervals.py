@@ -19,8 +19,8 @@ inputs stay fixed (pairing), the scores of both runs are drawn independently.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Sequence
 
 import numpy as np
 
@@ -28,7 +28,6 @@ import numpy as np
 N_BOOTSTRAP = 2000
 #: Seed of the bootstrap: the same inputs give the same interval.
 BOOTSTRAP_SEED = 0
-
 
 
 def statistic_rows(values: np.ndarray, statistic: str) -> np.ndarray:
@@ -39,13 +38,16 @@ def statistic_rows(values: np.ndarray, statistic: str) -> np.ndarray:
 
 
 def draw_scores(
-    points: np.ndarray, intervals: Sequence[tuple[float, float] | None], confidence: float,
-    index: np.ndarray, rng: np.random.Generator,
+    points: np.ndarray,
+    intervals: Sequence[tuple[float, float] | None],
+    confidence: float,
+    index: np.ndarray,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Scores of inputs ``index`` (any shape) drawn from their two-piece normals."""
     z = NormalDist().inv_cdf((1 + confidence) / 2)
-    lo = np.array([p if iv is None else iv[0] for p, iv in zip(points, intervals)], dtype=np.float64)
-    hi = np.array([p if iv is None else iv[1] for p, iv in zip(points, intervals)], dtype=np.float64)
+    lo = np.array([p if iv is None else iv[0] for p, iv in zip(points, intervals, strict=True)], dtype=np.float64)
+    hi = np.array([p if iv is None else iv[1] for p, iv in zip(points, intervals, strict=True)], dtype=np.float64)
     below, above = (points - lo) / z, (hi - points) / z
     u = rng.standard_normal(index.shape)
     return points[index] + u * np.where(u < 0, below[index], above[index])
@@ -64,23 +66,35 @@ def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
 
 
 def statistic_interval(
-    points: Sequence[float], intervals: Sequence[tuple[float, float] | None], statistic: str, confidence: float,
-    *, n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED,
+    points: Sequence[float],
+    intervals: Sequence[tuple[float, float] | None],
+    statistic: str,
+    confidence: float,
+    *,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = BOOTSTRAP_SEED,
 ) -> tuple[float, float]:
     """Confidence interval of ``statistic`` (parsed) of the scores ``points`` with per-score ``intervals``."""
-    points = np.asarray(points, dtype=np.float64)
+    scores = np.asarray(points, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    index = _indices(len(points), statistic, rng, n_boot)
-    values = statistic_rows(draw_scores(points, intervals, confidence, index, rng), statistic)
+    index = _indices(len(scores), statistic, rng, n_boot)
+    values = statistic_rows(draw_scores(scores, intervals, confidence, index, rng), statistic)
     lo, hi = _percentiles(values, confidence)
-    point = float(statistic_rows(points, statistic))
+    point = float(statistic_rows(scores, statistic))
     return min(lo, point), max(hi, point)
 
 
 def paired_change_interval(
-    new: Sequence[float], new_intervals: Sequence[tuple[float, float] | None],
-    old: Sequence[float], old_intervals: Sequence[tuple[float, float] | None],
-    statistic: str, confidence: float, *, relative: bool = True, n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED,
+    new: Sequence[float],
+    new_intervals: Sequence[tuple[float, float] | None],
+    old: Sequence[float],
+    old_intervals: Sequence[tuple[float, float] | None],
+    statistic: str,
+    confidence: float,
+    *,
+    relative: bool = True,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = BOOTSTRAP_SEED,
 ) -> tuple[float, float, float]:
     """Change of ``statistic`` between two runs on the same inputs, and its interval: ``(change, lo, hi)``.
 
@@ -93,31 +107,44 @@ def paired_change_interval(
     (benchmarks/bench_intervals.py): resampling the inputs as well detected
     a 28% loss of mean robustness in only 16% of trials.
     """
-    new, old = np.asarray(new, dtype=np.float64), np.asarray(old, dtype=np.float64)
-    if new.shape != old.shape:
-        raise ValueError(f"paired runs need the same inputs, got {len(new)} and {len(old)} scores")
+    new_scores, old_scores = np.asarray(new, dtype=np.float64), np.asarray(old, dtype=np.float64)
+    if new_scores.shape != old_scores.shape:
+        raise ValueError(f"paired runs need the same inputs, got {len(new_scores)} and {len(old_scores)} scores")
     rng = np.random.default_rng(seed)
-    index = np.broadcast_to(np.arange(len(new)), (n_boot, len(new)))
-    new_stat = statistic_rows(draw_scores(new, new_intervals, confidence, index, rng), statistic)
-    old_stat = statistic_rows(draw_scores(old, old_intervals, confidence, index, rng), statistic)
+    index = np.broadcast_to(np.arange(len(new_scores)), (n_boot, len(new_scores)))
+    new_stat = statistic_rows(draw_scores(new_scores, new_intervals, confidence, index, rng), statistic)
+    old_stat = statistic_rows(draw_scores(old_scores, old_intervals, confidence, index, rng), statistic)
     with np.errstate(divide="ignore", invalid="ignore"):
         if relative:
-            change = float(statistic_rows(new, statistic) / statistic_rows(old, statistic) - 1)
+            change = float(statistic_rows(new_scores, statistic) / statistic_rows(old_scores, statistic) - 1)
             lo, hi = _percentiles(new_stat / old_stat - 1, confidence)
         else:
-            change = float(statistic_rows(new, statistic) - statistic_rows(old, statistic))
+            change = float(statistic_rows(new_scores, statistic) - statistic_rows(old_scores, statistic))
             lo, hi = _percentiles(new_stat - old_stat, confidence)
     return change, min(lo, change), max(hi, change)
 
 
 def difference_interval(
-    new: float, new_interval: tuple[float, float] | None, old: float, old_interval: tuple[float, float] | None,
+    new: float,
+    new_interval: tuple[float, float] | None,
+    old: float,
+    old_interval: tuple[float, float] | None,
 ) -> tuple[float, float, float]:
-    """``new - old`` of one input's two independent scores, and its interval (half-widths add in quadrature per side)."""
+    """``new - old`` of one input's two independent scores, and its interval.
+
+    The half-widths of the two scores add in quadrature, each side on its own.
+    """
     n_lo, n_hi = new_interval or (new, new)
     o_lo, o_hi = old_interval or (old, old)
     delta = new - old
     return delta, delta - float(np.hypot(new - n_lo, o_hi - old)), delta + float(np.hypot(n_hi - new, old - o_lo))
 
 
-__all__ = ["N_BOOTSTRAP", "difference_interval", "draw_scores", "paired_change_interval", "statistic_interval", "statistic_rows"]
+__all__ = [
+    "N_BOOTSTRAP",
+    "difference_interval",
+    "draw_scores",
+    "paired_change_interval",
+    "statistic_interval",
+    "statistic_rows",
+]
