@@ -203,4 +203,16 @@ class ProgressLine:
         self.stream.flush()
 
 
-__all__ = ["ProgressEvent", "ProgressLine", "ProgressSetting", "current", "describe", "points_done", "tracking"]
+#: Values of ``--clever-progress`` / ``clever_progress``: the plugin's progress of long fixture calls.
+TERMINAL_MODES = ("auto", "on", "off")
+
+__all__ = [
+    "TERMINAL_MODES",
+    "ProgressEvent",
+    "ProgressLine",
+    "ProgressSetting",
+    "current",
+    "describe",
+    "points_done",
+    "tracking",
+]

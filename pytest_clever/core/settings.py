@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_clever.core.norms import parse_norm
+from pytest_clever.core.progress import TERMINAL_MODES
+from pytest_clever.core.targets import parse_targets
 from pytest_clever.core.validation import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONFIDENCE,
@@ -18,6 +20,7 @@ from pytest_clever.core.validation import (
     MIN_BATCHES,
     check_bound_pair,
     check_confidence,
+    check_gate_mode,
     check_int,
     check_number,
     check_order,
@@ -74,9 +77,6 @@ def _confidence(value: Any) -> float:
 
 
 def _gate(value: Any) -> str:
-    # pure Python; imported on use to keep this module's imports small
-    from pytest_clever.runs.gates import check_gate_mode
-
     return check_gate_mode(value)
 
 
@@ -113,8 +113,6 @@ def _bool(name: str) -> Callable[[Any], bool]:
 
 def _targets(value: Any) -> str:
     """A target specification in its canonical text ("all", "top-2", "3,5"); see :mod:`.targets`."""
-    from pytest_clever.core.targets import parse_targets  # pure Python, like this module
-
     return str(parse_targets(value))
 
 
@@ -320,11 +318,9 @@ __all__ = ["MARKER", "OPTIONS", "ENGINE_SETTINGS", "Option", "argparse_type", "m
 
 
 def _progress_mode(value: Any) -> str:
-    from pytest_clever.plugin.terminal_progress import MODES  # pure Python, like this module
-
     text = str(value).strip().lower()
-    if text not in MODES:
-        raise InvalidInputError(f"progress must be one of {', '.join(MODES)}, got {value!r}")
+    if text not in TERMINAL_MODES:
+        raise InvalidInputError(f"progress must be one of {', '.join(TERMINAL_MODES)}, got {value!r}")
     return text
 
 

@@ -164,3 +164,17 @@ def check_settings(
         bounds=check_bounds(bounds),
         order=check_order(order),
     )
+
+
+#: The gate mode that compares the statistic itself: the default, and what a threshold without a mode means.
+POINT_GATE = "point"
+#: Threshold gate modes, the default first.
+GATE_MODES: tuple[str, ...] = (POINT_GATE, "significant-fail", "significant-pass")
+
+
+def check_gate_mode(mode: object) -> str:
+    """One of ``GATE_MODES`` (case and blanks ignored), else a usage error naming them."""
+    text = str(mode).strip().lower()
+    if text not in GATE_MODES:
+        raise InvalidInputError(f"gate mode must be one of {', '.join(GATE_MODES)}, got {mode!r}")
+    return text

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_clever.core.progress import TERMINAL_MODES as MODES
 from pytest_clever.core.progress import ProgressLine
 
-#: Values of ``--clever-progress`` / ``clever_progress``.
-MODES = ("auto", "on", "off")
 #: Seconds a call runs before anything is shown ("longer than a few seconds").
 DELAY = 3.0
 #: Seconds between updates of the line rewritten in place on a TTY.

@@ -31,23 +31,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pytest_clever.errors import InvalidInputError
+from pytest_clever.core.validation import GATE_MODES, POINT_GATE, check_gate_mode
 from pytest_clever.runs.rules import ChangeRule
 
-#: The gate mode that compares the statistic itself: the default, and what a threshold without a mode means.
-POINT_GATE = "point"
-#: Threshold gate modes, the default first.
-GATE_MODES: tuple[str, ...] = (POINT_GATE, "significant-fail", "significant-pass")
-
 Interval = tuple[float, float]
-
-
-def check_gate_mode(mode: object) -> str:
-    """One of ``GATE_MODES`` (case and blanks ignored), else a usage error naming them."""
-    text = str(mode).strip().lower()
-    if text not in GATE_MODES:
-        raise InvalidInputError(f"gate mode must be one of {', '.join(GATE_MODES)}, got {mode!r}")
-    return text
 
 
 @dataclass(frozen=True)
