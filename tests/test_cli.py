@@ -8,7 +8,7 @@ import pytest
 from pytest_clever.cli import main
 from pytest_clever.runs.storage import Storage
 
-from .test_storage import _record, no_git  # noqa: F401 (autouse: no git needed)
+from .runs.test_storage import _record, no_git  # noqa: F401 (autouse: no git needed)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -27,7 +27,7 @@ from pytest_clever import (
     clever_score,
 )
 
-from .helpers import FAST, X0, tanh_net
+from ..helpers import FAST, X0, tanh_net
 
 
 def relu_net() -> nn.Module:

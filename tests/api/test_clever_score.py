@@ -19,7 +19,7 @@ from pytest_clever import (
     clever_scores,
 )
 
-from .helpers import Linear
+from ..helpers import Linear
 
 FAST = dict(n_batches=10, batch_size=32)
 X0 = torch.tensor([0.3, -0.2, 0.1, 0.5, -0.4, 0.2])

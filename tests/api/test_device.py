@@ -6,7 +6,7 @@ import torch
 from pytest_clever import clever_score, clever_scores
 from pytest_clever.extras.digits import DIGITS_BOUNDS
 
-from .helpers import Linear, exact_linear_score
+from ..helpers import Linear, exact_linear_score
 
 FAST = dict(n_batches=10, batch_size=16)
 X0 = torch.tensor([0.3, -0.2, 0.1, 0.5, -0.4, 0.2])

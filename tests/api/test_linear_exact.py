@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pytest_clever import clever_score, clever_scores
 
-from .helpers import Linear, exact_linear_score
+from ..helpers import Linear, exact_linear_score
 
 FAST = dict(n_batches=10, batch_size=16)
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from pytest_clever import InvalidInputError, attack_checks, clever_score, clever_scores
 
-from .helpers import one_torch_thread  # noqa: F401
+from ..helpers import one_torch_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -14,7 +14,7 @@ from pytest_clever.core.targets import (
     resolve_targets,
 )
 
-from .helpers import Linear
+from ..helpers import Linear
 
 # Class 2 is predicted; the others rank 4 > 0 = 5 > 1 > 3 (0 and 5 tie: lower index first).
 LOGITS = [1.0, -0.5, 3.0, -2.0, 2.5, 1.0]

@@ -18,7 +18,7 @@ from pytest_clever import BPDA, CleverWarning, GradientMaskingError, clever_scor
 from pytest_clever.extras.digits import DIGITS_BOUNDS
 from pytest_clever.defences.transforms import bit_depth, jpeg, median_filter
 
-from .helpers import Linear
+from ..helpers import Linear
 
 # Small settings keep the module fast; 20 inputs make the mean steady.
 KW = dict(radius=2.0, bounds=DIGITS_BOUNDS, seed=0, n_batches=20, batch_size=32)

@@ -1,4 +1,4 @@
-"""Models for tests/test_executor.py, at module level so that executor workers can import them."""
+"""Models for test_executor.py, at module level so that executor workers can import them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import torch
 from torch import nn
 
-from .helpers import Linear
+from ..helpers import Linear
 
 #: An input whose first feature is exactly this makes ExitingLinear's worker die.
 POISON = 42.0

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pytest_clever import InvalidInputError
 from pytest_clever.extras.strategies import points_in_ball
 
-from .helpers import Linear, exact_linear_score
+from ..helpers import Linear, exact_linear_score
 
 NORMS = [1, 2, math.inf]
 X0 = torch.tensor([[0.2, 0.9, 0.0], [0.5, 1.0, 0.7]])  # an input of shape (2, 3) in [0, 1]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from .helpers import one_torch_thread  # noqa: F401
+from ..helpers import one_torch_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

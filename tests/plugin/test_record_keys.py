@@ -1,6 +1,6 @@
 """Record keys through pytest: several calls per test, matching baselines, order and seeds.
 
-Real pytest runs (in-process, as in test_plugin.py; the xdist one in subprocesses).
+Real pytest runs (in-process, as in test_options_and_outputs.py; the xdist one in subprocesses).
 """
 
 import json

@@ -2,7 +2,7 @@
 
 import json
 
-from .test_plugin import FAST, MODEL
+from .test_options_and_outputs import FAST, MODEL
 
 
 def test_target_and_targets_in_one_marker_is_a_usage_error(pytester):

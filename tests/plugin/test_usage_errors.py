@@ -9,7 +9,7 @@ import pytest
 
 from pytest_clever.runs.storage import Storage
 
-from .test_plugin import MODEL  # a user's module: a linear model, exact and fast
+from .test_options_and_outputs import MODEL  # a user's module: a linear model, exact and fast
 
 PLAIN = "def test_plain():\n    pass\n"
 

@@ -16,7 +16,7 @@ from pytest_clever.runs.storage import Storage, StorageError
 
 from .test_storage import _record, _record_dict, no_git  # noqa: F401 (autouse: no git needed)
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 SCHEMA_1 = DATA / "20261126T025727701856Z-5e400a_main.json"
 
 
