@@ -2,22 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
-
-
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """Tiny models on a busy shared CPU run several times faster on one intra-op thread.
-
-    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")`` after
-    importing it; the previous thread count is restored.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class Linear(nn.Module):

@@ -10,7 +10,7 @@ from torch import nn
 from pytest_clever import AttackCheck, InvalidInputError, attack_check, attack_checks, clever_score, clever_scores
 from pytest_clever.core.seeds import derive_seed
 
-from ..helpers import exact_linear_score, one_torch_thread  # noqa: F401
+from ..helpers import exact_linear_score
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

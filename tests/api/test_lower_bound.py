@@ -18,8 +18,6 @@ from torch import nn
 
 from pytest_clever import InvalidInputError, attack_checks, clever_score, clever_scores
 
-from ..helpers import one_torch_thread  # noqa: F401
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 RADIUS = 1.0

@@ -16,7 +16,7 @@ from torch import nn
 
 from pytest_clever import attack_check, clever_score
 
-from ..helpers import Linear, exact_linear_score, one_torch_thread  # noqa: F401
+from ..helpers import Linear, exact_linear_score
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -18,7 +18,7 @@ from pytest_clever.core.settings import OPTIONS
 from .executor_models import (
     POISON, CountingLinear, DropoutLinear, ExitingLinear, FailingLinear, UnloadableLinear, call_model, linear,
 )
-from ..helpers import Linear, one_torch_thread  # noqa: F401
+from ..helpers import Linear
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -17,7 +17,7 @@ from pytest_clever import CleverError, CleverWarning, InvalidInputError, ModelEr
 from pytest_clever._engine import model_state
 from pytest_clever.runs.compare import DropRule
 
-from ..helpers import FAST, X0, one_torch_thread, tanh_net  # noqa: F401
+from ..helpers import FAST, X0, tanh_net
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -4,8 +4,6 @@ import json
 
 import pytest
 
-from ..helpers import one_torch_thread  # noqa: F401
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # A linear model (CLEVER is exact: no attack can contradict it) and a "cliff":
