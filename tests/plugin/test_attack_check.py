@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from .user_modules import SMALL_SAMPLE_ARGS, linear_module
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # A linear model (CLEVER is exact: no attack can contradict it) and a "cliff":
@@ -11,23 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # uniform samples of the 200-d unit L2 ball practically never reach (x_1 has
 # a standard deviation of 0.07 there), while PGD walks straight into it. CLEVER
 # therefore reports the radius 1, yet an adversarial example sits at about 0.51.
-MODELS = """
-import pytest
-import torch
-from torch import nn
-
-
-def linear():
-    gen = torch.Generator().manual_seed(0)
-    model = nn.Linear(4, 3)
-    with torch.no_grad():
-        model.weight.copy_(torch.randn(3, 4, generator=gen))
-        model.bias.copy_(torch.randn(3, generator=gen))
-    return model.eval()
-
-
-XS = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
-
+MODELS = linear_module(n_inputs=3) + """
 
 class Cliff(nn.Module):
     def forward(self, x):
@@ -38,8 +24,6 @@ class Cliff(nn.Module):
 X0 = torch.zeros(200)
 """
 
-FAST = "n_batches=10, batch_size=16"
-
 
 def _json(pytester, name="out.json"):
     return json.loads((pytester.path / name).read_text())
@@ -49,7 +33,7 @@ def test_marker_attack_check_fails_a_contradicted_score_after_the_body(pytester)
     pytester.makepyfile(
         MODELS
         + f"""
-@pytest.mark.clever(radius=1.0, {FAST}, attack_check=True)
+@pytest.mark.clever(radius=1.0, {SMALL_SAMPLE_ARGS}, attack_check=True)
 def test_gate(clever):
     result = clever.score(Cliff(), X0, name="cliff")
     assert result.score == 1.0  # the body passes: only the attack check fails the test
@@ -79,7 +63,7 @@ def test_fixture_argument_passes_when_the_attack_agrees(pytester):
     pytester.makepyfile(
         MODELS
         + f"""
-@pytest.mark.clever(radius=5.0, {FAST})
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})
 def test_gate(clever):
     report = clever.scores(linear(), XS, attack_check=True)
     assert len(report) == 3
@@ -98,7 +82,7 @@ def test_gate(clever):
 
 
 def test_attack_is_off_by_default_and_records_none(pytester):
-    pytester.makepyfile(MODELS + f"\n@pytest.mark.clever(radius=1.0, {FAST})\ndef test_gate(clever):\n    clever.score(Cliff(), X0)\n")
+    pytester.makepyfile(MODELS + f"\n@pytest.mark.clever(radius=1.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.score(Cliff(), X0)\n")
     pytester.runpytest("--clever-json=out.json").assert_outcomes(passed=1)
     (record,) = _json(pytester)["records"]
     assert record["attack"] is None and record["status"] == "recorded"
@@ -108,7 +92,7 @@ def test_assert_robust_with_attack_check_fails_even_above_the_threshold(pytester
     pytester.makepyfile(
         MODELS
         + f"""
-@pytest.mark.clever(radius=1.0, {FAST})
+@pytest.mark.clever(radius=1.0, {SMALL_SAMPLE_ARGS})
 def test_gate(clever):
     clever.assert_robust(Cliff(), [X0], min_score=0.9, attack_check=True)
     raise AssertionError("not reached")
@@ -125,7 +109,7 @@ def test_threshold_and_attack_failures_are_both_reported(pytester):
     pytester.makepyfile(
         MODELS
         + f"""
-@pytest.mark.clever(radius=1.0, {FAST}, min_score=2.0, attack_check=True)
+@pytest.mark.clever(radius=1.0, {SMALL_SAMPLE_ARGS}, min_score=2.0, attack_check=True)
 def test_gate(clever):
     clever.score(Cliff(), X0)
 """

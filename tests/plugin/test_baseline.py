@@ -6,38 +6,22 @@ import pytest
 
 from pytest_clever.runs.storage import Storage
 
+from .user_modules import SMALL_SAMPLE_ARGS, linear_module
+
 
 def _module(factor: float, radius: float = 5.0) -> str:
     # Scaling the weights on input 0 (which is 0 in every x) steepens the margins
     # without moving them: factor > 1 is a strictly less robust model.
-    return f"""
-import pytest
-import torch
-from torch import nn
+    return linear_module(first_feature_zero=True) + f"""
 
-
-def linear():
-    gen = torch.Generator().manual_seed(0)
-    model = nn.Linear(4, 3)
-    with torch.no_grad():
-        model.weight.copy_(torch.randn(3, 4, generator=gen))
-        model.weight[:, 0] *= {factor}
-        model.bias.copy_(torch.randn(3, generator=gen))
-    return model.eval()
-
-
-XS = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
-XS[:, 0] = 0.0
-
-
-@pytest.mark.clever(radius={radius}, n_batches=10, batch_size=16)
+@pytest.mark.clever(radius={radius}, {SMALL_SAMPLE_ARGS})
 def test_gate(clever):
-    clever.scores(linear(), XS, name="linear")
+    clever.scores(linear({factor}), XS, name="linear")
 
 
-@pytest.mark.clever(radius={radius}, n_batches=10, batch_size=16)
+@pytest.mark.clever(radius={radius}, {SMALL_SAMPLE_ARGS})
 def test_other(clever):
-    clever.scores(linear(), XS[:2])
+    clever.scores(linear({factor}), XS[:2])
 """
 
 

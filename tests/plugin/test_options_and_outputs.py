@@ -5,26 +5,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from .user_modules import SMALL_SAMPLE_ARGS, linear_module
+
 # A user's test module: a linear model, whose scores are exact and fast.
-MODEL = """
-import pytest
-import torch
-from torch import nn
+MODEL = linear_module()
 
-
-def linear():
-    gen = torch.Generator().manual_seed(0)
-    model = nn.Linear(4, 3)
-    with torch.no_grad():
-        model.weight.copy_(torch.randn(3, 4, generator=gen))
-        model.bias.copy_(torch.randn(3, generator=gen))
-    return model.eval()
-
-
-XS = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
-"""
-
-FAST = "n_batches=10, batch_size=16"
 
 
 def _json(pytester, name="out.json"):
@@ -35,7 +20,7 @@ def test_marker_threshold_fails_a_test_whose_body_asserts_nothing(pytester):
     pytester.makepyfile(
         MODEL
         + f"""
-@pytest.mark.clever(radius=5.0, {FAST}, min_score=50.0)
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS}, min_score=50.0)
 def test_gate(clever):
     clever.scores(linear(), XS)
 """
@@ -60,7 +45,7 @@ def test_marker_threshold_passes(pytester):
     pytester.makepyfile(
         MODEL
         + f"""
-@pytest.mark.clever(radius=5.0, {FAST}, min_score=0.001, statistic="min")
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS}, min_score=0.001, statistic="min")
 def test_gate(clever):
     report = clever.scores(linear(), XS)
     assert report.min >= 0.001
@@ -73,7 +58,7 @@ def test_assert_robust_failure_explains_itself(pytester):
     pytester.makepyfile(
         MODEL
         + f"""
-@pytest.mark.clever(radius=5.0, {FAST})
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})
 def test_gate(clever):
     clever.assert_robust(linear(), XS, min_score=10.0, statistic="q10", name="lin")
 """
@@ -127,12 +112,12 @@ def test_seeds_are_per_test_and_follow_the_base_seed(pytester):
     pytester.makepyfile(
         MODEL
         + f"""
-@pytest.mark.clever(radius=5.0, {FAST})
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})
 def test_a(clever):
     clever.scores(linear(), XS)
 
 
-@pytest.mark.clever(radius=5.0, {FAST})
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})
 def test_b(clever):
     clever.scores(linear(), XS)
 """
@@ -151,7 +136,7 @@ def test_summary_table_is_shown_only_when_the_plugin_was_used(pytester):
     pytester.makepyfile(
         MODEL
         + f"""
-@pytest.mark.clever(radius=5.0, {FAST}, min_score=0.001)
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS}, min_score=0.001)
 def test_gate(clever):
     clever.scores(linear(), XS, name="linear")
 
@@ -177,7 +162,7 @@ def test_json_document(pytester):
     pytester.makepyfile(
         MODEL
         + f"""
-@pytest.mark.clever(radius=5.0, {FAST}, min_score=50)
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS}, min_score=50)
 def test_gate(clever):
     clever.score(linear(), XS[0], name="one")
 """
@@ -196,7 +181,7 @@ def test_gate(clever):
 
 
 def test_junit_xml_properties(pytester):
-    pytester.makepyfile(MODEL + f"\n@pytest.mark.clever(radius=5.0, {FAST})\ndef test_gate(clever):\n    clever.scores(linear(), XS)\n")
+    pytester.makepyfile(MODEL + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.scores(linear(), XS)\n")
     pytester.runpytest("--junitxml=junit.xml").assert_outcomes(passed=1)
     props = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
     assert {"clever.min", "clever.mean", "clever.median"} <= set(props)
@@ -204,7 +189,7 @@ def test_junit_xml_properties(pytester):
 
 
 def test_strict_markers_accepts_the_clever_marker(pytester):
-    pytester.makepyfile(MODEL + f"\n@pytest.mark.clever(radius=5.0, {FAST})\ndef test_gate(clever):\n    clever.scores(linear(), XS)\n")
+    pytester.makepyfile(MODEL + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.scores(linear(), XS)\n")
     pytester.runpytest("--strict-markers", "-W", "error::pytest.PytestUnknownMarkWarning").assert_outcomes(passed=1)
 
 
@@ -244,7 +229,7 @@ def test_bad_cli_value_is_a_usage_error(pytester):
 
 def test_bad_model_input_fails_the_test_with_the_engine_message(pytester):
     pytester.makepyfile(
-        MODEL + f"\n@pytest.mark.clever(radius=5.0, {FAST})\ndef test_gate(clever):\n    clever.scores(linear(), XS * float('nan'))\n"
+        MODEL + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.scores(linear(), XS * float('nan'))\n"
     )
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
@@ -278,7 +263,7 @@ def test_help_lists_the_options_in_their_own_group(pytester):
 def test_xdist_workers_report_to_the_controller(pytester):
     pytest.importorskip("xdist")
     tests = "".join(
-        f"\n@pytest.mark.clever(radius=5.0, {FAST}, min_score=0.001)\ndef test_{i}(clever):\n    clever.scores(linear(), XS)\n"
+        f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS}, min_score=0.001)\ndef test_{i}(clever):\n    clever.scores(linear(), XS)\n"
         for i in range(4)
     )
     pytester.makepyfile(MODEL + tests)

@@ -7,34 +7,18 @@ import json
 
 import pytest
 
+from .user_modules import SMALL_SAMPLE_ARGS, linear_module
+
 # A module whose models differ only in how steep their margins are: weights on input 0
 # (0 in every x) scaled by ``factor``; factor 2 drops the mean score by about 35%.
-MODELS = """
-import pytest
-import torch
-from torch import nn
+MODELS = linear_module(first_feature_zero=True)
 
-
-def linear(factor=1.0):
-    gen = torch.Generator().manual_seed(0)
-    model = nn.Linear(4, 3)
-    with torch.no_grad():
-        model.weight.copy_(torch.randn(3, 4, generator=gen))
-        model.weight[:, 0] *= factor
-        model.bias.copy_(torch.randn(3, generator=gen))
-    return model.eval()
-
-
-XS = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
-XS[:, 0] = 0.0
-"""
-
-FAST = "radius=5.0, n_batches=10, batch_size=16"
+MARKER_ARGS = f"radius=5.0, {SMALL_SAMPLE_ARGS}"
 
 
 def _two_models(first: float, second: float) -> str:
     return MODELS + f"""
-@pytest.mark.clever({FAST})
+@pytest.mark.clever({MARKER_ARGS})
 def test_two_models(clever):
     clever.scores(linear({first}), XS)
     clever.scores(linear({second}), XS)
@@ -62,7 +46,7 @@ def test_a_loop_of_calls_compared_with_its_own_baseline_is_ok(pytester):
     pytester.makepyfile(
         test_loop=MODELS
         + f"""
-@pytest.mark.clever({FAST})
+@pytest.mark.clever({MARKER_ARGS})
 def test_loop(clever):
     model = linear()
     for i in range(4):
@@ -85,20 +69,20 @@ def test_loop(clever):
 
 
 ORDER = MODELS + f"""
-@pytest.mark.clever({FAST})
+@pytest.mark.clever({MARKER_ARGS})
 def test_zeta(clever):
     clever.scores(linear(), XS[:2], name="b")
     clever.scores(linear(), XS[:2], name="a")
     clever.scores(linear(), XS[:2], name="b")
 
 
-@pytest.mark.clever({FAST})
+@pytest.mark.clever({MARKER_ARGS})
 def test_alpha(clever):
     clever.scores(linear(), XS[:2])
     clever.scores(linear(), XS[:2])
 
 
-@pytest.mark.clever({FAST})
+@pytest.mark.clever({MARKER_ARGS})
 def test_mid(clever):
     clever.scores(linear(), XS[:2])
 """
@@ -133,7 +117,7 @@ def test_records_and_rows_are_sorted_the_same_serially_and_under_xdist(pytester)
 
 
 def test_a_key_recorded_twice_in_one_run_is_an_error_not_an_overwrite(pytester):
-    pytester.makepyfile(test_twice=MODELS + f"\n@pytest.mark.clever({FAST})\ndef test_gate(clever):\n    clever.scores(linear(), XS[:2])\n")
+    pytester.makepyfile(test_twice=MODELS + f"\n@pytest.mark.clever({MARKER_ARGS})\ndef test_gate(clever):\n    clever.scores(linear(), XS[:2])\n")
     # The same test collected twice records the same key twice.
     result = pytester.runpytest("test_twice.py", "test_twice.py", "--keep-duplicates", "--clever-save=main")
     result.assert_outcomes(passed=2)
@@ -150,7 +134,7 @@ from pytest_clever import clever_scores
 from pytest_clever.core.seeds import derive_seed
 
 
-@pytest.mark.clever({FAST})
+@pytest.mark.clever({MARKER_ARGS})
 def test_seed(clever, request):
     report = clever.scores(linear(), XS, seed=3, name="m")
     assert report.seed == derive_seed(3, request.node.nodeid, "m", 0) != 3

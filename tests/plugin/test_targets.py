@@ -2,14 +2,16 @@
 
 import json
 
-from .test_options_and_outputs import FAST, MODEL
+from .user_modules import SMALL_SAMPLE_ARGS, linear_module
+
+MODEL = linear_module()
 
 
 def test_target_and_targets_in_one_marker_is_a_usage_error(pytester):
     pytester.makepyfile(
         MODEL
         + f"""
-@pytest.mark.clever(radius=5.0, {FAST}, target=1, targets="top-1")
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS}, target=1, targets="top-1")
 def test_both(clever):
     clever.scores(linear(), XS)
 """
@@ -24,15 +26,15 @@ def test_targets_from_ini_cli_marker_and_call_are_recorded_and_decide_comparabil
     pytester.makepyfile(
         MODEL
         + f"""
-@pytest.mark.clever({FAST})
+@pytest.mark.clever({SMALL_SAMPLE_ARGS})
 def test_ini(clever):
     clever.scores(linear(), XS)
 
-@pytest.mark.clever({FAST}, targets="least-likely")
+@pytest.mark.clever({SMALL_SAMPLE_ARGS}, targets="least-likely")
 def test_marker(clever):
     clever.scores(linear(), XS)
 
-@pytest.mark.clever({FAST}, targets="least-likely")
+@pytest.mark.clever({SMALL_SAMPLE_ARGS}, targets="least-likely")
 def test_call(clever):
     clever.scores(linear(), XS[:2], target=2, name="one")  # target=j is targets=[j], at the call
 """

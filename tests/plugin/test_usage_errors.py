@@ -9,7 +9,9 @@ import pytest
 
 from pytest_clever.runs.storage import Storage
 
-from .test_options_and_outputs import MODEL  # a user's module: a linear model, exact and fast
+from .user_modules import linear_module
+
+MODEL = linear_module()  # a user's module: a linear model, exact and fast
 
 PLAIN = "def test_plain():\n    pass\n"
 
