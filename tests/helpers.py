@@ -33,9 +33,13 @@ def exact_linear_score(weight, bias, x0, norm, radius, target=None):
     return min(min(scores), radius)
 
 
-#: A 6-d input that ``tanh_net`` classifies with clear margins, and fast settings for it.
-X0 = torch.tensor([0.3, 0.6, 0.2, 0.5, 0.4, 0.7])
-FAST = dict(n_batches=10, batch_size=16, radius=0.5, seed=0)
+#: The smallest sample the extreme-value fit accepts (10 batch maxima), in small batches: enough
+#: where the score does not depend on the sample (linear models) or only its kind is checked.
+SMALL_SAMPLE = dict(n_batches=10, batch_size=16)
+
+#: A 6-d input that ``tanh_net`` classifies with clear margins, and settings that score it quickly.
+TANH_X0 = torch.tensor([0.3, 0.6, 0.2, 0.5, 0.4, 0.7])
+TANH_SETTINGS = dict(SMALL_SAMPLE, radius=0.5, seed=0)
 
 
 def tanh_net(dtype=torch.float32) -> nn.Module:

@@ -10,11 +10,10 @@ from torch import nn
 from pytest_clever import AttackCheck, InvalidInputError, attack_check, attack_checks, clever_score, clever_scores
 from pytest_clever.core.seeds import derive_seed
 
-from ..helpers import exact_linear_score
+from ..helpers import SMALL_SAMPLE, exact_linear_score
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FAST = dict(n_batches=10, batch_size=16)
 X0 = torch.tensor([0.3, -0.2, 0.1, 0.5, -0.4, 0.2])
 
 
@@ -29,7 +28,7 @@ class Cliff(nn.Module):
 @pytest.mark.parametrize("norm", [1, 2, math.inf])
 def test_finds_the_exact_minimal_distortion_of_a_linear_model(linear_model, norm):
     model, weight, bias = linear_model
-    result = clever_score(model, X0, norm=norm, radius=10.0, seed=0, **FAST)
+    result = clever_score(model, X0, norm=norm, radius=10.0, seed=0, **SMALL_SAMPLE)
     check = attack_check(model, X0, result, seed=0)
     exact = exact_linear_score(weight, bias, X0, norm, 10.0)
     # No adversarial example can be closer than the exact distance; PGD gets within 2% of it.
@@ -44,7 +43,7 @@ def test_targeted_result_is_attacked_towards_its_target(linear_model):
     model, weight, bias = linear_model
     predicted = int((weight @ X0 + bias).argmax())
     target = next(j for j in range(4) if j != predicted)
-    result = clever_score(model, X0, radius=10.0, target=target, seed=0, **FAST)
+    result = clever_score(model, X0, radius=10.0, target=target, seed=0, **SMALL_SAMPLE)
     check = attack_check(model, X0, result)
     exact = exact_linear_score(weight, bias, X0, 2, 10.0, target)
     assert check.adversarial_class == target and check.targeted
@@ -55,7 +54,7 @@ def test_targeted_result_is_attacked_towards_its_target(linear_model):
 
 def test_catches_a_score_that_overestimates():
     x0 = torch.zeros(200)
-    result = clever_score(Cliff(), x0, radius=1.0, seed=0, **FAST)
+    result = clever_score(Cliff(), x0, radius=1.0, seed=0, **SMALL_SAMPLE)
     assert result.score == 1.0  # the samples never saw the cliff
     check = attack_check(Cliff(), x0, result, seed=0)
     assert check.contradicts and check.adversarial_class == 1
@@ -67,7 +66,7 @@ def test_catches_a_score_that_overestimates():
 
 def test_an_inflated_score_is_contradicted_and_an_exact_one_is_not(linear_model):
     model, _, _ = linear_model
-    result = clever_score(model, X0, radius=10.0, seed=0, **FAST)
+    result = clever_score(model, X0, radius=10.0, seed=0, **SMALL_SAMPLE)
     assert not attack_check(model, X0, result).contradicts
     inflated = dataclasses.replace(result, score=1.1 * result.score)
     assert attack_check(model, X0, inflated).contradicts
@@ -76,7 +75,7 @@ def test_an_inflated_score_is_contradicted_and_an_exact_one_is_not(linear_model)
 def test_nothing_found_inside_a_small_radius(linear_model):
     model, weight, bias = linear_model
     radius = exact_linear_score(weight, bias, X0, 2, 10.0) / 2
-    result = clever_score(model, X0, radius=radius, seed=0, **FAST)
+    result = clever_score(model, X0, radius=radius, seed=0, **SMALL_SAMPLE)
     check = attack_check(model, X0, result)
     assert check.distortion is None and check.example is None and check.adversarial_class is None
     assert not check.contradicts and check.ratio == math.inf
@@ -86,14 +85,14 @@ def test_nothing_found_inside_a_small_radius(linear_model):
 def test_respects_the_bounds_of_the_result():
     # The cliff lies at x_1 = 0.51, outside the valid range: the attack must not step there.
     x0 = torch.zeros(200)
-    result = clever_score(Cliff(), x0, radius=1.0, bounds=(-1.0, 0.505), seed=0, **FAST)
+    result = clever_score(Cliff(), x0, radius=1.0, bounds=(-1.0, 0.505), seed=0, **SMALL_SAMPLE)
     check = attack_check(Cliff(), x0, result)
     assert check.distortion is None and not check.contradicts
 
 
 def test_deterministic_leaves_global_rng_and_model_untouched(linear_model):
     model, _, _ = linear_model
-    result = clever_score(model, X0, norm=math.inf, radius=10.0, seed=0, **FAST)
+    result = clever_score(model, X0, norm=math.inf, radius=10.0, seed=0, **SMALL_SAMPLE)
     model.train()
     torch.manual_seed(123)
     state = torch.get_rng_state()
@@ -106,7 +105,7 @@ def test_deterministic_leaves_global_rng_and_model_untouched(linear_model):
 
 def test_a_result_of_another_input_is_rejected(linear_model):
     model, weight, bias = linear_model
-    result = clever_score(model, X0, radius=10.0, seed=0, **FAST)
+    result = clever_score(model, X0, radius=10.0, seed=0, **SMALL_SAMPLE)
     other = next(x for x in torch.randn(20, 6, generator=torch.Generator().manual_seed(1))
                  if int((weight @ x + bias).argmax()) != result.predicted)
     with pytest.raises(InvalidInputError, match="pass the input the result belongs to"):
@@ -118,7 +117,7 @@ def test_a_result_of_another_input_is_rejected(linear_model):
 def test_attack_checks_pairs_inputs_and_results(linear_model):
     model, weight, bias = linear_model
     xs = torch.randn(3, 6, generator=torch.Generator().manual_seed(3))
-    report = clever_scores(model, xs, radius=10.0, seed=1, **FAST)
+    report = clever_scores(model, xs, radius=10.0, seed=1, **SMALL_SAMPLE)
     checks = attack_checks(model, xs, report, seed=7)
     assert [c.seed for c in checks] == [derive_seed(7, i) for i in range(3)]
     assert all(isinstance(c, AttackCheck) and not c.contradicts for c in checks)
@@ -138,10 +137,10 @@ def test_a_score_over_a_subset_of_classes_is_attacked_towards_that_subset_only(l
     subset = sorted(j for j in exact if j != nearest)
     closest_in_subset = min(exact[j] for j in subset)
     assert len(subset) == 2 and closest_in_subset > 1.05 * exact[nearest]
-    result = clever_score(model, X0, norm=2, radius=10.0, seed=0, targets=subset, **FAST)
+    result = clever_score(model, X0, norm=2, radius=10.0, seed=0, targets=subset, **SMALL_SAMPLE)
     assert result.score == pytest.approx(closest_in_subset, rel=1e-4)
     check = attack_check(model, X0, result, seed=0)
     assert check.adversarial_class in subset and not check.contradicts
     assert closest_in_subset * (1 - 1e-4) <= check.distortion <= 1.02 * closest_in_subset
-    everything = attack_check(model, X0, clever_score(model, X0, norm=2, radius=10.0, seed=0, **FAST), seed=0)
+    everything = attack_check(model, X0, clever_score(model, X0, norm=2, radius=10.0, seed=0, **SMALL_SAMPLE), seed=0)
     assert everything.adversarial_class == nearest and everything.distortion <= 1.02 * exact[nearest]

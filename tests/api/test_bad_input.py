@@ -27,7 +27,7 @@ from pytest_clever import (
     clever_score,
 )
 
-from ..helpers import FAST, X0, tanh_net
+from ..helpers import TANH_SETTINGS, TANH_X0, tanh_net
 
 
 def relu_net() -> nn.Module:
@@ -58,7 +58,7 @@ class Counting(nn.Module):
         return self.net(x)
 
 
-def _prediction(model, x=X0) -> int:
+def _prediction(model, x=TANH_X0) -> int:
     with torch.no_grad():
         return int(model(x.unsqueeze(0)).argmax())
 
@@ -77,7 +77,7 @@ class Case:
     kwargs: dict[str, Any] = field(default_factory=dict)
     error: type | None = None
     message: str = ""
-    x: Callable[[], Any] = lambda: X0
+    x: Callable[[], Any] = lambda: TANH_X0
     context: Callable[[], Any] | None = None
 
 
@@ -93,7 +93,7 @@ def _single_only(net):
 def _nan_far(net):
     def model(x):
         out = net(x)
-        return torch.where(torch.linalg.vector_norm(x - X0, dim=1, keepdim=True) > 0.3, out * math.nan, out)
+        return torch.where(torch.linalg.vector_norm(x - TANH_X0, dim=1, keepdim=True) > 0.3, out * math.nan, out)
 
     return model
 
@@ -160,12 +160,12 @@ CASES = [
          message="outside bounds (0.0, 0.5)"),
     Case("integer input", "raises", x=lambda: torch.arange(6), error=InvalidInputError, message="floating-point"),
     Case("empty input", "raises", x=lambda: torch.zeros(0), error=InvalidInputError, message="empty"),
-    Case("batch of inputs to clever_score", "raises", x=lambda: X0.repeat(4, 1), error=InvalidInputError,
+    Case("batch of inputs to clever_score", "raises", x=lambda: TANH_X0.repeat(4, 1), error=InvalidInputError,
          message="use clever_scores"),
-    Case("numpy input", "valid", x=lambda: X0.numpy().astype(np.float32)),
-    Case("float64 input to a float32 model", "valid", x=lambda: X0.double()),
+    Case("numpy input", "valid", x=lambda: TANH_X0.numpy().astype(np.float32)),
+    Case("float64 input to a float32 model", "valid", x=lambda: TANH_X0.double()),
     Case("float64 model", "valid", lambda: tanh_net(torch.float64)),
-    Case("explicit batch dimension of 1", "valid", x=lambda: X0.unsqueeze(0)),
+    Case("explicit batch dimension of 1", "valid", x=lambda: TANH_X0.unsqueeze(0)),
     # -- labels and targets ---------------------------------------------------------------
     Case("misclassified input with label", "raises", kwargs={"label": (_prediction(tanh_net()) + 1) % 3},
          error=MisclassifiedInputError, message="misclassified"),
@@ -257,7 +257,7 @@ def _same_state(before, after) -> bool:
 def test_bad_input_matrix(case: Case) -> None:
     model = case.model()
     before = _state(model)
-    call = lambda: clever_score(model, case.x(), **{**FAST, **case.kwargs})  # noqa: E731
+    call = lambda: clever_score(model, case.x(), **{**TANH_SETTINGS, **case.kwargs})  # noqa: E731
     context = case.context() if case.context else torch.enable_grad()
     with context:
         if case.outcome == "raises":
@@ -268,10 +268,10 @@ def test_bad_input_matrix(case: Case) -> None:
         elif case.outcome == "warns":
             with pytest.warns(case.error, match=re.escape(case.message)):
                 result = call()
-            assert 0 < result.score <= FAST["radius"]
+            assert 0 < result.score <= TANH_SETTINGS["radius"]
         else:
             result = call()
-            assert 0 < result.score <= FAST["radius"] and math.isfinite(result.score)
+            assert 0 < result.score <= TANH_SETTINGS["radius"] and math.isfinite(result.score)
     assert _same_state(before, _state(model)), "the model did not come back as it was"
 
 

@@ -21,7 +21,8 @@ from pytest_clever import (
 
 from ..helpers import Linear
 
-FAST = dict(n_batches=10, batch_size=32)
+# The fewest batch maxima the fit accepts; batches of 32 points.
+TEN_BATCHES_OF_32 = dict(n_batches=10, batch_size=32)
 X0 = torch.tensor([0.3, -0.2, 0.1, 0.5, -0.4, 0.2])
 
 
@@ -47,7 +48,7 @@ def _prediction(model, x):
 
 def test_result_fields_repr_and_json(linear_model):
     model, _, _ = linear_model
-    result = clever_score(model, X0, radius=2.0, seed=3, label=_prediction(model, X0), **FAST)
+    result = clever_score(model, X0, radius=2.0, seed=3, label=_prediction(model, X0), **TEN_BATCHES_OF_32)
     assert isinstance(result, CleverResult)
     assert result.order == 1 and result.norm == 2.0 and result.radius == 2.0
     assert result.n_batches == 10 and result.batch_size == 32 and result.seed == 3
@@ -64,7 +65,7 @@ def test_result_fields_repr_and_json(linear_model):
 
 
 def test_result_is_frozen(linear_model):
-    result = clever_score(linear_model[0], X0, radius=2.0, seed=0, **FAST)
+    result = clever_score(linear_model[0], X0, radius=2.0, seed=0, **TEN_BATCHES_OF_32)
     with pytest.raises(AttributeError):
         result.score = 1.0
 
@@ -72,7 +73,7 @@ def test_result_is_frozen(linear_model):
 def test_report_statistics(linear_model):
     model = linear_model[0]
     xs = torch.randn(6, 6, generator=torch.Generator().manual_seed(0))
-    report = clever_scores(model, xs, radius=3.0, seed=0, **FAST)
+    report = clever_scores(model, xs, radius=3.0, seed=0, **TEN_BATCHES_OF_32)
     assert isinstance(report, CleverReport) and len(report) == 6
     scores = np.array([r.score for r in report])
     assert report.min == scores.min() and report.mean == pytest.approx(scores.mean())
@@ -92,8 +93,8 @@ def test_report_statistics(linear_model):
 def test_scores_of_a_sequence_and_of_a_batch_agree(linear_model):
     model = linear_model[0]
     xs = torch.randn(3, 6, generator=torch.Generator().manual_seed(1))
-    a = clever_scores(model, xs, radius=3.0, seed=5, **FAST)
-    b = clever_scores(model, list(xs), radius=3.0, seed=5, **FAST)
+    a = clever_scores(model, xs, radius=3.0, seed=5, **TEN_BATCHES_OF_32)
+    b = clever_scores(model, list(xs), radius=3.0, seed=5, **TEN_BATCHES_OF_32)
     assert a.scores.tolist() == b.scores.tolist()
 
 
@@ -119,9 +120,9 @@ def test_per_input_seeds_reproduce_single_scores(digits_cnn, digits):
 
 
 def test_no_seed_draws_one_and_records_it(linear_model):
-    result = clever_score(linear_model[0], X0, radius=1.0, **FAST)
+    result = clever_score(linear_model[0], X0, radius=1.0, **TEN_BATCHES_OF_32)
     assert isinstance(result.seed, int)
-    assert clever_score(linear_model[0], X0, radius=1.0, seed=result.seed, **FAST).score == result.score
+    assert clever_score(linear_model[0], X0, radius=1.0, seed=result.seed, **TEN_BATCHES_OF_32).score == result.score
 
 
 def test_global_rng_state_is_untouched(digits_cnn, digits):
@@ -148,7 +149,7 @@ def test_model_state_is_restored_after_scoring():
     req = [p.requires_grad for p in model.parameters()]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.warns(UserWarning, match="training mode with Dropout"):
-        clever_score(model, X0, radius=1.0, seed=0, **FAST)
+        clever_score(model, X0, radius=1.0, seed=0, **TEN_BATCHES_OF_32)
     assert [m.training for m in model.modules()] == flags
     assert [p.requires_grad for p in model.parameters()] == req
     assert model.body[4].weight.grad is sentinel
@@ -160,7 +161,7 @@ def test_model_state_is_restored_after_scoring():
 def test_model_is_restored_after_an_error():
     model = SmallNet().eval()
     with pytest.raises(MisclassifiedInputError):
-        clever_score(model, X0, radius=1.0, label=(_prediction(model, X0) + 1) % 3, **FAST)
+        clever_score(model, X0, radius=1.0, label=(_prediction(model, X0) + 1) % 3, **TEN_BATCHES_OF_32)
     assert all(p.requires_grad for p in model.parameters())
     assert not model.training
 
@@ -168,25 +169,25 @@ def test_model_is_restored_after_an_error():
 def test_training_mode_is_scored_as_eval_mode():
     model = SmallNet()
     model.eval()
-    reference = clever_score(model, X0, radius=1.0, seed=0, **FAST).score
+    reference = clever_score(model, X0, radius=1.0, seed=0, **TEN_BATCHES_OF_32).score
     model.train()
     with pytest.warns(UserWarning):
-        assert clever_score(model, X0, radius=1.0, seed=0, **FAST).score == reference
+        assert clever_score(model, X0, radius=1.0, seed=0, **TEN_BATCHES_OF_32).score == reference
 
 
 def test_works_under_no_grad_and_inference_mode(linear_model):
     model = linear_model[0]
-    reference = clever_score(model, X0, radius=1.0, seed=0, **FAST).score
+    reference = clever_score(model, X0, radius=1.0, seed=0, **TEN_BATCHES_OF_32).score
     with torch.no_grad():
-        assert clever_score(model, X0, radius=1.0, seed=0, **FAST).score == reference
+        assert clever_score(model, X0, radius=1.0, seed=0, **TEN_BATCHES_OF_32).score == reference
     with torch.inference_mode():
-        assert clever_score(model, X0, radius=1.0, seed=0, **FAST).score == reference
+        assert clever_score(model, X0, radius=1.0, seed=0, **TEN_BATCHES_OF_32).score == reference
 
 
 def test_a_plain_callable_is_a_valid_model(linear_model):
     model = linear_model[0]
-    reference = clever_score(model, X0, radius=1.0, seed=0, **FAST).score
-    assert clever_score(lambda x: model(x), X0, radius=1.0, seed=0, **FAST).score == reference
+    reference = clever_score(model, X0, radius=1.0, seed=0, **TEN_BATCHES_OF_32).score
+    assert clever_score(lambda x: model(x), X0, radius=1.0, seed=0, **TEN_BATCHES_OF_32).score == reference
 
 
 # --- shapes -----------------------------------------------------------------------------
@@ -197,8 +198,8 @@ def test_explicit_batch_dimension_of_one_is_accepted(digits_cnn, digits):
     x = digits.x_test[0]  # (1, 8, 8): the leading 1 is the channel
     assert clever_score(digits_cnn, x.unsqueeze(0), **kw).score == clever_score(digits_cnn, x, **kw).score
     model = Linear(torch.eye(3, 6), torch.zeros(3))
-    assert clever_score(model, X0.unsqueeze(0), radius=1.0, seed=0, **FAST).score == pytest.approx(
-        clever_score(model, X0, radius=1.0, seed=0, **FAST).score
+    assert clever_score(model, X0.unsqueeze(0), radius=1.0, seed=0, **TEN_BATCHES_OF_32).score == pytest.approx(
+        clever_score(model, X0, radius=1.0, seed=0, **TEN_BATCHES_OF_32).score
     )
 
 
@@ -216,19 +217,19 @@ def test_masked_gradients_raise(digits_cnn, digits):
 def test_clever_scores_names_the_failing_input(linear_model):
     xs = torch.stack([X0, X0 * math.nan])
     with pytest.raises(InvalidInputError, match="NaN"):
-        clever_scores(linear_model[0], xs, radius=1.0, **FAST)
+        clever_scores(linear_model[0], xs, radius=1.0, **TEN_BATCHES_OF_32)
     with pytest.raises(InvalidInputError, match="2 labels for 1 inputs"):
-        clever_scores(linear_model[0], X0.unsqueeze(0), [0, 1], radius=1.0, **FAST)
+        clever_scores(linear_model[0], X0.unsqueeze(0), [0, 1], radius=1.0, **TEN_BATCHES_OF_32)
 
 
 def test_errors_are_value_errors(linear_model):
     # One family users can catch; also a ValueError for generic handlers.
     with pytest.raises(ValueError):
-        clever_score(linear_model[0], X0, radius=-1.0, **FAST)
+        clever_score(linear_model[0], X0, radius=-1.0, **TEN_BATCHES_OF_32)
 
 
 def test_no_warning_on_a_clean_linear_run(linear_model):
     model = linear_model[0].eval()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        clever_score(model, X0, radius=1.0, seed=0, **FAST)
+        clever_score(model, X0, radius=1.0, seed=0, **TEN_BATCHES_OF_32)

@@ -6,9 +6,8 @@ import torch
 from pytest_clever import clever_score, clever_scores
 from pytest_clever.extras.digits import DIGITS_BOUNDS
 
-from ..helpers import Linear, exact_linear_score
+from ..helpers import SMALL_SAMPLE, Linear, exact_linear_score
 
-FAST = dict(n_batches=10, batch_size=16)
 X0 = torch.tensor([0.3, -0.2, 0.1, 0.5, -0.4, 0.2])
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -20,8 +19,8 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 def test_explicit_cpu_device_matches_the_default_and_keeps_the_model_in_place(linear_model):
     model, weight, bias = linear_model
     params = [p.detach().clone() for p in model.parameters()]
-    default = clever_score(model, X0, radius=10.0, seed=3, **FAST)
-    explicit = clever_score(model, X0, radius=10.0, seed=3, device="cpu", **FAST)
+    default = clever_score(model, X0, radius=10.0, seed=3, **SMALL_SAMPLE)
+    explicit = clever_score(model, X0, radius=10.0, seed=3, device="cpu", **SMALL_SAMPLE)
     assert explicit.device == "cpu"
     assert explicit.score == default.score and explicit.batch_maxima == default.batch_maxima
     assert explicit.score == pytest.approx(exact_linear_score(weight, bias, X0, 2, 10.0), rel=0.01)
@@ -30,7 +29,7 @@ def test_explicit_cpu_device_matches_the_default_and_keeps_the_model_in_place(li
 
 
 def test_explicit_cpu_device_on_a_cnn_is_deterministic(digits, digits_cnn):
-    kw = dict(radius=2.0, bounds=DIGITS_BOUNDS, seed=7, device=torch.device("cpu"), **FAST)
+    kw = dict(radius=2.0, bounds=DIGITS_BOUNDS, seed=7, device=torch.device("cpu"), **SMALL_SAMPLE)
     first = clever_scores(digits_cnn, digits.x_test[:2], **kw)
     second = clever_scores(digits_cnn, digits.x_test[:2], **kw)
     assert [r.score for r in first] == [r.score for r in second]
@@ -40,8 +39,8 @@ def test_explicit_cpu_device_on_a_cnn_is_deterministic(digits, digits_cnn):
 @needs_cuda
 def test_cuda_score_matches_the_exact_cpu_one_and_the_model_goes_back_to_cpu(linear_model):
     model, weight, bias = linear_model
-    on_cpu = clever_score(model, X0, radius=10.0, seed=0, device="cpu", **FAST)
-    on_cuda = clever_score(model, X0, radius=10.0, seed=0, device="cuda", **FAST)
+    on_cpu = clever_score(model, X0, radius=10.0, seed=0, device="cpu", **SMALL_SAMPLE)
+    on_cuda = clever_score(model, X0, radius=10.0, seed=0, device="cuda", **SMALL_SAMPLE)
     assert on_cuda.device.startswith("cuda")
     # Different devices draw different random points, but a linear model's score does not depend on them.
     assert on_cuda.score == pytest.approx(on_cpu.score, rel=1e-4)
@@ -67,7 +66,7 @@ def test_cuda_is_deterministic_and_close_to_cpu_on_a_cnn(digits, digits_cnn):
 def test_a_cuda_model_scored_on_cpu_goes_back_to_cuda(linear_model):
     model, weight, bias = linear_model
     model.to("cuda")
-    result = clever_score(model, X0, radius=10.0, seed=0, device="cpu", **FAST)
+    result = clever_score(model, X0, radius=10.0, seed=0, device="cpu", **SMALL_SAMPLE)
     assert result.device == "cpu"
     assert _model_device(model).type == "cuda"
     assert result.score == pytest.approx(exact_linear_score(weight, bias, X0, 2, 10.0), rel=0.01)

@@ -16,11 +16,10 @@ from torch import nn
 
 from pytest_clever import attack_check, clever_score
 
-from ..helpers import Linear, exact_linear_score
+from ..helpers import SMALL_SAMPLE, Linear, exact_linear_score
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FAST = dict(n_batches=10, batch_size=16)
 seeds = st.integers(0, 2**31 - 1)
 norms = st.sampled_from([1, 2, math.inf])
 
@@ -57,7 +56,7 @@ def model_and_input(seed: int):
 def score(model, x0, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # weak fits on 10 batch maxima are expected here
-        return clever_score(model, x0, seed=0, **FAST, **kw)
+        return clever_score(model, x0, seed=0, **SMALL_SAMPLE, **kw)
 
 
 @settings(max_examples=15)
@@ -111,7 +110,7 @@ def test_targeted_scores_are_exact_on_linear_models_even_with_bounds(seed, norm,
     predicted = int((weight @ x0 + bias).argmax())
     target = data.draw(st.sampled_from([j for j in range(k) if j != predicted]))
     # Clipping samples to [0, 1] moves them, but a linear margin's gradient is the same everywhere.
-    result = clever_score(model, x0, norm=norm, radius=20.0, target=target, bounds=(0.0, 1.0), seed=0, **FAST)
+    result = clever_score(model, x0, norm=norm, radius=20.0, target=target, bounds=(0.0, 1.0), seed=0, **SMALL_SAMPLE)
     assert result.target == target and list(result.per_target) == [target]
     assert result.score == pytest.approx(exact_linear_score(weight, bias, x0, norm, 20.0, target), rel=0.01)
 
@@ -122,7 +121,7 @@ def test_targeted_scores_are_exact_on_linear_models_even_with_bounds(seed, norm,
 def test_attack_finds_the_exact_distance_of_random_linear_models(seed, norm, k, d):
     model, weight, bias, x0 = random_linear(seed, k, d)
     exact = exact_linear_score(weight, bias, x0, norm, math.inf)
-    result = clever_score(model, x0, norm=norm, radius=2 * exact, seed=0, **FAST)
+    result = clever_score(model, x0, norm=norm, radius=2 * exact, seed=0, **SMALL_SAMPLE)
     check = attack_check(model, x0, result, steps=30, restarts=2)
     assert not check.contradicts
     assert exact * (1 - 1e-4) <= check.distortion <= 1.02 * exact

@@ -162,7 +162,8 @@ def test_resolve_rejects_specs_the_model_cannot_satisfy(spec, message):
 
 # --- the API keyword -----------------------------------------------------------------------------
 
-FAST = dict(radius=5.0, n_batches=10, batch_size=16, seed=0)
+# Settings for the six-class model: a radius, the smallest sample the fit accepts, a fixed seed.
+SIX_CLASS_SETTINGS = dict(radius=5.0, n_batches=10, batch_size=16, seed=0)
 
 
 @pytest.fixture
@@ -176,8 +177,8 @@ def six_class():
 
 def test_api_scores_only_the_selected_targets_and_records_them(six_class):
     model, x = six_class
-    everything = clever_score(model, x, **FAST)
-    top2 = clever_score(model, x, targets="top-2", **FAST)
+    everything = clever_score(model, x, **SIX_CLASS_SETTINGS)
+    top2 = clever_score(model, x, targets="top-2", **SIX_CLASS_SETTINGS)
     assert top2.targets == "top-2" and top2.target_classes == (4, 0) and not top2.targeted
     assert set(top2.per_target) == {4, 0}
     assert everything.targets == "all" and everything.target_classes == (0, 1, 3, 4, 5)
@@ -186,23 +187,23 @@ def test_api_scores_only_the_selected_targets_and_records_them(six_class):
         assert top2.per_target[j].score == pytest.approx(everything.per_target[j].score, rel=1e-12)
     assert top2.score == min(everything.per_target[j].score for j in (4, 0))
     assert top2.score >= everything.score
-    least = clever_score(model, x, targets="least-likely", **FAST)
+    least = clever_score(model, x, targets="least-likely", **SIX_CLASS_SETTINGS)
     assert least.target_classes == (3,) and least.target == 3
 
 
 def test_target_j_equals_targets_j(six_class):
     model, x = six_class
-    a = clever_score(model, x, target=5, **FAST)
-    b = clever_score(model, x, targets=[5], **FAST)
+    a = clever_score(model, x, target=5, **SIX_CLASS_SETTINGS)
+    b = clever_score(model, x, targets=[5], **SIX_CLASS_SETTINGS)
     assert a.targeted and b.targeted and a.targets == b.targets == "5"
     assert a.score == b.score and a.target == b.target == 5
     with pytest.raises(InvalidInputError, match="not both"):
-        clever_score(model, x, target=5, targets=[5], **FAST)
+        clever_score(model, x, target=5, targets=[5], **SIX_CLASS_SETTINGS)
 
 
 def test_targets_round_trip_through_json(six_class):
     model, x = six_class
-    result = clever_score(model, x, targets="random-2", **FAST)
+    result = clever_score(model, x, targets="random-2", **SIX_CLASS_SETTINGS)
     data = json.loads(json.dumps(result.to_dict()))
     assert data["targets"] == "random-2" and data["target_classes"] == list(result.target_classes)
     again = CleverResult.from_dict(data)
@@ -217,18 +218,18 @@ def test_targets_round_trip_through_json(six_class):
 def test_random_targets_differ_per_input_but_reproduce(six_class):
     model, x = six_class
     xs = torch.stack([x] * 8)
-    report = clever_scores(model, xs, targets="random-1", **FAST)
+    report = clever_scores(model, xs, targets="random-1", **SIX_CLASS_SETTINGS)
     classes = [r.target_classes for r in report]
     assert len(set(classes)) > 1  # per-input seeds draw different classes
-    again = clever_scores(model, xs, targets="random-1", **FAST)
+    again = clever_scores(model, xs, targets="random-1", **SIX_CLASS_SETTINGS)
     assert [r.target_classes for r in again] == classes
 
 
 def test_api_rejects_bad_targets_before_scoring(six_class):
     model, x = six_class
     with pytest.raises(InvalidInputError, match="the predicted class"):
-        clever_score(model, x, targets=[2, 3], **FAST)
+        clever_score(model, x, targets=[2, 3], **SIX_CLASS_SETTINGS)
     with pytest.raises(InvalidInputError, match="unknown targets"):
-        clever_scores(model, x[None], targets="nearest", **FAST)
+        clever_scores(model, x[None], targets="nearest", **SIX_CLASS_SETTINGS)
     with pytest.raises(InvalidInputError, match="k = 9 must be below"):
-        clever_score(model, x, targets="top-9", **FAST)
+        clever_score(model, x, targets="top-9", **SIX_CLASS_SETTINGS)

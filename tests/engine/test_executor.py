@@ -22,7 +22,8 @@ from ..helpers import Linear
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FAST = dict(radius=1.0, n_batches=20, batch_size=32, seed=7)
+# Every call here, serial or through an executor, scores with these: the results must be the same bits.
+SCORE_SETTINGS = dict(radius=1.0, n_batches=20, batch_size=32, seed=7)
 N = 6
 
 
@@ -80,9 +81,9 @@ class Recording(Executor):
 def test_process_pool_matches_serial_bit_for_bit_and_ships_the_model_once_per_worker(pool, tmp_path):
     log = tmp_path / "loads"
     model = CountingLinear(*linear(), log=str(log))
-    serial = clever_scores(model, inputs(), **FAST)
+    serial = clever_scores(model, inputs(), **SCORE_SETTINGS)
     log.unlink(missing_ok=True)
-    parallel = clever_scores(model, inputs(), executor=pool, **FAST)
+    parallel = clever_scores(model, inputs(), executor=pool, **SCORE_SETTINGS)
     same_results(serial, parallel)
     loads = loads_per_process(log)
     assert 1 <= len(loads) <= 2 and set(loads.values()) == {1}, loads  # once per worker, not per input
@@ -93,9 +94,9 @@ def test_workers_score_in_eval_mode_and_the_model_comes_back_in_train_mode(pool)
     model = DropoutLinear(*linear())
     model.train()
     with pytest.warns(CleverWarning, match="training mode"):
-        serial = clever_scores(model, inputs(), **FAST)
+        serial = clever_scores(model, inputs(), **SCORE_SETTINGS)
     with pytest.warns(CleverWarning, match="training mode"):
-        parallel = clever_scores(model, inputs(), executor=pool, **FAST)
+        parallel = clever_scores(model, inputs(), executor=pool, **SCORE_SETTINGS)
     same_results(serial, parallel)  # dropout active in a worker would change every score
     assert model.training and model.drop.training
     assert all(p.requires_grad for p in model.parameters())
@@ -104,16 +105,15 @@ def test_workers_score_in_eval_mode_and_the_model_comes_back_in_train_mode(pool)
 def test_thread_pool_matches_serial():
     model = Linear(*linear(3))
     with ThreadPoolExecutor(2) as executor:
-        parallel = clever_scores(model, inputs(), executor=executor, **FAST)
-    same_results(clever_scores(model, inputs(), **FAST), parallel)
-
+        parallel = clever_scores(model, inputs(), executor=executor, **SCORE_SETTINGS)
+    same_results(clever_scores(model, inputs(), **SCORE_SETTINGS), parallel)
 
 
 def test_confidence_and_progress_reach_the_executor_path():
     # Both were once dropped on the executor path: every interval was at the default confidence, silently.
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))  # real intervals
-    settings = dict(FAST, radius=2.0, confidence=0.5)
+    settings = dict(SCORE_SETTINGS, radius=2.0, confidence=0.5)
     events = []
     with ThreadPoolExecutor(2) as executor:
         parallel = clever_scores(model, inputs(), executor=executor, progress=events.append, **settings)
@@ -167,12 +167,12 @@ def test_a_worker_prepares_the_modules_inside_a_wrapped_model_for_good():
 def test_an_error_in_a_worker_names_the_input(pool):
     xs = inputs(poison=4)
     with pytest.raises(ModelError, match=r"^input 4: the model raised RuntimeError .*: boom in forward"):
-        clever_scores(FailingLinear(*linear()), xs, executor=pool, **FAST)
+        clever_scores(FailingLinear(*linear()), xs, executor=pool, **SCORE_SETTINGS)
 
 
 def test_a_failure_outside_the_engine_is_a_clever_error_naming_the_input(pool):
     with pytest.raises(ExecutorError, match=r"^input \d: scoring failed in a worker: RuntimeError: not loadable here"):
-        clever_scores(UnloadableLinear(*linear()), inputs(), executor=pool, **FAST)
+        clever_scores(UnloadableLinear(*linear()), inputs(), executor=pool, **SCORE_SETTINGS)
 
 
 def test_a_clever_error_in_a_worker_keeps_its_type_and_names_the_input(pool):
@@ -180,7 +180,7 @@ def test_a_clever_error_in_a_worker_keeps_its_type_and_names_the_input(pool):
     labels = [int(model(x[None]).argmax()) for x in inputs()]
     labels[2] = (labels[2] + 1) % 4
     with pytest.raises(MisclassifiedInputError, match=r"^input 2: "):
-        clever_scores(model, inputs(), labels, executor=pool, **FAST)
+        clever_scores(model, inputs(), labels, executor=pool, **SCORE_SETTINGS)
 
 
 def _local_class_model():
@@ -199,7 +199,7 @@ def _local_class_model():
 def test_an_unpicklable_model_is_refused_before_any_task_is_submitted(model):
     executor = Recording()
     with pytest.raises(ExecutorError, match="module level.*functools.partial.*torch.jit"):
-        clever_scores(model, inputs(), executor=executor, **FAST)
+        clever_scores(model, inputs(), executor=executor, **SCORE_SETTINGS)
     assert executor.submitted == 0
     executor.shutdown()
 
@@ -211,10 +211,10 @@ def test_a_lost_task_is_retried_once_with_the_same_result():
     model = Linear(*linear())
     executor = Recording(lose={1, 4})
     events = []
-    parallel = clever_scores(model, inputs(), executor=executor, progress=events.append, **FAST)
+    parallel = clever_scores(model, inputs(), executor=executor, progress=events.append, **SCORE_SETTINGS)
     executor.shutdown()
     assert executor.submitted == N + 2
-    same_results(clever_scores(model, inputs(), **FAST), parallel)
+    same_results(clever_scores(model, inputs(), **SCORE_SETTINGS), parallel)
     # Each input counts once, its retry included.
     assert [e.inputs_done for e in events if e.stage == "scored"] == list(range(1, N + 1))
 
@@ -237,7 +237,7 @@ def test_an_error_while_waiting_cancels_the_tasks_not_yet_started():
 
     executor = Keeping()
     with pytest.raises(KeyboardInterrupt):
-        clever_scores(Linear(*linear()), inputs(), executor=executor, progress=sink, **FAST)
+        clever_scores(Linear(*linear()), inputs(), executor=executor, progress=sink, **SCORE_SETTINGS)
     executor.shutdown()
     assert sum(f.cancelled() for f in executor.futures) >= N - 2  # one scored, at most one more running
 
@@ -255,21 +255,21 @@ def test_a_task_cancelled_by_the_cluster_is_retried():
 
     model = Linear(*linear())
     executor = Cancelling()
-    parallel = clever_scores(model, inputs(), executor=executor, **FAST)
+    parallel = clever_scores(model, inputs(), executor=executor, **SCORE_SETTINGS)
     executor.shutdown()
     assert executor.submitted == N + 1
-    same_results(clever_scores(model, inputs(), **FAST), parallel)
+    same_results(clever_scores(model, inputs(), **SCORE_SETTINGS), parallel)
 
 
 def test_something_else_than_an_executor_is_refused():
     with pytest.raises(InvalidInputError, match="concurrent.futures.Executor, got str"):
-        clever_scores(Linear(*linear()), inputs(), executor="dask://localhost:8786", **FAST)
+        clever_scores(Linear(*linear()), inputs(), executor="dask://localhost:8786", **SCORE_SETTINGS)
 
 
 def test_a_task_lost_twice_is_reported_by_input_index():
     executor = Recording(lose={"all"})
     with pytest.raises(ExecutorError, match=r"^input\(s\) 0, 1, 2, 3, 4, 5: the worker scoring them was lost"):
-        clever_scores(Linear(*linear()), inputs(), executor=executor, **FAST)
+        clever_scores(Linear(*linear()), inputs(), executor=executor, **SCORE_SETTINGS)
     executor.shutdown()
 
 
@@ -277,7 +277,7 @@ def test_a_worker_killed_in_a_process_pool_is_reported_not_dropped():
     model = ExitingLinear(*linear())
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as executor:
         with pytest.raises(ExecutorError, match=r"^input\(s\) [0-9, ]*\b3\b.*was lost"):
-            clever_scores(model, inputs(poison=3), executor=executor, **FAST)
+            clever_scores(model, inputs(poison=3), executor=executor, **SCORE_SETTINGS)
 
 
 # -- dask ----------------------------------------------------------------------------------
@@ -297,11 +297,11 @@ def dask_client():
 def test_dask_local_cluster_matches_serial_and_ships_the_model_once_per_worker(dask_client, tmp_path):
     log = tmp_path / "loads"
     model = CountingLinear(*linear(), log=str(log))
-    serial = clever_scores(model, inputs(), **FAST)
+    serial = clever_scores(model, inputs(), **SCORE_SETTINGS)
     log.unlink(missing_ok=True)
     # The fixture's workers have dask's default malloc setting: said once per client (docs/cluster.md).
     with pytest.warns(CleverWarning, match=r"2 dask worker\(s\) run with MALLOC_TRIM_THRESHOLD_.*docs/cluster.md"):
-        parallel = clever_scores(model, inputs(), executor=dask_client.get_executor(), **FAST)
+        parallel = clever_scores(model, inputs(), executor=dask_client.get_executor(), **SCORE_SETTINGS)
     same_results(serial, parallel)
     loads = loads_per_process(log)
     assert 1 <= len(loads) <= 2 and set(loads.values()) == {1}, loads
@@ -310,8 +310,8 @@ def test_dask_local_cluster_matches_serial_and_ships_the_model_once_per_worker(d
 @pytest.mark.slow  # a real dask LocalCluster of 2 worker processes: CI runs it
 def test_dask_reschedules_the_input_of_a_killed_worker(dask_client, tmp_path):
     model = ExitingLinear(*linear(), once=str(tmp_path / "died"))
-    serial = clever_scores(Linear(*linear()), inputs(poison=2), **FAST)
-    parallel = clever_scores(model, inputs(poison=2), executor=dask_client.get_executor(), **FAST)
+    serial = clever_scores(Linear(*linear()), inputs(poison=2), **SCORE_SETTINGS)
+    parallel = clever_scores(model, inputs(poison=2), executor=dask_client.get_executor(), **SCORE_SETTINGS)
     assert (tmp_path / "died").exists()  # a worker did die on input 2
     same_results(serial, parallel)
 
@@ -338,7 +338,7 @@ def ray_executor():
 @pytest.mark.slow  # a real local Ray instance with worker processes: CI runs it
 def test_ray_through_the_documented_adapter(ray_executor):
     model = Linear(*linear())
-    same_results(clever_scores(model, inputs(), **FAST), clever_scores(model, inputs(), executor=ray_executor, **FAST))
+    same_results(clever_scores(model, inputs(), **SCORE_SETTINGS), clever_scores(model, inputs(), executor=ray_executor, **SCORE_SETTINGS))
 
 
 @pytest.mark.slow  # a real local Ray instance with worker processes: CI runs it
@@ -346,7 +346,7 @@ def test_ray_reports_an_input_whose_worker_always_dies(ray_executor):
     # Ray retries the task on new workers by itself, then raises WorkerCrashedError; after one
     # more round the input is reported, never dropped.
     with pytest.raises(ExecutorError, match=r"^input\(s\) 3: the worker scoring them was lost"):
-        clever_scores(ExitingLinear(*linear()), inputs(poison=3), executor=ray_executor, **FAST)
+        clever_scores(ExitingLinear(*linear()), inputs(poison=3), executor=ray_executor, **SCORE_SETTINGS)
 
 
 # -- the pytest route ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pytest_clever import CleverError, CleverWarning, InvalidInputError, ModelEr
 from pytest_clever._engine import model_state
 from pytest_clever.runs.compare import DropRule
 
-from ..helpers import FAST, X0, tanh_net
+from ..helpers import TANH_SETTINGS, TANH_X0, tanh_net
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -77,10 +77,10 @@ def test_wrapped_dropout_model_is_scored_in_eval_mode_and_restored(wrap):
     """Finding 2: dropout in train mode made wrapped scores random (0.019 / 0.13 / 0.028 against 0.25)."""
     net = dropout_net()
     with pytest.warns(CleverWarning, match="training mode with Dropout"):
-        expected = clever_score(net, X0, **FAST).score
+        expected = clever_score(net, TANH_X0, **TANH_SETTINGS).score
     assert net.training and all(p.requires_grad for p in net.parameters())
     with pytest.warns(CleverWarning, match="training mode with Dropout"):
-        got = [clever_score(wrap(net), X0, **FAST).score for _ in range(2)]
+        got = [clever_score(wrap(net), TANH_X0, **TANH_SETTINGS).score for _ in range(2)]
     assert got == [expected, expected]
     assert net.training and all(m.training for m in net.modules())
     assert all(p.requires_grad and p.grad is None for p in net.parameters())
@@ -94,11 +94,11 @@ def test_wrapped_batchnorm_model_keeps_its_running_statistics():
         net(torch.randn(32, 6))  # non-trivial running statistics
     before = {k: v.clone() for k, v in net.state_dict().items()}
     with pytest.warns(CleverWarning, match="training mode with BatchNorm1d"):
-        wrapped = clever_score(lambda x: net(x), X0, **FAST).score
+        wrapped = clever_score(lambda x: net(x), TANH_X0, **TANH_SETTINGS).score
     assert net.training
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     with pytest.warns(CleverWarning):
-        assert wrapped == clever_score(net, X0, **FAST).score
+        assert wrapped == clever_score(net, TANH_X0, **TANH_SETTINGS).score
 
 
 def test_model_state_finds_the_modules_a_callable_uses():
@@ -124,12 +124,12 @@ def test_a_callable_hiding_its_module_warns_that_train_mode_cannot_be_checked():
     net = tanh_net()
     pipeline = Pipeline(net)
     with pytest.warns(CleverWarning, match="cannot check that the model is in eval mode"):
-        clever_score(lambda x: pipeline.model(x), X0, **FAST)
+        clever_score(lambda x: pipeline.model(x), TANH_X0, **TANH_SETTINGS)
 
 
 def test_a_plain_function_of_tensors_does_not_warn(recwarn):
     weight = torch.randn(3, 6, generator=torch.Generator().manual_seed(0))
-    clever_score(lambda x: torch.tanh(x) @ weight.T, X0, **FAST)
+    clever_score(lambda x: torch.tanh(x) @ weight.T, TANH_X0, **TANH_SETTINGS)
     assert not [w for w in recwarn if issubclass(w.category, CleverWarning)]
 
 
@@ -142,12 +142,12 @@ def test_chunk_size_does_not_change_the_score(order, norm):
     """Finding 4: L2 scores were 0.4015 / 0.4012 / 0.3926 for chunks None / 64 / 7."""
     model = Rowwise().eval()
     results = [
-        clever_score(model, X0, norm=norm, order=order, chunk_size=chunk, **FAST) for chunk in (None, 64, 7, 1)
+        clever_score(model, TANH_X0, norm=norm, order=order, chunk_size=chunk, **TANH_SETTINGS) for chunk in (None, 64, 7, 1)
     ]
     assert len({r.score for r in results}) == 1, [r.score for r in results]
     assert len({r.batch_maxima for r in results}) == 1
-    assert 0 < results[0].score < FAST["radius"]
-    report = [clever_scores(model, X0.repeat(2, 1), norm=norm, order=order, chunk_size=c, **FAST) for c in (None, 5)]
+    assert 0 < results[0].score < TANH_SETTINGS["radius"]
+    report = [clever_scores(model, TANH_X0.repeat(2, 1), norm=norm, order=order, chunk_size=c, **TANH_SETTINGS) for c in (None, 5)]
     assert report[0].scores.tolist() == report[1].scores.tolist()
 
 
@@ -157,22 +157,22 @@ def test_the_sampled_points_do_not_depend_on_the_chunking():
     from pytest_clever.core.validation import check_settings
 
     settings = check_settings(norm=2, radius=0.5, n_batches=10, batch_size=16, bounds=(0.0, 1.0))
-    whole = _BallStream(X0, settings, 3).take(0, 3000)
-    block = sample_block(X0)
+    whole = _BallStream(TANH_X0, settings, 3).take(0, 3000)
+    block = sample_block(TANH_X0)
     assert block == 1024  # small inputs: large blocks; images: a few MiB of points per block
     assert sample_block(torch.zeros(3, 224, 224)) == 27
     for chunk in (1, 7, 64, block, 1500):
-        stream = _BallStream(X0, settings, 3)
+        stream = _BallStream(TANH_X0, settings, 3)
         pieces = torch.cat([stream.take(start, min(chunk, 3000 - start)) for start in range(0, 3000, chunk)])
         assert torch.equal(pieces, whole)
-    assert not torch.equal(_BallStream(X0, settings, 4).take(0, 3000), whole)
+    assert not torch.equal(_BallStream(TANH_X0, settings, 4).take(0, 3000), whole)
 
 
 # -- finding 5: NaN / Inf logits at sampled points --------------------------------------------
 
 
 def _far_from_x0(out, x, value):
-    far = torch.linalg.vector_norm(x - X0, dim=1, keepdim=True) > 0.3
+    far = torch.linalg.vector_norm(x - TANH_X0, dim=1, keepdim=True) > 0.3
     return torch.where(far, out * value, out)
 
 
@@ -182,7 +182,7 @@ def test_non_finite_logits_at_sampled_points_are_a_model_error(value):
     net = tanh_net()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     with pytest.raises(ModelError, match=r"NaN or infinite logits at \d+ of 160 sampled points") as info:
-        clever_score(lambda x: _far_from_x0(net(x), x, value), X0, **FAST)
+        clever_score(lambda x: _far_from_x0(net(x), x, value), TANH_X0, **TANH_SETTINGS)
     message = str(info.value)
     low, high = (float(v) for v in message.split("at distances ")[1].split(" from x")[0].split(" to "))
     assert 0.3 < low <= high <= 0.5 and "first in batch 0" in message and "bounds=" in message
@@ -194,7 +194,7 @@ def test_inf_logits_with_finite_gradients_are_a_model_error():
     # The constant branch has a zero gradient: only the logits show the problem.
     with pytest.raises(ModelError, match="NaN or infinite logits"):
         clever_score(lambda x: _far_from_x0(net(x), x, 1.0) + torch.where(
-            torch.linalg.vector_norm(x - X0, dim=1, keepdim=True) > 0.3, math.inf, 0.0), X0, **FAST)
+            torch.linalg.vector_norm(x - TANH_X0, dim=1, keepdim=True) > 0.3, math.inf, 0.0), TANH_X0, **TANH_SETTINGS)
 
 
 # -- finding 6: weights created under inference_mode ------------------------------------------
@@ -205,13 +205,13 @@ def test_inference_mode_weights_give_a_clear_error_and_stay_as_they_were():
     with torch.inference_mode():
         net = tanh_net()
     with pytest.raises(InvalidInputError, match="inference tensors cannot be used in autograd"):
-        clever_score(net, X0, **FAST)
+        clever_score(net, TANH_X0, **TANH_SETTINGS)
     assert all(p.requires_grad for p in net.parameters())
     # The way out the message gives works.
     for m in net.modules():
         m._parameters.update({k: nn.Parameter(p.clone()) for k, p in m._parameters.items() if p is not None})
         m._buffers.update({k: b.clone() for k, b in m._buffers.items() if b is not None})
-    assert clever_score(net, X0, **FAST).score == clever_score(tanh_net(), X0, **FAST).score
+    assert clever_score(net, TANH_X0, **TANH_SETTINGS).score == clever_score(tanh_net(), TANH_X0, **TANH_SETTINGS).score
 
 
 def test_a_failing_restore_never_hides_the_original_error(monkeypatch):
@@ -242,7 +242,7 @@ def test_device_meta_is_refused_before_the_model_moves():
     net = tanh_net()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     with pytest.raises(InvalidInputError, match="device='meta' holds no data"):
-        clever_score(net, X0, device="meta", **FAST)
+        clever_score(net, TANH_X0, device="meta", **TANH_SETTINGS)
     assert all(v.device.type == "cpu" and torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
@@ -250,7 +250,7 @@ def test_an_unavailable_device_is_a_clear_error():
     """Finding 7: device='cuda' on a CPU-only torch gave a raw AssertionError ('cuda:99' fails everywhere)."""
     net = tanh_net()
     with pytest.raises(InvalidInputError, match="device 'cuda:99' is not available") as info:
-        clever_score(net, X0, device="cuda:99", **FAST)
+        clever_score(net, TANH_X0, device="cuda:99", **TANH_SETTINGS)
     assert "device='cpu'" in str(info.value)
     assert next(net.parameters()).device.type == "cpu"
 
@@ -258,9 +258,9 @@ def test_an_unavailable_device_is_a_clear_error():
 def test_a_model_or_input_on_meta_is_a_clear_error():
     """Finding 14: a model on meta gave 'Tensor.item() cannot be called on meta tensors'."""
     with pytest.raises(InvalidInputError, match="weights are on the 'meta' device.*to_empty"):
-        clever_score(tanh_net().to("meta"), X0, **FAST)
+        clever_score(tanh_net().to("meta"), TANH_X0, **TANH_SETTINGS)
     with pytest.raises(InvalidInputError, match="x is on the 'meta' device"):
-        clever_score(tanh_net(), X0.to("meta"), **FAST)
+        clever_score(tanh_net(), TANH_X0.to("meta"), **TANH_SETTINGS)
 
 
 # -- finding 14: raw torch errors from odd models -----------------------------------------------
@@ -275,9 +275,9 @@ def test_a_model_failing_only_on_sampled_batches_is_a_model_error():
         return net(x)
 
     with pytest.raises(ModelError, match=r"on a chunk of 160 sampled points.*worked on x itself: batch boom"):
-        clever_score(single_only, X0, **FAST)
+        clever_score(single_only, TANH_X0, **TANH_SETTINGS)
     with pytest.raises(ModelError, match=r"chunk of 7 sampled points"):
-        clever_score(single_only, X0, chunk_size=7, **FAST)
+        clever_score(single_only, TANH_X0, chunk_size=7, **TANH_SETTINGS)
 
 
 def _in_place_under_no_grad(net):
@@ -299,46 +299,46 @@ def _in_place_with_autograd(net):
 
 @pytest.mark.parametrize("make", [_in_place_under_no_grad, _in_place_with_autograd])
 def test_a_model_changing_its_input_in_place_is_a_model_error_and_x_is_kept(make):
-    x = X0.clone()
+    x = TANH_X0.clone()
     with pytest.raises(ModelError, match="changed its input in place|change its input in place") as info:
-        clever_score(make(tanh_net()), x, **FAST)
+        clever_score(make(tanh_net()), x, **TANH_SETTINGS)
     assert "x = x.clone()" in str(info.value)
-    assert torch.equal(x, X0)
+    assert torch.equal(x, TANH_X0)
 
 
 def test_a_model_ignoring_the_batch_dimension_is_a_clear_error():
     net = tanh_net()
     with pytest.raises(InvalidInputError, match="one row of logits per input row"):
-        clever_score(lambda x: net(x[:1]), X0, **FAST)
+        clever_score(lambda x: net(x[:1]), TANH_X0, **TANH_SETTINGS)
     with pytest.raises(InvalidInputError, match="depend on the other inputs of its batch"):
-        clever_score(lambda x: net(x[:1]).expand(x.shape[0], -1), X0, **FAST)
+        clever_score(lambda x: net(x[:1]).expand(x.shape[0], -1), TANH_X0, **TANH_SETTINGS)
     with pytest.raises(InvalidInputError, match="depend on the other inputs of its batch"):
-        clever_score(lambda x: net(x - x.mean(0) + X0), X0, **FAST)
+        clever_score(lambda x: net(x - x.mean(0) + TANH_X0), TANH_X0, **TANH_SETTINGS)
 
 
 def test_order_2_with_a_half_precision_model_is_a_clear_error():
     with pytest.raises(InvalidInputError, match=r"order=2 needs a float32 or float64 model.*\.float\(\)"):
-        clever_score(tanh_net(torch.float16), X0, order=2, **FAST)
+        clever_score(tanh_net(torch.float16), TANH_X0, order=2, **TANH_SETTINGS)
     # First order works in half precision.
-    assert 0 < clever_score(tanh_net(torch.float16), X0, **FAST).score <= FAST["radius"]
+    assert 0 < clever_score(tanh_net(torch.float16), TANH_X0, **TANH_SETTINGS).score <= TANH_SETTINGS["radius"]
 
 
 @pytest.mark.parametrize("seed", [2**64 + 5, -1, 1.7, 1.9, True, 2**63])
 def test_bad_seeds_are_refused_by_every_entry_point(seed):
     net = tanh_net()
     with pytest.raises(InvalidInputError, match="seed must be an integer"):
-        clever_score(net, X0, **{**FAST, "seed": seed})
+        clever_score(net, TANH_X0, **{**TANH_SETTINGS, "seed": seed})
     with pytest.raises(InvalidInputError, match="seed must be an integer"):
-        clever_scores(net, X0.repeat(2, 1), **{**FAST, "seed": seed})
-    result = clever_score(net, X0, **FAST)
+        clever_scores(net, TANH_X0.repeat(2, 1), **{**TANH_SETTINGS, "seed": seed})
+    result = clever_score(net, TANH_X0, **TANH_SETTINGS)
     with pytest.raises(InvalidInputError, match="seed must be an integer"):
-        attack_check(net, X0, result, seed=seed)
+        attack_check(net, TANH_X0, result, seed=seed)
 
 
 @pytest.mark.parametrize("chunk_size", [-1, 0, 1.5, True])
 def test_bad_chunk_sizes_are_refused(chunk_size):
     with pytest.raises(InvalidInputError, match="chunk_size must be an integer >= 1"):
-        clever_scores(tanh_net(), X0.repeat(2, 1), chunk_size=chunk_size, **FAST)
+        clever_scores(tanh_net(), TANH_X0.repeat(2, 1), chunk_size=chunk_size, **TANH_SETTINGS)
 
 
 def test_the_fixture_takes_numpy_inputs(pytester):
@@ -365,24 +365,24 @@ def test_numpy(clever):
 
 def test_class_indices_as_integer_scalars_are_accepted_and_floats_refused():
     net = tanh_net()
-    predicted = int(net(X0.unsqueeze(0)).argmax())
+    predicted = int(net(TANH_X0.unsqueeze(0)).argmax())
     other = (predicted + 1) % 3
-    expected = clever_score(net, X0, target=other, **FAST).score
+    expected = clever_score(net, TANH_X0, target=other, **TANH_SETTINGS).score
     for target in (torch.tensor(other), np.int64(other), np.array(other)):
-        assert clever_score(net, X0, target=target, **FAST).score == expected
-    assert clever_score(net, X0, label=torch.tensor(predicted), **FAST).score == clever_score(net, X0, **FAST).score
-    assert clever_score(net, X0, label=np.int32(predicted), **FAST).score == clever_score(net, X0, **FAST).score
+        assert clever_score(net, TANH_X0, target=target, **TANH_SETTINGS).score == expected
+    assert clever_score(net, TANH_X0, label=torch.tensor(predicted), **TANH_SETTINGS).score == clever_score(net, TANH_X0, **TANH_SETTINGS).score
+    assert clever_score(net, TANH_X0, label=np.int32(predicted), **TANH_SETTINGS).score == clever_score(net, TANH_X0, **TANH_SETTINGS).score
     for bad in (float(other), torch.tensor(float(other)), torch.tensor(True), True, np.float64(other)):
         with pytest.raises(InvalidInputError, match="not a class index"):
-            clever_score(net, X0, target=bad, **FAST)
+            clever_score(net, TANH_X0, target=bad, **TANH_SETTINGS)
         with pytest.raises(InvalidInputError, match="label must be a class index"):
-            clever_score(net, X0, label=bad, **FAST)
+            clever_score(net, TANH_X0, label=bad, **TANH_SETTINGS)
 
 
 @pytest.mark.parametrize("name, value", [("radius", True), ("n_batches", 10.0), ("batch_size", True)])
 def test_bools_and_floats_are_not_coerced(name, value):
     with pytest.raises(InvalidInputError, match=f"{name} must be"):
-        clever_score(tanh_net(), X0, **{**FAST, name: value})
+        clever_score(tanh_net(), TANH_X0, **{**TANH_SETTINGS, name: value})
 
 
 @pytest.mark.parametrize("rule", ["mean:nan", "mean:nan%", "min:inf", "mean:-1"])

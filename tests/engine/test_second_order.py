@@ -20,8 +20,7 @@ from pytest_clever._engine.curvature import margin_curvatures
 from pytest_clever._engine.second_order import second_order_radius
 from pytest_clever.extras.digits import DIGITS_BOUNDS, DigitsCNN, cached_digits_cnn
 
-
-FAST = dict(n_batches=10, batch_size=16)
+from ..helpers import SMALL_SAMPLE
 
 
 class Quadratic(nn.Module):
@@ -64,7 +63,7 @@ def _closed_form(a_matrix, w, c, norm):
 def test_quadratic_margin_matches_the_closed_form(norm, curvature):
     model, a, w, x0 = _quadratic()
     expected, m, grad = _closed_form(a, w, 1.5, float(norm))
-    result = clever_score(model, x0, norm=norm, radius=10.0, order=2, curvature=curvature, seed=0, **FAST)
+    result = clever_score(model, x0, norm=norm, radius=10.0, order=2, curvature=curvature, seed=0, **SMALL_SAMPLE)
     assert result.order == 2 and result.target == 1
     s = result.per_target[1]
     assert s.curvature == pytest.approx(m, rel=1e-3)
@@ -80,11 +79,11 @@ def test_convex_quadratic_has_no_negative_curvature():
     model, a, w, x0 = _quadratic(sign=+1.0)
     expected, m, grad = _closed_form(a, w, 1.5, 2.0)
     with pytest.warns(WeakFitWarning, match="convex"):
-        negative = clever_score(model, x0, radius=10.0, order=2, curvature="negative", seed=0, **FAST)
+        negative = clever_score(model, x0, radius=10.0, order=2, curvature="negative", seed=0, **SMALL_SAMPLE)
     assert negative.per_target[1].curvature == 0.0
     assert negative.score == pytest.approx(1.5 / grad, rel=1e-5)
     assert any("convex" in note for note in negative.notes)
-    spectral = clever_score(model, x0, radius=10.0, order=2, curvature="spectral", seed=0, **FAST)
+    spectral = clever_score(model, x0, radius=10.0, order=2, curvature="spectral", seed=0, **SMALL_SAMPLE)
     assert spectral.score == pytest.approx(expected, rel=0.01)
 
 
@@ -95,7 +94,7 @@ def test_linear_model_scores_g_over_a_exactly(linear_model):
     logits = weight @ x0 + bias
     c = int(logits.argmax())
     expected = min(float((logits[c] - logits[j]) / (weight[c] - weight[j]).norm()) for j in range(4) if j != c)
-    result = clever_score(model, x0, radius=10.0, order=2, seed=0, **FAST)
+    result = clever_score(model, x0, radius=10.0, order=2, seed=0, **SMALL_SAMPLE)
     assert result.score == pytest.approx(expected, rel=1e-5)
     assert all(t.curvature == 0.0 for t in result.per_target.values())
 
@@ -152,7 +151,7 @@ def test_relu_mlp_gets_a_clear_error():
     model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 3))
     x0 = torch.tensor([0.3, -0.2, 0.1, 0.5, -0.4, 0.2])
     with pytest.raises(NotTwiceDifferentiableError, match="twice-differentiable.*softplus, tanh, GELU, SiLU"):
-        clever_score(model, x0, radius=2.0, order=2, seed=0, **FAST)
+        clever_score(model, x0, radius=2.0, order=2, seed=0, **SMALL_SAMPLE)
     assert issubclass(NotTwiceDifferentiableError, InvalidInputError)
 
 
@@ -192,9 +191,9 @@ def test_seed_determinism_json_round_trip_and_model_restoration():
     model.train()
     x0 = torch.randn(8, generator=torch.Generator().manual_seed(4))
     flags = [p.requires_grad for p in model.parameters()]
-    first = clever_score(model, x0, radius=1.0, order=2, seed=7, **FAST)
-    again = clever_score(model, x0, radius=1.0, order=2, seed=7, **FAST)
-    other = clever_score(model, x0, radius=1.0, order=2, seed=8, **FAST)
+    first = clever_score(model, x0, radius=1.0, order=2, seed=7, **SMALL_SAMPLE)
+    again = clever_score(model, x0, radius=1.0, order=2, seed=7, **SMALL_SAMPLE)
+    other = clever_score(model, x0, radius=1.0, order=2, seed=8, **SMALL_SAMPLE)
     strip = lambda r: {k: v for k, v in r.to_dict().items() if k != "elapsed"}
     assert strip(first) == strip(again)
     assert first.per_target[first.target].curvature != other.per_target[other.target].curvature
@@ -221,13 +220,13 @@ def test_seed_determinism_json_round_trip_and_model_restoration():
 def test_untargeted_is_the_minimum_and_targeted_matches():
     model = SmoothMLP()
     x0 = torch.randn(8, generator=torch.Generator().manual_seed(5))
-    result = clever_score(model, x0, radius=5.0, order=2, seed=0, **FAST)
+    result = clever_score(model, x0, radius=5.0, order=2, seed=0, **SMALL_SAMPLE)
     assert result.score == min(t.score for t in result.per_target.values())
     other = next(j for j in result.per_target if j != result.target)
-    targeted = clever_score(model, x0, radius=5.0, order=2, target=other, seed=0, **FAST)
+    targeted = clever_score(model, x0, radius=5.0, order=2, target=other, seed=0, **SMALL_SAMPLE)
     assert list(targeted.per_target) == [other] and targeted.targeted
 
 
 def test_unknown_curvature_method_is_rejected(linear_model):
     with pytest.raises(InvalidInputError, match="curvature"):
-        clever_score(linear_model[0], torch.zeros(6), radius=1.0, order=2, curvature="hessian", **FAST)
+        clever_score(linear_model[0], torch.zeros(6), radius=1.0, order=2, curvature="hessian", **SMALL_SAMPLE)
