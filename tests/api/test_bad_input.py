@@ -24,7 +24,9 @@ from pytest_clever import (
     MisclassifiedInputError,
     ModelError,
     NotTwiceDifferentiableError,
+    attack_check,
     clever_score,
+    clever_scores,
 )
 
 from ..helpers import TANH_SETTINGS, TANH_X0, tanh_net
@@ -279,3 +281,46 @@ def test_the_matrix_covers_errors_warnings_and_valid_models():
     outcomes = [c.outcome for c in CASES]
     assert len(CASES) >= 40
     assert outcomes.count("valid") >= 8 and outcomes.count("warns") >= 3
+
+
+# --- the same checks at every entry point, and no silent coercion -------------------------------
+
+
+@pytest.mark.parametrize("seed", [2**64 + 5, -1, 1.7, 1.9, True, 2**63])
+def test_bad_seeds_are_refused_by_every_entry_point(seed):
+    net = tanh_net()
+    with pytest.raises(InvalidInputError, match="seed must be an integer"):
+        clever_score(net, TANH_X0, **{**TANH_SETTINGS, "seed": seed})
+    with pytest.raises(InvalidInputError, match="seed must be an integer"):
+        clever_scores(net, TANH_X0.repeat(2, 1), **{**TANH_SETTINGS, "seed": seed})
+    result = clever_score(net, TANH_X0, **TANH_SETTINGS)
+    with pytest.raises(InvalidInputError, match="seed must be an integer"):
+        attack_check(net, TANH_X0, result, seed=seed)
+
+
+@pytest.mark.parametrize("chunk_size", [-1, 0, 1.5, True])
+def test_bad_chunk_sizes_are_refused(chunk_size):
+    with pytest.raises(InvalidInputError, match="chunk_size must be an integer >= 1"):
+        clever_scores(tanh_net(), TANH_X0.repeat(2, 1), chunk_size=chunk_size, **TANH_SETTINGS)
+
+
+def test_class_indices_as_integer_scalars_are_accepted_and_floats_refused():
+    net = tanh_net()
+    predicted = int(net(TANH_X0.unsqueeze(0)).argmax())
+    other = (predicted + 1) % 3
+    expected = clever_score(net, TANH_X0, target=other, **TANH_SETTINGS).score
+    for target in (torch.tensor(other), np.int64(other), np.array(other)):
+        assert clever_score(net, TANH_X0, target=target, **TANH_SETTINGS).score == expected
+    assert clever_score(net, TANH_X0, label=torch.tensor(predicted), **TANH_SETTINGS).score == clever_score(net, TANH_X0, **TANH_SETTINGS).score
+    assert clever_score(net, TANH_X0, label=np.int32(predicted), **TANH_SETTINGS).score == clever_score(net, TANH_X0, **TANH_SETTINGS).score
+    for bad in (float(other), torch.tensor(float(other)), torch.tensor(True), True, np.float64(other)):
+        with pytest.raises(InvalidInputError, match="not a class index"):
+            clever_score(net, TANH_X0, target=bad, **TANH_SETTINGS)
+        with pytest.raises(InvalidInputError, match="label must be a class index"):
+            clever_score(net, TANH_X0, label=bad, **TANH_SETTINGS)
+
+
+@pytest.mark.parametrize("name, value", [("radius", True), ("n_batches", 10.0), ("batch_size", True)])
+def test_bools_and_floats_are_not_coerced(name, value):
+    with pytest.raises(InvalidInputError, match=f"{name} must be"):
+        clever_score(tanh_net(), TANH_X0, **{**TANH_SETTINGS, name: value})

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from pytest_clever import clever_score, clever_scores
+from pytest_clever import InvalidInputError, clever_score, clever_scores
 from pytest_clever.extras.digits import DIGITS_BOUNDS
 
-from ..helpers import SMALL_SAMPLE, Linear, exact_linear_score
+from ..helpers import SMALL_SAMPLE, TANH_SETTINGS, TANH_X0, Linear, exact_linear_score, tanh_net
 
 X0 = torch.tensor([0.3, -0.2, 0.1, 0.5, -0.4, 0.2])
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -70,3 +70,32 @@ def test_a_cuda_model_scored_on_cpu_goes_back_to_cuda(linear_model):
     assert result.device == "cpu"
     assert _model_device(model).type == "cuda"
     assert result.score == pytest.approx(exact_linear_score(weight, bias, X0, 2, 10.0), rel=0.01)
+
+
+# --- devices that cannot hold the computation: refused before the model moves --------------------
+
+
+def test_device_meta_is_refused_before_the_model_moves():
+    """Finding 7: device='meta' destroyed the model's weights."""
+    net = tanh_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(InvalidInputError, match="device='meta' holds no data"):
+        clever_score(net, TANH_X0, device="meta", **TANH_SETTINGS)
+    assert all(v.device.type == "cpu" and torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_an_unavailable_device_is_a_clear_error():
+    """Finding 7: device='cuda' on a CPU-only torch gave a raw AssertionError ('cuda:99' fails everywhere)."""
+    net = tanh_net()
+    with pytest.raises(InvalidInputError, match="device 'cuda:99' is not available") as info:
+        clever_score(net, TANH_X0, device="cuda:99", **TANH_SETTINGS)
+    assert "device='cpu'" in str(info.value)
+    assert next(net.parameters()).device.type == "cpu"
+
+
+def test_a_model_or_input_on_meta_is_a_clear_error():
+    """Finding 14: a model on meta gave 'Tensor.item() cannot be called on meta tensors'."""
+    with pytest.raises(InvalidInputError, match="weights are on the 'meta' device.*to_empty"):
+        clever_score(tanh_net().to("meta"), TANH_X0, **TANH_SETTINGS)
+    with pytest.raises(InvalidInputError, match="x is on the 'meta' device"):
+        clever_score(tanh_net(), TANH_X0.to("meta"), **TANH_SETTINGS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import multiprocessing
 from collections import Counter
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -13,7 +12,6 @@ import torch
 
 from pytest_clever import clever_scores
 from pytest_clever.errors import CleverWarning, ExecutorError, InvalidInputError, MisclassifiedInputError, ModelError
-from pytest_clever.core.settings import OPTIONS
 
 from .executor_models import (
     POISON, CountingLinear, DropoutLinear, ExitingLinear, FailingLinear, UnloadableLinear, call_model, linear,
@@ -347,84 +345,3 @@ def test_ray_reports_an_input_whose_worker_always_dies(ray_executor):
     # more round the input is reported, never dropped.
     with pytest.raises(ExecutorError, match=r"^input\(s\) 3: the worker scoring them was lost"):
         clever_scores(ExitingLinear(*linear()), inputs(poison=3), executor=ray_executor, **SCORE_SETTINGS)
-
-
-# -- the pytest route ------------------------------------------------------------------------
-
-
-def test_the_executor_setting_accepts_factories_and_dask_addresses_only():
-    check = OPTIONS["executor"].check
-    assert check("mypkg.cluster:make_executor", "ini") == "mypkg.cluster:make_executor"
-    assert check("dask://scheduler:8786", "ini") == "dask://scheduler:8786"
-    for bad in ("mypkg.cluster", "dask://", "a b:c", "pkg:1x"):
-        with pytest.raises(ValueError, match="module:factory .* or dask://HOST:PORT"):
-            check(bad, "ini")
-
-
-TEST_FILE = """
-import os, sys
-import torch
-from torch import nn
-
-class Logged(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = nn.Linear(6, 4)
-
-    def forward(self, x):
-        return self.fc(x)
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        with open("loads.txt", "a") as f:
-            f.write(f"{os.getpid()}\\n")
-
-def test_scores(clever):
-    clever.assert_robust(Logged(), torch.randn(4, 6, generator=torch.Generator().manual_seed(1)), min_score=0)
-    print("CALLER", os.getpid(), "distributed" in sys.modules or "dask" in sys.modules)
-    with open("caller.txt", "w") as f:
-        f.write(str(os.getpid()))
-"""
-
-
-@pytest.mark.slow  # real pytest subprocesses (an xdist worker, a process pool): CI runs it
-def test_the_ini_setting_sends_the_fixture_s_calls_to_the_executor_with_the_same_records(pytester):
-    pytester.makepyfile(
-        execfactory="""
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        def make_executor():
-            return ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
-        """
-    )
-    pytester.makepyfile(test_scored=TEST_FILE)
-    pytester.makeini("[pytest]\nclever_radius = 1\nclever_n_batches = 20\nclever_batch_size = 32\n")
-    local = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--clever-json=local.json")
-    local.assert_outcomes(passed=1)
-    local.stdout.fnmatch_lines(["*CALLER * False"])  # unset: scoring through the plugin imports no dask
-    assert not (pytester.path / "loads.txt").exists()
-
-    pytester.makeini(
-        "[pytest]\nclever_radius = 1\nclever_n_batches = 20\nclever_batch_size = 32\n"
-        "clever_executor = execfactory:make_executor\n"
-    )
-    remote = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "-n", "1", "--clever-json=remote.json")
-    remote.assert_outcomes(passed=1)
-    loads = Counter((pytester.path / "loads.txt").read_text().split())
-    caller = (pytester.path / "caller.txt").read_text()
-    assert loads and caller not in loads and set(loads.values()) == {1}  # under -n: the xdist worker's own pool
-
-    def results(name):
-        records = json.loads((pytester.path / name).read_text())["records"]
-        return [{k: v for k, v in r.items() if k != "elapsed"} for record in records for r in record["results"]]
-
-    assert results("local.json") == results("remote.json")  # scores, seeds, batch maxima: all of it
-
-
-def test_a_bad_executor_setting_is_a_usage_error(pytester):
-    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
-    result = pytester.runpytest("--clever-executor=not-a-spec")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--clever-executor*module:factory*"])

@@ -66,3 +66,9 @@ def test_baseline_entries_missing_from_this_run_are_not_run_rows():
     assert gone.now is None and gone.before.mean == 0.4 and gone.delta("mean") is None
     row = [line for line in comparison_table(out) if line.startswith("t.py::gone ")][0]
     assert row.split()[1:4] == ["0.4", "-", "-"] and row.endswith("NOT RUN")
+
+
+@pytest.mark.parametrize("rule", ["mean:nan", "mean:nan%", "min:inf", "mean:-1"])
+def test_a_drop_rule_that_could_never_fire_is_refused(rule):
+    with pytest.raises(ValueError, match="drop must be a finite number >= 0"):
+        DropRule.parse(rule)

@@ -9,8 +9,10 @@ from scipy import stats
 from pytest_clever.stats.evt import (
     DISCRETE_MAXIMA,
     FALLBACK_PVALUE,
+    MAX_GAP_RANGES,
     TOP_ATOM,
     WEAK_PVALUE,
+    endpoint_bracket,
     endpoint_interval,
     fit_endpoint,
     ks_test,
@@ -141,3 +143,23 @@ def test_discrete_maxima_fall_back_to_the_sample_maximum_without_a_warning():
     assert not target.weak
     # The same fallback with a wide interval is weak: the score could be much lower.
     assert TargetScore(**{**target.__dict__, "interval": (0.5 * target.score, target.score)}).weak
+
+
+# --- the bracket that lets first order skip fits that cannot decide the minimum ----------------
+
+
+def test_bracket_holds_every_fit():
+    rng = np.random.default_rng(0)
+    maxima = np.stack([3.0 - rng.weibull(s, size=50) for s in (0.5, 1.0, 2.0, 5.0)], axis=1)
+    maxima = np.concatenate([maxima, np.full((50, 1), 2.5)], axis=1)  # constant: the fallback
+    low, high = endpoint_bracket(maxima)
+    for t in range(maxima.shape[1]):
+        fit = fit_endpoint(maxima[:, t])
+        assert low[t] <= fit.endpoint <= high[t]
+        top, spread = maxima[:, t].max(), np.ptp(maxima[:, t])
+        assert low[t] == pytest.approx(top) and high[t] == pytest.approx(top + MAX_GAP_RANGES * spread)
+
+
+def test_bracket_of_non_finite_maxima_is_unbounded():
+    low, high = endpoint_bracket(np.array([[1.0, math.inf], [2.0, 1.0]]))
+    assert low[1] == -math.inf and high[1] == math.inf and high[0] == pytest.approx(2.0 + MAX_GAP_RANGES)
