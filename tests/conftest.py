@@ -15,6 +15,7 @@ import pytest_clever.plugin  # noqa: F401
 import scipy.stats  # noqa: F401
 
 from .helpers import Linear
+from .runs.records import GIT
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def no_git(monkeypatch):
+    """Saved runs must not depend on running inside a git checkout: git_info returns GIT."""
+    from pytest_clever.runs import files
+
+    monkeypatch.setattr(files, "git_info", lambda cwd=None: dict(GIT))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Margin gradients of many classes: batched over targets with the same bits as one target at a time, and a loop fallback."""
+"""Margin gradients of many classes: batched over targets, the same bits as one target at a time; a loop fallback."""
 
 import math
 import warnings

@@ -100,12 +100,14 @@ def test_chunk_size_does_not_change_the_score(order, norm):
     """Finding 4: L2 scores were 0.4015 / 0.4012 / 0.3926 for chunks None / 64 / 7."""
     model = Rowwise().eval()
     results = [
-        clever_score(model, TANH_X0, norm=norm, order=order, chunk_size=chunk, **TANH_SETTINGS) for chunk in (None, 64, 7, 1)
+        clever_score(model, TANH_X0, norm=norm, order=order, chunk_size=chunk, **TANH_SETTINGS)
+        for chunk in (None, 64, 7, 1)
     ]
     assert len({r.score for r in results}) == 1, [r.score for r in results]
     assert len({r.batch_maxima for r in results}) == 1
     assert 0 < results[0].score < TANH_SETTINGS["radius"]
-    report = [clever_scores(model, TANH_X0.repeat(2, 1), norm=norm, order=order, chunk_size=c, **TANH_SETTINGS) for c in (None, 5)]
+    xs = TANH_X0.repeat(2, 1)
+    report = [clever_scores(model, xs, norm=norm, order=order, chunk_size=c, **TANH_SETTINGS) for c in (None, 5)]
     assert report[0].scores.tolist() == report[1].scores.tolist()
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from pytest_clever.runs.compare import DropRule, compare_records, comparison_table
 
-from .test_storage import _record
+from .records import make_record
 
 
 @pytest.mark.parametrize(
@@ -34,17 +34,17 @@ def test_bad_rules_are_rejected(text):
 
 def test_compare_matches_by_test_and_name_and_flags_each_case():
     baseline = [
-        _record("t.py::a", mean=0.50),
-        _record("t.py::b", mean=0.50),
-        _record("t.py::c", mean=0.50, radius=2.0),
-        _record("t.py::a", name="small", mean=0.30),
+        make_record("t.py::a", mean=0.50),
+        make_record("t.py::b", mean=0.50),
+        make_record("t.py::c", mean=0.50, radius=2.0),
+        make_record("t.py::a", name="small", mean=0.30),
     ]
     current = [
-        _record("t.py::a", mean=0.49),
-        _record("t.py::b", mean=0.30),
-        _record("t.py::c", mean=0.10),
-        _record("t.py::a", name="small", mean=0.31),
-        _record("t.py::new", mean=0.5),
+        make_record("t.py::a", mean=0.49),
+        make_record("t.py::b", mean=0.30),
+        make_record("t.py::c", mean=0.10),
+        make_record("t.py::a", name="small", mean=0.31),
+        make_record("t.py::new", mean=0.5),
     ]
     out = {c.label: c for c in compare_records(current, baseline, [DropRule.parse("mean:10%")])}
     assert out["t.py::a"].status == "ok" and out["t.py::a"].delta("mean") == pytest.approx(-0.01)
@@ -59,8 +59,10 @@ def test_compare_matches_by_test_and_name_and_flags_each_case():
 
 
 def test_baseline_entries_missing_from_this_run_are_not_run_rows():
-    baseline = [_record("t.py::a", mean=0.5), _record("t.py::gone", mean=0.4), _record("t.py::gone", name="m", mean=0.2)]
-    out = compare_records([_record("t.py::a", mean=0.5)], baseline, [DropRule.parse("mean:10%")])
+    baseline = [
+        make_record("t.py::a", mean=0.5), make_record("t.py::gone", mean=0.4), make_record("t.py::gone", name="m", mean=0.2)
+    ]
+    out = compare_records([make_record("t.py::a", mean=0.5)], baseline, [DropRule.parse("mean:10%")])
     assert [(c.label, c.status) for c in out] == [("t.py::a", "ok"), ("t.py::gone", "not run"), ("t.py::gone [m]", "not run")]
     gone = out[1]
     assert gone.now is None and gone.before.mean == 0.4 and gone.delta("mean") is None

@@ -14,14 +14,16 @@ from pytest_clever.runs.report import failure_message, fit_quality_text, setting
 from pytest_clever.stats.results import CleverReport, CleverResult, TargetScore
 from pytest_clever.runs.storage import Storage, StorageError
 
-from .test_storage import _record, _record_dict, no_git  # noqa: F401 (autouse: no git needed)
+from .records import make_record, make_record_dict
+
+pytestmark = pytest.mark.usefixtures("no_git")
 
 DATA = Path(__file__).parents[1] / "data"
 SCHEMA_1 = DATA / "20261126T025727701856Z-5e400a_main.json"
 
 
 def test_round_trip_keeps_every_field():
-    record = _record("t.py::test_a", name="m", call=2, mean=0.4, bounds=[0, 1], target=3, norm="inf")
+    record = make_record("t.py::test_a", name="m", call=2, mean=0.4, bounds=[0, 1], target=3, norm="inf")
     again = RunRecord.from_dict(json.loads(json.dumps(record.to_dict())))
     assert again == record
     assert again.settings.norm == math.inf and again.settings.bounds == (0.0, 1.0)
@@ -44,7 +46,7 @@ def test_round_trip_keeps_every_field():
     ],
 )
 def test_malformed_records_name_the_field(change, message):
-    data = {**_record_dict(), **change}
+    data = {**make_record_dict(), **change}
     with pytest.raises(RecordError, match=message):
         RunRecord.from_dict(data, "record 4")
 
@@ -56,34 +58,36 @@ def test_malformed_records_name_the_field(change, message):
 )
 def test_malformed_settings_name_the_field(setting, value, message):
     with pytest.raises(RecordError, match=f"settings: {message}"):
-        RunRecord.from_dict(_record_dict(**{setting: value}))
-    data = _record_dict()
+        RunRecord.from_dict(make_record_dict(**{setting: value}))
+    data = make_record_dict()
     del data["settings"][setting if setting != "bounds" else "radius"]
     with pytest.raises(RecordError, match="missing field"):
         RunRecord.from_dict(data)
 
 
 def test_labels_tell_calls_and_names_apart_and_sorting_is_by_test_name_call():
-    records = [_record("t.py::b", call=1), _record("t.py::b", name="x"), _record("t.py::a"), _record("t.py::b")]
+    records = [
+        make_record("t.py::b", call=1), make_record("t.py::b", name="x"), make_record("t.py::a"), make_record("t.py::b")
+    ]
     assert [r.label for r in sorted_records(records)] == ["t.py::a", "t.py::b", "t.py::b #1", "t.py::b [x]"]
     rows = summary_table(records)
     assert [row.split()[0:2] for row in rows[1:]] == [["t.py::a", "L2"], ["t.py::b", "L2"], ["t.py::b", "#1"], ["t.py::b", "[x]"]]
 
 
 def test_a_key_occurring_twice_is_an_error():
-    twice = [_record("t.py::a", mean=0.5), _record("t.py::a", mean=0.2)]
+    twice = [make_record("t.py::a", mean=0.5), make_record("t.py::a", mean=0.2)]
     with pytest.raises(RecordError, match=r"the baseline: t.py::a is recorded twice .*call 0"):
-        compare_records([_record("t.py::a")], twice, [])
+        compare_records([make_record("t.py::a")], twice, [])
     with pytest.raises(RecordError, match="this run: t.py::a is recorded twice"):
-        compare_records(twice, [_record("t.py::a")], [])
-    assert len(index_records([_record("t.py::a"), _record("t.py::a", call=1)], "x")) == 2
+        compare_records(twice, [make_record("t.py::a")], [])
+    assert len(index_records([make_record("t.py::a"), make_record("t.py::a", call=1)], "x")) == 2
 
 
 def test_a_baseline_file_with_a_key_twice_is_named_and_skipped(tmp_path):
     store = Storage(tmp_path)
-    good = store.save([_record(mean=0.5)], "main")
+    good = store.save([make_record(mean=0.5)], "main")
     with pytest.raises(RecordError, match="recorded twice"):
-        store.save([_record(mean=0.5), _record(mean=0.4)], "dup")
+        store.save([make_record(mean=0.5), make_record(mean=0.4)], "dup")
     doc = json.loads(good.read_text())
     doc["records"].append(doc["records"][0])
     (tmp_path / "twice.json").write_text(json.dumps(doc))
@@ -94,7 +98,7 @@ def test_a_baseline_file_with_a_key_twice_is_named_and_skipped(tmp_path):
 
 def test_a_malformed_record_is_named_and_skipped_the_others_load(tmp_path, capsys):
     store = Storage(tmp_path)
-    path = store.save([_record("t.py::a", mean=0.5), _record("t.py::b", mean=0.6)], "main")
+    path = store.save([make_record("t.py::a", mean=0.5), make_record("t.py::b", mean=0.6)], "main")
     doc = json.loads(path.read_text())
     doc["records"][1]["mean"] = "high"
     path.write_text(json.dumps(doc))
@@ -187,7 +191,7 @@ def test_second_order_failure_says_provably_too_low_and_shows_the_curvature():
     assert sound.consistent and not low.consistent
     results = (_result(sound, order=2), _result(low, order=2))
     report = CleverReport(results, seed=7)
-    record = RunRecord.from_dict({**_record_dict(order=2, mean=report.mean, results=[r.to_dict() for r in results]),
+    record = RunRecord.from_dict({**make_record_dict(order=2, mean=report.mean, results=[r.to_dict() for r in results]),
                                   "threshold": {"statistic": "mean", "min_score": 1.0}, "value": report.mean,
                                   "status": "failed"})
     message = failure_message(record)
@@ -198,9 +202,9 @@ def test_second_order_failure_says_provably_too_low_and_shows_the_curvature():
 
 
 def test_old_target_setting_loads_as_targets_and_targets_decide_comparability():
-    old_one_class, old_all = _record(target=3), _record()
+    old_one_class, old_all = make_record(target=3), make_record()
     assert old_one_class.settings.targets == "3" and old_all.settings.targets == "all"
-    top2 = RunRecord.from_dict(_record_dict(targets="top-2"))
+    top2 = RunRecord.from_dict(make_record_dict(targets="top-2"))
     assert top2.settings.differences(old_all.settings) == ["targets 'all' -> 'top-2'"]
     assert "minimum over targets top-2 only" in settings_text(top2)
     assert summary_table([top2])[1].split()[1:4] == ["L2", "1", "top-2"]

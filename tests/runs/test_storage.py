@@ -7,33 +7,17 @@ import os
 import pytest
 
 from pytest_clever.runs import files
-from pytest_clever.runs.record import RunRecord
 from pytest_clever.runs.storage import Storage, StorageError, check_name
 
-GIT = {"commit": "0123456789abcdef", "branch": "main", "dirty": False}
+from .records import GIT, make_record
 
-
-@pytest.fixture(autouse=True)
-def no_git(monkeypatch):
-    """Storage tests must not depend on running inside a git checkout."""
-    monkeypatch.setattr(files, "git_info", lambda cwd=None: dict(GIT))
-
-
-def _record_dict(nodeid="t.py::test_a", name=None, mean=0.5, call=0, results=(), **settings):
-    base = {"norm": 2, "radius": 1.0, "order": 1, "n_batches": 10, "batch_size": 16, "bounds": None, "target": None}
-    base.update(settings)
-    return {"nodeid": nodeid, "name": name, "call": call, "n": 3, "min": mean / 2, "mean": mean, "median": mean,
-            "max": mean * 2, "status": "recorded", "settings": base, "results": list(results)}
-
-
-def _record(*args, **kwargs) -> RunRecord:
-    return RunRecord.from_dict(_record_dict(*args, **kwargs))
+pytestmark = pytest.mark.usefixtures("no_git")
 
 
 def test_save_then_find_by_latest_name_id_and_path(tmp_path):
     store = Storage(tmp_path)
-    first = store.save([_record(mean=0.5)], "main", git={"commit": "abc", "dirty": False})
-    second = store.save([_record(mean=0.4)], "feature", git={})
+    first = store.save([make_record(mean=0.5)], "main", git={"commit": "abc", "dirty": False})
+    second = store.save([make_record(mean=0.4)], "feature", git={})
     assert first != second and first.exists() and second.exists()
     assert store.find("latest").path == second
     assert store.find("main").records[0].mean == 0.5
@@ -47,7 +31,7 @@ def test_save_then_find_by_latest_name_id_and_path(tmp_path):
 
 
 def test_saved_file_has_schema_and_metadata(tmp_path):
-    path = Storage(tmp_path).save([_record()], "main")
+    path = Storage(tmp_path).save([make_record()], "main")
     data = json.loads(path.read_text())
     assert data["schema"] == 3 and data["kind"] == "pytest-clever-run" and data["name"] == "main"
     assert {"commit", "dirty"} <= set(data["git"])  # from files.git_info (stubbed: no git needed)
@@ -57,14 +41,14 @@ def test_saved_file_has_schema_and_metadata(tmp_path):
 
 def test_a_name_with_a_later_run_resolves_to_its_newest_run(tmp_path):
     store = Storage(tmp_path)
-    store.save([_record(mean=0.5)], "main")
-    newest = store.save([_record(mean=0.6)], "main")
+    store.save([make_record(mean=0.5)], "main")
+    newest = store.save([make_record(mean=0.6)], "main")
     assert store.find("main").path == newest
 
 
 def test_corrupt_and_foreign_files_are_named_and_skipped(tmp_path):
     store = Storage(tmp_path)
-    good = store.save([_record()], "main")
+    good = store.save([make_record()], "main")
     (tmp_path / "broken.json").write_text('{"schema": 1, "kind": "pytest-clever-run", "id": ')
     (tmp_path / "other.json").write_text(json.dumps({"benchmarks": []}))
     (tmp_path / "future.json").write_text(json.dumps({"kind": "pytest-clever-run", "schema": 99}))
@@ -81,7 +65,7 @@ def test_corrupt_and_foreign_files_are_named_and_skipped(tmp_path):
 
 def test_a_failed_write_leaves_the_previous_baseline_intact(tmp_path, monkeypatch):
     store = Storage(tmp_path)
-    good = store.save([_record(mean=0.5)], "main")
+    good = store.save([make_record(mean=0.5)], "main")
     before = good.read_text()
 
     def crash(*args, **kwargs):
@@ -89,7 +73,7 @@ def test_a_failed_write_leaves_the_previous_baseline_intact(tmp_path, monkeypatc
 
     monkeypatch.setattr(files.os, "replace", crash)
     with pytest.raises(OSError, match="injected"):
-        store.save([_record(mean=0.1)], "main")
+        store.save([make_record(mean=0.1)], "main")
     monkeypatch.undo()
     assert good.read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [good.name]  # no temp file left behind
@@ -98,7 +82,7 @@ def test_a_failed_write_leaves_the_previous_baseline_intact(tmp_path, monkeypatc
 
 def test_a_writer_killed_mid_write_leaves_no_partial_run(tmp_path):
     store = Storage(tmp_path)
-    good = store.save([_record(mean=0.5)], "main")
+    good = store.save([make_record(mean=0.5)], "main")
     # A killed writer leaves at most its unique temp file, which readers never pick up.
     (tmp_path / ".clever-abc123.tmp").write_text('{"schema": 1, "kind": "pytest-clever-run", "rec')
     runs, problems = store.runs()
@@ -108,7 +92,7 @@ def test_a_writer_killed_mid_write_leaves_no_partial_run(tmp_path):
 def _save_many(root, worker):
     store = Storage(root)
     for i in range(5):
-        store.save([_record(nodeid=f"t.py::test_{worker}_{i}")], f"w{worker}", git={})
+        store.save([make_record(nodeid=f"t.py::test_{worker}_{i}")], f"w{worker}", git={})
 
 
 def test_concurrent_saves_never_lose_or_corrupt_an_entry(tmp_path):
@@ -147,8 +131,8 @@ def test_names_that_cannot_be_found_again_are_rejected(name):
 
 def test_incomplete_runs_are_never_latest_nor_found_by_name(tmp_path):
     store = Storage(tmp_path)
-    good = store.save([_record(mean=0.5)], "main")
-    cut = store.save([_record(mean=0.1)], "main", incomplete="interrupted (KeyboardInterrupt)")
+    good = store.save([make_record(mean=0.5)], "main")
+    cut = store.save([make_record(mean=0.1)], "main", incomplete="interrupted (KeyboardInterrupt)")
     assert json.loads(cut.read_text())["incomplete"] == "interrupted (KeyboardInterrupt)"
     assert store.find("latest").path == good
     assert store.find("main").path == good
@@ -158,7 +142,7 @@ def test_incomplete_runs_are_never_latest_nor_found_by_name(tmp_path):
     assert any("is incomplete (interrupted" in p for p in by_id.problems)
     assert any("is incomplete" in p for p in store.find(str(cut)).problems)
     only = Storage(tmp_path / "only")
-    only.save([_record()], "nightly", incomplete="internal error")
+    only.save([make_record()], "nightly", incomplete="internal error")
     with pytest.raises(StorageError, match="no complete saved run named 'nightly'.*incomplete .internal error"):
         only.find("nightly")
     with pytest.raises(StorageError, match="no complete saved run in .*incomplete"):
@@ -167,7 +151,7 @@ def test_incomplete_runs_are_never_latest_nor_found_by_name(tmp_path):
 
 def test_a_name_whose_file_has_a_newer_schema_says_so(tmp_path):
     store = Storage(tmp_path)
-    good = store.save([_record()], "main")
+    good = store.save([make_record()], "main")
     future = tmp_path / "20991231T000000000000Z-abcdef_future.json"
     future.write_text(json.dumps({"kind": "pytest-clever-run", "schema": 99, "records": []}))
     with pytest.raises(StorageError, match="no complete saved run named 'future'.*future.json: schema 99 is not supported"):
@@ -181,7 +165,7 @@ def test_a_name_whose_file_has_a_newer_schema_says_so(tmp_path):
 def test_saved_files_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
-        path = Storage(tmp_path).save([_record()], "main")
+        path = Storage(tmp_path).save([make_record()], "main")
         files.write_json(tmp_path / "out.json", {"a": 1})
     finally:
         os.umask(old)
@@ -195,6 +179,6 @@ def test_stale_temp_files_of_crashed_writers_are_removed_on_the_next_save(tmp_pa
     fresh.write_text('{"partial')
     hour_ago = os.path.getmtime(stale) - 3600
     os.utime(stale, (hour_ago, hour_ago))
-    Storage(tmp_path).save([_record()], "main")
+    Storage(tmp_path).save([make_record()], "main")
     assert not stale.exists()
     assert fresh.exists()  # may belong to a writer still at work
