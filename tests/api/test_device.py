@@ -76,7 +76,7 @@ def test_a_cuda_model_scored_on_cpu_goes_back_to_cuda(linear_model):
 
 
 def test_device_meta_is_refused_before_the_model_moves():
-    """Finding 7: device='meta' destroyed the model's weights."""
+    """Moving the model to meta would destroy its weights: refuse the device before the model moves."""
     net = tanh_net()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     with pytest.raises(InvalidInputError, match="device='meta' holds no data"):
@@ -85,7 +85,7 @@ def test_device_meta_is_refused_before_the_model_moves():
 
 
 def test_an_unavailable_device_is_a_clear_error():
-    """Finding 7: device='cuda' on a CPU-only torch gave a raw AssertionError ('cuda:99' fails everywhere)."""
+    """A device this torch cannot use is named, with the way out, not left to torch ('cuda:99' fails everywhere)."""
     net = tanh_net()
     with pytest.raises(InvalidInputError, match="device 'cuda:99' is not available") as info:
         clever_score(net, TANH_X0, device="cuda:99", **TANH_SETTINGS)
@@ -94,7 +94,7 @@ def test_an_unavailable_device_is_a_clear_error():
 
 
 def test_a_model_or_input_on_meta_is_a_clear_error():
-    """Finding 14: a model on meta gave 'Tensor.item() cannot be called on meta tensors'."""
+    """A model or input on meta is named as such, not left to 'Tensor.item() cannot be called on meta tensors'."""
     with pytest.raises(InvalidInputError, match="weights are on the 'meta' device.*to_empty"):
         clever_score(tanh_net().to("meta"), TANH_X0, **TANH_SETTINGS)
     with pytest.raises(InvalidInputError, match="x is on the 'meta' device"):

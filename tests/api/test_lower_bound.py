@@ -159,7 +159,7 @@ def test_second_order_clever_is_a_lower_bound_on_2d_toys():
     for norm in (2.0, math.inf):
         share, ratios = compare(toy_cases(nn.Tanh, norm), norm, order=2)
         print(f"\n2-D tanh toys, order 2, norm {norm}: CLEVER <= exact on {share:.0%}; ratios {ratios}")
-        # Not measured yet (order 2 was not available when this was written): "most of the time".
+        # No measured share to hold order 2 to: "most of the time".
         assert share >= 0.8, ratios
 
 

@@ -26,7 +26,7 @@ def _far_from_x0(out, x, value):
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_non_finite_logits_at_sampled_points_are_a_model_error(value):
-    """Finding 5: NaN logits at sampled points were accepted silently (only x was checked)."""
+    """NaN logits at sampled points, not only at x, are the model's error, with where they start."""
     net = tanh_net()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     with pytest.raises(ModelError, match=r"NaN or infinite logits at \d+ of 160 sampled points") as info:

@@ -108,7 +108,7 @@ def test_thread_pool_matches_serial():
 
 
 def test_confidence_and_progress_reach_the_executor_path():
-    # Both were once dropped on the executor path: every interval was at the default confidence, silently.
+    # Both must reach the workers: without them every interval would be at the default confidence, silently.
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))  # real intervals
     settings = dict(SCORE_SETTINGS, radius=2.0, confidence=0.5)

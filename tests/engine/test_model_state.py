@@ -55,7 +55,7 @@ def _call_net(net, x):
     ids=["lambda", "partial", "bound method", "callable object", "lambda over partial"],
 )
 def test_wrapped_dropout_model_is_scored_in_eval_mode_and_restored(wrap):
-    """Finding 2: dropout in train mode made wrapped scores random (0.019 / 0.13 / 0.028 against 0.25)."""
+    """Dropout in train mode would make a wrapped model's scores random: the modules behind the wrapper go to eval."""
     net = dropout_net()
     with pytest.warns(CleverWarning, match="training mode with Dropout"):
         expected = clever_score(net, TANH_X0, **TANH_SETTINGS).score
@@ -68,7 +68,7 @@ def test_wrapped_dropout_model_is_scored_in_eval_mode_and_restored(wrap):
 
 
 def test_wrapped_batchnorm_model_keeps_its_running_statistics():
-    """Finding 2: BatchNorm in train mode behind a lambda doubled the score and changed running stats."""
+    """BatchNorm in train mode behind a lambda would change the score and its running statistics."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 3))
     with torch.no_grad():
@@ -101,7 +101,7 @@ class Pipeline:
 
 
 def test_a_callable_hiding_its_module_warns_that_train_mode_cannot_be_checked():
-    """Finding 2: failing to find the modules, say that train mode cannot be checked."""
+    """When the modules cannot be found, say that train mode cannot be checked."""
     net = tanh_net()
     pipeline = Pipeline(net)
     with pytest.warns(CleverWarning, match="cannot check that the model is in eval mode"):
@@ -118,7 +118,7 @@ def test_a_plain_function_of_tensors_does_not_warn(recwarn):
 
 
 def test_inference_mode_weights_give_a_clear_error_and_stay_as_they_were():
-    """Finding 6: a second error hid the real one and every parameter was left with requires_grad=False."""
+    """The real error comes through (no second error hides it) and every parameter keeps requires_grad."""
     with torch.inference_mode():
         net = tanh_net()
     with pytest.raises(InvalidInputError, match="inference tensors cannot be used in autograd"):
@@ -132,7 +132,7 @@ def test_inference_mode_weights_give_a_clear_error_and_stay_as_they_were():
 
 
 def test_a_failing_restore_never_hides_the_original_error(monkeypatch):
-    """Finding 6: restore every part it can and let the error that ended the computation through."""
+    """Restore every part it can and let the error that ended the computation through."""
     net = tanh_net().train()
 
     def broken_restore(buffers):

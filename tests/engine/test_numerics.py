@@ -60,7 +60,7 @@ def test_legacy_tf32_flags_are_restored(flags):
 
 @pytest.mark.parametrize("flags", [(False, True), (True, False)])
 def test_cudnn_is_deterministic_while_scoring_and_restored(flags):
-    """cuDNN's benchmarked, atomics-based kernels made the same seed give other scores on a GPU."""
+    """cuDNN's benchmarked, atomics-based kernels would make the same seed give other scores on a GPU."""
     cudnn = torch.backends.cudnn
     saved = (cudnn.deterministic, cudnn.benchmark)
     cudnn.deterministic, cudnn.benchmark = flags
@@ -80,7 +80,7 @@ def test_cudnn_is_deterministic_while_scoring_and_restored(flags):
 
 
 def test_concurrent_scoring_threads_restore_the_settings_once():
-    """Interleaved save/restore pairs of threads left cuDNN conv and RNN precisions differing."""
+    """Interleaved save/restore pairs of threads must not leave cuDNN conv and RNN precisions differing."""
     import threading
 
     from pytest_clever._engine.numerics import exact_float32

@@ -136,7 +136,7 @@ def test_save_under_xdist_writes_one_complete_run(pytester):
 
 @pytest.mark.slow  # a real pytest subprocess interrupted by Ctrl-C: CI runs it
 def test_an_interrupted_run_is_saved_incomplete_and_never_becomes_the_baseline(pytester):
-    # Finding 8 (Ctrl-C mid-run) and finding 13 (a strict compare with nothing recorded says why).
+    # Ctrl-C mid-run; then a strict compare with nothing recorded says why.
     pytester.makepyfile(
         test_model=_scoring() + "\n\ndef test_zz_ctrl_c():\n    raise KeyboardInterrupt\n"
     )
@@ -165,7 +165,7 @@ def test_an_interrupted_run_is_saved_incomplete_and_never_becomes_the_baseline(p
 
 
 def test_outputs_that_fail_at_the_end_are_reported_and_fail_the_run_cleanly(pytester):
-    # Finding 9: writable at the start, not at the end (a test takes the paths away).
+    # Writable at the start, not at the end (a test takes the paths away).
     pytester.makepyfile(
         test_model=_scoring()
         + """
@@ -194,7 +194,7 @@ def test_zz_break_outputs():
 
 
 def test_storage_problems_are_named_in_the_compare(pytester):
-    # Findings 10 and 11: a malformed record and a newer-schema file are named with why.
+    # A malformed record and a newer-schema file are named with why.
     pytester.makepyfile(test_model=_scoring())
     pytester.runpytest("--clever-save=main").assert_outcomes(passed=2)
     store = pytester.path / ".clever"
@@ -225,7 +225,6 @@ def test_storage_problems_are_named_in_the_compare(pytester):
 
 
 def test_not_comparable_fails_the_gate_when_asked_from_the_ini_and_the_cli_can_relax_it(pytester):
-    # Issue 17, item 3.
     pytester.makepyfile(test_model=_scoring(5.0))
     pytester.runpytest("--clever-save=main").assert_outcomes(passed=2)
     pytester.makepyfile(test_model=_scoring(0.01))

@@ -33,7 +33,7 @@ import torch
 
 def kink(x):
     # A step the gradients cannot see: the sampled margins prove every Lipschitz estimate too low,
-    # so each score carries a note (tied or discrete batch maxima alone no longer do).
+    # so each score carries a note (tied or discrete batch maxima alone carry none).
     a = x[:, 0] + 2.0 * (x[:, 1] > 0.3).to(x.dtype)
     return torch.stack([a + 1.0, torch.zeros_like(a), -a], 1)
 
@@ -51,7 +51,7 @@ def test_typo(clever):
 
 @pytest.mark.slow  # real pytest subprocesses (xdist workers): CI runs it
 def test_fixture_threads_under_xdist_keyword_typos_and_weak_fit_warnings(pytester, monkeypatch):
-    # Issue 17, items 5 and 7: one -n 2 run.
+    # One -n 2 run checks the threads, a typo and the warnings.
     pytest.importorskip("xdist")
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(variable, raising=False)

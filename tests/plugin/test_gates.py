@@ -77,13 +77,14 @@ def test_gate_modes_and_confidence(pytester):
         ]
     )
     out = result.stdout.str()
-    # The point gate on the same bar fails, as before gate modes; the message shows the interval.
+    # The point gate fails on the same bar; the message shows the interval.
     assert "mean score" in out and "< min_score" in out and "90% interval [" in out
     assert "gate significant-fail: " in out and "is significantly below" in out
     records = {r["nodeid"].split("::")[1]: r for r in json.loads((pytester.path / "out.json").read_text())["records"]}
     noise, point, short = records["test_noise_passes"], records["test_point_fails"], records["test_shortfall_fails"]
     assert noise["status"] == "passed" and point["status"] == "failed" and short["status"] == "failed"
-    assert noise["threshold"]["gate"] == "significant-fail" and "gate" not in point["threshold"]  # the point gate, as before
+    # The point gate is the default: it saves no mode.
+    assert noise["threshold"]["gate"] == "significant-fail" and "gate" not in point["threshold"]
     assert noise["confidence"] == 0.9 and all(r["confidence"] == 0.9 for r in noise["results"])
     lo, hi = noise["interval"]
     bar = noise["threshold"]["min_score"]
@@ -128,7 +129,7 @@ def test_model(clever):
 
 
 def _strip_intervals(saved):
-    """A copy of a saved run as an older version wrote it: schema 2, no intervals, no gate modes."""
+    """A copy of a saved run in schema 2, which has no intervals and no gate modes."""
     data = json.loads(saved.read_text())
     data["schema"], data["name"], data["id"] = 2, "old", data["id"][:-1] + "0"
     for record in data["records"]:

@@ -17,13 +17,13 @@ def test_empty_values_and_unwritable_outputs_are_usage_errors_before_any_test_ru
     (pytester.path / "afile").write_text("not a folder")
     (pytester.path / "adir").mkdir()
     cases = [
-        (["--clever-compare="], "--clever-compare= was given an empty value"),  # finding 3
+        (["--clever-compare="], "--clever-compare= was given an empty value"),
         (["--clever-save="], "--clever-save= was given an empty value"),
         (["--clever-json="], "--clever-json= was given an empty value"),
-        (["--clever-save=main", "--clever-storage=afile"], "is not a folder"),  # finding 9
+        (["--clever-save=main", "--clever-storage=afile"], "is not a folder"),
         (["--clever-save=main", "--clever-storage=afile/sub"], "afile is not a folder"),
         (["--clever-json=adir"], "adir is a folder; give a file path"),
-        (["--clever-save=main\n"], "invalid run name 'main\\n'"),  # finding 16
+        (["--clever-save=main\n"], "invalid run name 'main\\n'"),
         (["--clever-save=x.json"], "names ending in '.json' are reserved"),
         (["--clever-not-comparable=maybe"], "invalid choice: 'maybe'"),
     ]
@@ -37,7 +37,6 @@ def test_empty_values_and_unwritable_outputs_are_usage_errors_before_any_test_ru
 
 @pytest.mark.slow  # real pytest subprocesses (xdist workers): CI runs it
 def test_a_bad_marker_under_xdist_is_the_same_usage_error_as_serially(pytester):
-    # Finding 12.
     pytest.importorskip("xdist")
     pytester.makepyfile("import pytest\n\n@pytest.mark.clever(radius=1.0, colour='red')\ndef test_gate(clever):\n    pass\n")
     result = pytester.runpytest_subprocess("-n", "2")

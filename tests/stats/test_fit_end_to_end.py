@@ -1,8 +1,7 @@
 """The extreme-value fit end to end: it must move the estimate from the sample maximum towards the truth.
 
-Without these, replacing ``fit_endpoint`` by "the sample maximum" passed every
-test outside test_evt.py (issue 15); ``test_fit_mutation.py`` checks that these
-tests catch it.
+Almost every other test outside test_evt.py passes with ``fit_endpoint`` replaced by "the
+sample maximum"; these do not, and ``test_fit_mutation.py`` checks that they catch it.
 """
 
 import numpy as np
