@@ -1,4 +1,4 @@
-"""Reference models shared by the tests: exact linear ones, and a small smooth net."""
+"""Reference models and settings shared by the tests: exact linear models, a small smooth net, sample sizes."""
 
 from __future__ import annotations
 
