@@ -1,4 +1,4 @@
-"""Shared fixtures: small exact models and trained digits CNNs."""
+"""Shared fixtures: one torch thread for tiny models, small exact models and trained digits CNNs."""
 
 from __future__ import annotations
 
@@ -15,6 +15,28 @@ import pytest_clever.plugin  # noqa: F401
 import scipy.stats  # noqa: F401
 
 from .helpers import Linear
+from .runs.records import GIT
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a busy shared CPU run several times faster on one intra-op thread.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``; the previous
+    thread count is restored after the module.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def no_git(monkeypatch):
+    """Saved runs must not depend on running inside a git checkout: git_info returns GIT."""
+    from pytest_clever.runs import files
+
+    monkeypatch.setattr(files, "git_info", lambda cwd=None: dict(GIT))
 
 
 @pytest.fixture

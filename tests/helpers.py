@@ -1,23 +1,9 @@
-"""Reference models shared by the tests: exact linear ones, and a small smooth net."""
+"""Reference models and settings shared by the tests: exact linear models, a small smooth net, sample sizes."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
-
-
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """Tiny models on a busy shared CPU run several times faster on one intra-op thread.
-
-    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")`` after
-    importing it; the previous thread count is restored.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class Linear(nn.Module):
@@ -47,9 +33,13 @@ def exact_linear_score(weight, bias, x0, norm, radius, target=None):
     return min(min(scores), radius)
 
 
-#: A 6-d input that ``tanh_net`` classifies with clear margins, and fast settings for it.
-X0 = torch.tensor([0.3, 0.6, 0.2, 0.5, 0.4, 0.7])
-FAST = dict(n_batches=10, batch_size=16, radius=0.5, seed=0)
+#: The smallest sample the extreme-value fit accepts (10 batch maxima), in small batches: enough
+#: where the score does not depend on the sample (linear models) or only its kind is checked.
+SMALL_SAMPLE = dict(n_batches=10, batch_size=16)
+
+#: A 6-d input that ``tanh_net`` classifies with clear margins, and settings that score it quickly.
+TANH_X0 = torch.tensor([0.3, 0.6, 0.2, 0.5, 0.4, 0.7])
+TANH_SETTINGS = dict(SMALL_SAMPLE, radius=0.5, seed=0)
 
 
 def tanh_net(dtype=torch.float32) -> nn.Module:

@@ -8,7 +8,9 @@ import pytest
 from pytest_clever.cli import main
 from pytest_clever.runs.storage import Storage
 
-from .test_storage import _record, no_git  # noqa: F401 (autouse: no git needed)
+from .runs.records import make_record
+
+pytestmark = pytest.mark.usefixtures("no_git")
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -24,9 +26,9 @@ def _result(score=0.4):
 @pytest.fixture
 def store(tmp_path):
     store = Storage(tmp_path)
-    good = _record("t.py::test_gate", mean=0.5, results=[_result()])
+    good = make_record("t.py::test_gate", mean=0.5, results=[_result()])
     store.save([good], "main", git={"commit": "1234567890abcdef", "dirty": False})
-    worse = _record("t.py::test_gate", mean=0.3, results=[_result(0.3)])
+    worse = make_record("t.py::test_gate", mean=0.3, results=[_result(0.3)])
     store.save([worse], "feature", git={"commit": "fedcba0987654321", "dirty": True})
     return store
 
@@ -102,12 +104,12 @@ def test_cli_finds_the_rootdir_and_ini_storage_from_a_subdirectory(tmp_path, mon
     project = tmp_path / "project"
     (project / "src" / "deep").mkdir(parents=True)
     (project / config).write_text(text)
-    Storage(project / "baselines").save([_record("t.py::test_gate")], "nightly", git={})
+    Storage(project / "baselines").save([make_record("t.py::test_gate")], "nightly", git={})
     monkeypatch.chdir(project / "src" / "deep")
     assert main(["list"]) == 0
     assert "nightly" in capsys.readouterr().out
     # --storage still wins (relative to the current folder, like any path on a command line).
-    Storage(project / "src" / "deep" / "mine").save([_record("t.py::test_gate")], "local", git={})
+    Storage(project / "src" / "deep" / "mine").save([make_record("t.py::test_gate")], "local", git={})
     assert main(["--storage", "mine", "list"]) == 0
     out = capsys.readouterr().out
     assert "local" in out and "nightly" not in out
@@ -116,7 +118,7 @@ def test_cli_finds_the_rootdir_and_ini_storage_from_a_subdirectory(tmp_path, mon
 def test_without_an_ini_file_the_default_storage_is_under_the_setup_py_folder(tmp_path, monkeypatch, capsys):
     (tmp_path / "pkg" / "sub").mkdir(parents=True)
     (tmp_path / "pkg" / "setup.py").write_text("")
-    Storage(tmp_path / "pkg" / ".clever").save([_record("t.py::test_gate")], "main", git={})
+    Storage(tmp_path / "pkg" / ".clever").save([make_record("t.py::test_gate")], "main", git={})
     monkeypatch.chdir(tmp_path / "pkg" / "sub")
     assert main(["list"]) == 0
     assert "main" in capsys.readouterr().out
@@ -150,7 +152,7 @@ def test_compare_with_a_name_whose_file_has_a_newer_schema_says_so(store, capsys
 
 
 def test_list_shows_incomplete_runs(store, capsys):
-    store.save([_record("t.py::test_gate")], "main", git={}, incomplete="interrupted: KeyboardInterrupt")
+    store.save([make_record("t.py::test_gate")], "main", git={}, incomplete="interrupted: KeyboardInterrupt")
     assert run(store, "list") == 0
     line = [l for l in capsys.readouterr().out.splitlines() if "interrupted" in l]
     assert len(line) == 1 and "main" in line[0]
