@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
+import threading
 from collections import Counter
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -13,10 +14,17 @@ import torch
 from pytest_clever import clever_scores
 from pytest_clever.errors import CleverWarning, ExecutorError, InvalidInputError, MisclassifiedInputError, ModelError
 
-from .executor_models import (
-    POISON, CountingLinear, DropoutLinear, ExitingLinear, FailingLinear, UnloadableLinear, call_model, linear,
-)
 from ..helpers import Linear
+from .executor_models import (
+    POISON,
+    CountingLinear,
+    DropoutLinear,
+    ExitingLinear,
+    FailingLinear,
+    UnloadableLinear,
+    call_model,
+    linear,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -219,23 +227,35 @@ def test_a_lost_task_is_retried_once_with_the_same_result():
 
 def test_an_error_while_waiting_cancels_the_tasks_not_yet_started():
     class Keeping(Recording):
+        """One worker; every task after the first waits for ``release``, so the interrupt finds them pending."""
+
         def __init__(self) -> None:
             super().__init__()
             self.inner = ThreadPoolExecutor(1)
             self.futures: list[Future] = []
+            self.release = threading.Event()
 
         def submit(self, fn, /, *args, **kwargs) -> Future:
+            if self.submitted > 0:
+                fn = functools.partial(self._after_release, fn)
             future = super().submit(fn, *args, **kwargs)
             self.futures.append(future)
             return future
+
+        def _after_release(self, fn, *args, **kwargs):
+            self.release.wait(timeout=60)
+            return fn(*args, **kwargs)
 
     def sink(event):
         if event.stage == "scored":
             raise KeyboardInterrupt  # e.g. Ctrl-C, or a progress callable that fails
 
     executor = Keeping()
-    with pytest.raises(KeyboardInterrupt):
-        clever_scores(Linear(*linear()), inputs(), executor=executor, progress=sink, **SCORE_SETTINGS)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            clever_scores(Linear(*linear()), inputs(), executor=executor, progress=sink, **SCORE_SETTINGS)
+    finally:
+        executor.release.set()
     executor.shutdown()
     assert sum(f.cancelled() for f in executor.futures) >= N - 2  # one scored, at most one more running
 
