@@ -14,7 +14,7 @@ over a retained graph) or ``block`` at a time through one batched
 vector-Jacobian product (``is_grads_batched=True``, vmap over the backward
 pass); :func:`targets_per_pass` is the measured rule choosing between them
 (measured in benchmarks/bench_many_classes.py). Both give the same
-bits on CPU (checked in tests/test_many_classes.py).
+bits on CPU (checked in tests/engine/test_gradients.py).
 """
 
 from __future__ import annotations

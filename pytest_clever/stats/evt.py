@@ -196,7 +196,7 @@ def endpoint_interval(
       the fit may return, ``[max(b), max(b) + MAX_GAP_RANGES * range]``; an
       interval that reaches the upper edge says the data cannot bound the end
       point any tighter. Coverage of the true end point, measured on reverse
-      Weibull maxima at n = 100: 93-94% at 95% (tests/test_intervals.py).
+      Weibull maxima at n = 100: 93-94% at 95% (tests/stats/test_intervals.py).
     - Exact fallbacks (``EXACT_REASONS``): zero width.
     - Discrete maxima (``DISCRETE_MAXIMA``): from ``max(b)`` to ``max(b)``
       plus its distance above the ``DISCRETE_QUANTILE`` quantile: an atom
