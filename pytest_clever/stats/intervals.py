@@ -103,9 +103,8 @@ def paired_change_interval(
     same input (same test, same call), so the question is whether the
     statistic over these inputs changed: only the scores' own uncertainty
     enters (independent draws for both runs), not the spread from input to
-    input, which the pairing cancels. Measured on the digits CNN
-    (benchmarks/bench_intervals.py): resampling the inputs as well detected
-    a 28% loss of mean robustness in only 16% of trials.
+    input, which the pairing cancels: resampling the inputs as well would
+    hide most real losses (benchmarks/bench_intervals.py measures both).
     """
     new_scores, old_scores = np.asarray(new, dtype=np.float64), np.asarray(old, dtype=np.float64)
     if new_scores.shape != old_scores.shape:
