@@ -33,6 +33,8 @@ _LAZY = {
     "AttackCheck": "attack",
     "points_in_ball": "extras.strategies",
     "NotTwiceDifferentiableError": "errors",
+    # For type hints: def test_x(clever: pytest_clever.CleverFixture).
+    "CleverFixture": "plugin.fixture",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
@@ -52,6 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
         NotTwiceDifferentiableError,
         WeakFitWarning,
     )
+    from pytest_clever.plugin.fixture import CleverFixture
     from pytest_clever.stats.results import CleverReport, CleverResult, TargetScore
 
 
