@@ -37,7 +37,30 @@ _LAZY = {
     "CleverFixture": "plugin.fixture",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+# A literal list, so that linters and type checkers see the TYPE_CHECKING imports below as re-exports.
+__all__ = [
+    "AttackCheck",
+    "BPDA",
+    "CleverError",
+    "CleverFixture",
+    "CleverReport",
+    "CleverResult",
+    "CleverWarning",
+    "ExecutorError",
+    "GradientMaskingError",
+    "InvalidInputError",
+    "MisclassifiedInputError",
+    "ModelError",
+    "NotTwiceDifferentiableError",
+    "TargetScore",
+    "WeakFitWarning",
+    "attack_check",
+    "attack_checks",
+    "clever_score",
+    "clever_scores",
+    "points_in_ball",
+    "__version__",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_clever.api import clever_score, clever_scores
@@ -54,6 +77,7 @@ if TYPE_CHECKING:  # pragma: no cover
         NotTwiceDifferentiableError,
         WeakFitWarning,
     )
+    from pytest_clever.extras.strategies import points_in_ball
     from pytest_clever.plugin.fixture import CleverFixture
     from pytest_clever.stats.results import CleverReport, CleverResult, TargetScore
 
