@@ -39,8 +39,8 @@ _LAZY = {
 
 # A literal list, so that linters and type checkers see the TYPE_CHECKING imports below as re-exports.
 __all__ = [
-    "AttackCheck",
     "BPDA",
+    "AttackCheck",
     "CleverError",
     "CleverFixture",
     "CleverReport",
@@ -54,12 +54,12 @@ __all__ = [
     "NotTwiceDifferentiableError",
     "TargetScore",
     "WeakFitWarning",
+    "__version__",
     "attack_check",
     "attack_checks",
     "clever_score",
     "clever_scores",
     "points_in_ball",
-    "__version__",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -208,7 +208,7 @@ def test_pure_python_layers_import_neither_torch_nor_numpy():
         "    if heavy:\n"
         "        sys.exit(f'importing {name} loads {heavy}')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
 
 
