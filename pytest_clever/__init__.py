@@ -33,9 +33,34 @@ _LAZY = {
     "AttackCheck": "attack",
     "points_in_ball": "extras.strategies",
     "NotTwiceDifferentiableError": "errors",
+    # For type hints: def test_x(clever: pytest_clever.CleverFixture).
+    "CleverFixture": "plugin.fixture",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+# A literal list, so that linters and type checkers see the TYPE_CHECKING imports below as re-exports.
+__all__ = [
+    "BPDA",
+    "AttackCheck",
+    "CleverError",
+    "CleverFixture",
+    "CleverReport",
+    "CleverResult",
+    "CleverWarning",
+    "ExecutorError",
+    "GradientMaskingError",
+    "InvalidInputError",
+    "MisclassifiedInputError",
+    "ModelError",
+    "NotTwiceDifferentiableError",
+    "TargetScore",
+    "WeakFitWarning",
+    "__version__",
+    "attack_check",
+    "attack_checks",
+    "clever_score",
+    "clever_scores",
+    "points_in_ball",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_clever.api import clever_score, clever_scores
@@ -52,6 +77,8 @@ if TYPE_CHECKING:  # pragma: no cover
         NotTwiceDifferentiableError,
         WeakFitWarning,
     )
+    from pytest_clever.extras.strategies import points_in_ball
+    from pytest_clever.plugin.fixture import CleverFixture
     from pytest_clever.stats.results import CleverReport, CleverResult, TargetScore
 
 
