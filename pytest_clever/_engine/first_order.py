@@ -31,6 +31,7 @@ from pytest_clever.core import progress
 from pytest_clever.core.norms import dual_norm
 from pytest_clever.core.validation import Settings
 from pytest_clever.stats.evt import endpoint_bracket, fit_endpoint
+from pytest_clever.stats.radius import first_order_score
 from pytest_clever.stats.results import TargetScore
 
 #: Working copies per point, target alive at once and input element: the gradients and their autograd buffers.
@@ -90,11 +91,6 @@ def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
 UNFITTED = "unfitted"
 
 
-def _score(margin: float, lipschitz: float, radius: float) -> float:
-    """``min(margin / L, R)``; ``R`` when ``L`` is not positive (the margin cannot change)."""
-    return min(margin / lipschitz, radius) if lipschitz > 0 else radius
-
-
 def score_targets(
     samples: GradientSamples, targets: Sequence[int], margins: Sequence[float], settings: Settings
 ) -> dict[int, TargetScore]:
@@ -113,7 +109,9 @@ def score_targets(
     radius = settings.radius
     # The score falls as L grows (margins at x0 are >= 0 for the predicted class);
     # a negative or NaN margin gets no bound and is always fitted.
-    floor = [_score(m, h, radius) if m >= 0 else -math.inf for m, h in zip(margins, highest.tolist(), strict=True)]
+    floor = [
+        first_order_score(m, h, radius) if m >= 0 else -math.inf for m, h in zip(margins, highest.tolist(), strict=True)
+    ]
     order = sorted(range(len(targets)), key=lambda t: (floor[t], targets[t]))
     best = math.inf
     per_target: dict[int, TargetScore] = {}
@@ -137,7 +135,7 @@ def score_targets(
             )
             continue
         fit = fit_endpoint(maxima[:, t])
-        score = _score(margins[t], fit.endpoint, radius)
+        score = first_order_score(margins[t], fit.endpoint, radius)
         best = min(best, score)
         per_target[j] = TargetScore(
             target=j,

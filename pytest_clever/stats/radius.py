@@ -1,12 +1,17 @@
-"""The second-order CLEVER radius: where the Taylor lower bound of the margin reaches zero.
+"""The CLEVER radii: ``min(g / L, R)`` (first order) and where the Taylor lower bound of the margin reaches zero.
 
-Pure Python (``math``), so that results can map a curvature interval to a
-score interval without torch, and the engine shares the same formula.
+Pure Python (``math``), so that results can map an end-point interval to a
+score interval without torch, and the engine shares the same formulas.
 """
 
 from __future__ import annotations
 
 import math
+
+
+def first_order_score(margin: float, lipschitz: float, radius: float) -> float:
+    """``min(margin / L, R)``; ``R`` when ``L`` is not positive (the margin cannot change)."""
+    return min(margin / lipschitz, radius) if lipschitz > 0 else radius
 
 
 def second_order_radius(margin: float, gradient_norm: float, curvature: float) -> float:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from pytest_clever.stats.evt import EXACT_REASONS, WEAK_PVALUE
-from pytest_clever.stats.radius import second_order_radius
+from pytest_clever.stats.radius import first_order_score, second_order_radius
 from pytest_clever.stats.result_json import (
     from_json_float,
     interval_from_json,
@@ -96,7 +96,7 @@ class TargetScore:
         (``k_p^2`` recovered from ``lipschitz = a + M k_p^2 r / 2``).
         """
         if math.isnan(self.curvature):  # first order
-            return min(self.margin / endpoint, radius) if endpoint > 0 else radius
+            return first_order_score(self.margin, endpoint, radius)
         reach = self.margin / self.lipschitz if self.lipschitz > 0 else math.inf
         if self.curvature <= 0 or not math.isfinite(reach):
             coefficient = 0.0  # no curvature measured: the radius does not depend on it
