@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import configparser
-import importlib
 import math
 import os
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -34,11 +34,7 @@ def _read_ini(path: Path) -> dict[str, str] | None:
     pytest.ini and .pytest.ini always count, the others only with a pytest section)."""
     if path.suffix == ".toml":
         try:
-            from tomllib import loads
-        except ImportError:  # Python 3.10: pytest itself depends on tomli there, the same API
-            loads = importlib.import_module("tomli").loads
-        try:
-            tool = loads(path.read_text(encoding="utf-8")).get("tool", {})
+            tool = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {})
         except (OSError, ValueError):
             return None
         table = tool.get("pytest", {})
