@@ -28,6 +28,7 @@ restart start at x0, the others at random points of the ball.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -182,6 +183,18 @@ def _check_one(
     )
 
 
+def _checker(
+    model: Callable, steps: Any, restarts: Any, search_rounds: Any, seed: Any
+) -> tuple[Callable[..., AttackCheck], torch.device | None, int]:
+    """The validated settings bound to one input's check, the device the model is borrowed on, and the seed."""
+    steps, restarts, search_rounds, seed = _check_settings(steps, restarts, search_rounds, seed)
+    device, dtype = model_device_and_dtype(model)
+    check = functools.partial(
+        _check_one, steps=steps, restarts=restarts, search_rounds=search_rounds, device=device, dtype=dtype
+    )
+    return check, device, seed
+
+
 def attack_check(
     model: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -213,20 +226,9 @@ def attack_check(
     """
     if not isinstance(result, CleverResult):
         raise InvalidInputError(f"result must be a CleverResult, got {type(result).__name__}")
-    steps, restarts, search_rounds, seed = _check_settings(steps, restarts, search_rounds, seed)
-    device, dtype = model_device_and_dtype(model)
+    check, device, seed = _checker(model, steps, restarts, search_rounds, seed)
     with borrowed_model(model, device) as prepared:
-        return _check_one(
-            prepared,
-            x,
-            result,
-            steps=steps,
-            restarts=restarts,
-            search_rounds=search_rounds,
-            seed=seed,
-            device=device,
-            dtype=dtype,
-        )
+        return check(prepared, x, result, seed=seed)
 
 
 def attack_checks(
@@ -247,25 +249,12 @@ def attack_checks(
     results = list(report)
     if len(inputs) != len(results):
         raise InvalidInputError(f"got {len(inputs)} inputs for {len(results)} results")
-    steps, restarts, search_rounds, seed = _check_settings(steps, restarts, search_rounds, seed)
-    device, dtype = model_device_and_dtype(model)
+    check, device, seed = _checker(model, steps, restarts, search_rounds, seed)
     checks = []
     with borrowed_model(model, device) as prepared:
         for i, (x, result) in enumerate(zip(inputs, results, strict=True)):
             try:
-                checks.append(
-                    _check_one(
-                        prepared,
-                        x,
-                        result,
-                        steps=steps,
-                        restarts=restarts,
-                        search_rounds=search_rounds,
-                        seed=derive_seed(seed, i),
-                        device=device,
-                        dtype=dtype,
-                    )
-                )
+                checks.append(check(prepared, x, result, seed=derive_seed(seed, i)))
             except CleverError as exc:
                 raise type(exc)(f"input {i}: {exc}") from exc
     return tuple(checks)
