@@ -106,8 +106,11 @@ def test_deterministic_leaves_global_rng_and_model_untouched(linear_model):
 def test_a_result_of_another_input_is_rejected(linear_model):
     model, weight, bias = linear_model
     result = clever_score(model, X0, radius=10.0, seed=0, **SMALL_SAMPLE)
-    other = next(x for x in torch.randn(20, 6, generator=torch.Generator().manual_seed(1))
-                 if int((weight @ x + bias).argmax()) != result.predicted)
+    other = next(
+        x
+        for x in torch.randn(20, 6, generator=torch.Generator().manual_seed(1))
+        if int((weight @ x + bias).argmax()) != result.predicted
+    )
     with pytest.raises(InvalidInputError, match="pass the input the result belongs to"):
         attack_check(model, other, result)
     with pytest.raises(InvalidInputError, match="steps must be an integer >= 1"):

@@ -52,9 +52,7 @@ def test_skipping_fits_decides_exactly_as_fitting_everything(seed):
 
 
 def test_some_fits_are_skipped():
-    skipped = sum(
-        s.fit_method == UNFITTED for seed in range(6) for s in score_targets(*sampled(seed)).values()
-    )
+    skipped = sum(s.fit_method == UNFITTED for seed in range(6) for s in score_targets(*sampled(seed)).values())
     assert skipped >= 10  # of 54 targets: the brackets of 10-class nets are narrow enough to prune
 
 

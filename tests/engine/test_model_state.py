@@ -46,11 +46,11 @@ def _call_net(net, x):
 @pytest.mark.parametrize(
     "wrap",
     [
-        lambda net: (lambda x: net(x)),
+        lambda net: lambda x: net(x),
         lambda net: functools.partial(_call_net, net),
         lambda net: net.forward,
         lambda net: Holder(net),
-        lambda net: (lambda x, f=functools.partial(_call_net, net): f(x)),  # a default argument, nested
+        lambda net: lambda x, f=functools.partial(_call_net, net): f(x),  # a default argument, nested
     ],
     ids=["lambda", "partial", "bound method", "callable object", "lambda over partial"],
 )

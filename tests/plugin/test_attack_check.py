@@ -13,7 +13,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # uniform samples of the 200-d unit L2 ball practically never reach (x_1 has
 # a standard deviation of 0.07 there), while PGD walks straight into it. CLEVER
 # therefore reports the radius 1, yet an adversarial example sits at about 0.51.
-MODELS = linear_module(n_inputs=3) + """
+MODELS = (
+    linear_module(n_inputs=3)
+    + """
 
 class Cliff(nn.Module):
     def forward(self, x):
@@ -23,6 +25,7 @@ class Cliff(nn.Module):
 
 X0 = torch.zeros(200)
 """
+)
 
 
 def _json(pytester, name="out.json"):
@@ -82,7 +85,10 @@ def test_gate(clever):
 
 
 def test_attack_is_off_by_default_and_records_none(pytester):
-    pytester.makepyfile(MODELS + f"\n@pytest.mark.clever(radius=1.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.score(Cliff(), X0)\n")
+    pytester.makepyfile(
+        MODELS
+        + f"\n@pytest.mark.clever(radius=1.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.score(Cliff(), X0)\n"
+    )
     pytester.runpytest("--clever-json=out.json").assert_outcomes(passed=1)
     (record,) = _json(pytester)["records"]
     assert record["attack"] is None and record["status"] == "recorded"
@@ -144,7 +150,9 @@ def test_off(clever):
 
 
 def test_bad_attack_check_value_is_a_usage_error(pytester):
-    pytester.makepyfile("import pytest\n\n@pytest.mark.clever(radius=1.0, attack_check='maybe')\ndef test_gate(clever):\n    pass\n")
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.clever(radius=1.0, attack_check='maybe')\ndef test_gate(clever):\n    pass\n"
+    )
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "attack_check must be true or false, got 'maybe'" in result.stderr.str()

@@ -110,7 +110,9 @@ def test_paired_change_of_identical_runs_is_zero_and_of_a_loss_is_negative():
     ivs = [(p * 0.95, p * 1.05) for p in points]
     change, lo, hi = paired_change_interval(points, ivs, points, ivs, "mean", 0.95)
     assert change == 0 and lo < 0 < hi and hi - lo < 0.05
-    change, lo, hi = paired_change_interval(0.7 * points, [(0.7 * a, 0.7 * b) for a, b in ivs], points, ivs, "mean", 0.95)
+    change, lo, hi = paired_change_interval(
+        0.7 * points, [(0.7 * a, 0.7 * b) for a, b in ivs], points, ivs, "mean", 0.95
+    )
     assert change == pytest.approx(-0.3) and lo < -0.3 < hi < -0.25
 
 
