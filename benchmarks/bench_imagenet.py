@@ -35,15 +35,15 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from pytest_clever import clever_score  # noqa: E402
-from pytest_clever.extras.densenet import IMAGE_SHAPE, _torchvision_densenet121, defended_densenet121, densenet121  # noqa: E402
-from pytest_clever._engine.first_order import chunk_size_for  # noqa: E402
-from pytest_clever._engine.maxima import Problem  # noqa: E402
-from pytest_clever._engine.numerics import exact_float32, float32_settings  # noqa: E402
-from pytest_clever.core.targets import resolve_targets  # noqa: E402
+from pytest_clever import clever_score
+from pytest_clever._engine.first_order import chunk_size_for
+from pytest_clever._engine.maxima import Problem
+from pytest_clever._engine.numerics import exact_float32, float32_settings
+from pytest_clever.core.targets import resolve_targets
+from pytest_clever.extras.densenet import IMAGE_SHAPE, _torchvision_densenet121, defended_densenet121, densenet121
 
 DEFAULT_SIZE = (100, 128)
 PAPER_SIZE = (500, 1024)

@@ -30,8 +30,8 @@ import torch
 
 from pytest_clever import clever_score, clever_scores
 from pytest_clever._engine import pipeline
-from pytest_clever.runs.gates import ChangeRule, compare_paired
 from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
+from pytest_clever.runs.gates import ChangeRule, compare_paired
 
 KW = dict(radius=2.0, bounds=DIGITS_BOUNDS)
 

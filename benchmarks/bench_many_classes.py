@@ -44,16 +44,15 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from bench_imagenet import floor_seconds  # one definition of the floor for both benchmarks
+from torch import nn
 
-from pytest_clever import clever_score  # noqa: E402
-from pytest_clever._engine.first_order import UNFITTED, chunk_size_for  # noqa: E402
-from pytest_clever._engine.gradients import margin_gradient_norms, targets_per_pass  # noqa: E402
-from pytest_clever._engine.numerics import exact_float32  # noqa: E402
-from pytest_clever._engine.sampling import sample_ball  # noqa: E402
-
-from bench_imagenet import floor_seconds  # noqa: E402  (one definition of the floor for both benchmarks)
+from pytest_clever import clever_score
+from pytest_clever._engine.first_order import UNFITTED, chunk_size_for
+from pytest_clever._engine.gradients import margin_gradient_norms, targets_per_pass
+from pytest_clever._engine.numerics import exact_float32
+from pytest_clever._engine.sampling import sample_ball
 
 
 def small_net(classes: int, seed: int = 0) -> nn.Module:

@@ -28,7 +28,6 @@ from torch import nn
 from pytest_clever import clever_score
 from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
-
 #: Sampled points per batch: the library default for the digits CNN, fewer for the slow ResNet.
 DEFAULT_BATCH_SIZE = {"digits": 128, "resnet": 8}
 

@@ -6,7 +6,7 @@ import torch
 from pytest_clever import InvalidInputError, clever_score, clever_scores
 from pytest_clever.extras.digits import DIGITS_BOUNDS
 
-from ..helpers import SMALL_SAMPLE, TANH_SETTINGS, TANH_X0, Linear, exact_linear_score, tanh_net
+from ..helpers import SMALL_SAMPLE, TANH_SETTINGS, TANH_X0, exact_linear_score, tanh_net
 
 X0 = torch.tensor([0.3, -0.2, 0.1, 0.5, -0.4, 0.2])
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

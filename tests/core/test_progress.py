@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from pytest_clever import clever_score, clever_scores
-from pytest_clever.errors import InvalidInputError
 from pytest_clever.core.progress import ProgressEvent, ProgressLine, describe
+from pytest_clever.errors import InvalidInputError
 
 
 def tiny() -> nn.Module:

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from pytest_clever import BPDA, CleverWarning, GradientMaskingError, clever_score, clever_scores
-from pytest_clever.extras.digits import DIGITS_BOUNDS
 from pytest_clever.defences.transforms import bit_depth, jpeg, median_filter
+from pytest_clever.extras.digits import DIGITS_BOUNDS
 
 from ..helpers import Linear
 

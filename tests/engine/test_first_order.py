@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from pytest_clever import clever_score
-from pytest_clever.stats.evt import fit_endpoint
 from pytest_clever._engine.first_order import UNFITTED, sample_targets, score_targets
 from pytest_clever._engine.maxima import Problem
 from pytest_clever.core.validation import check_settings
+from pytest_clever.stats.evt import fit_endpoint
 
 
 def ten_class_net(seed: int) -> nn.Module:

@@ -5,9 +5,7 @@ import torch
 from torch import nn
 
 from pytest_clever import clever_score, clever_scores
-from pytest_clever._engine import first_order
-from pytest_clever._engine import maxima
-from pytest_clever._engine import second_order
+from pytest_clever._engine import first_order, maxima, second_order
 from pytest_clever.core.validation import check_settings
 
 from ..helpers import TANH_SETTINGS, TANH_X0

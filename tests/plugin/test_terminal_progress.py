@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_clever.plugin import terminal_progress as tp
 from pytest_clever.core.progress import ProgressEvent
 from pytest_clever.core.settings import PROGRESS
+from pytest_clever.plugin import terminal_progress as tp
 from pytest_clever.plugin.terminal_progress import TerminalProgress, terminal_progress
 
 NODEID = "tests/test_model.py::test_gate"
@@ -18,7 +18,7 @@ NODEID = "tests/test_model.py::test_gate"
 class FakeReporter:
     """The parts of pytest's TerminalReporter the progress line uses, as a log of calls."""
 
-    def __init__(self, *, tty: bool = True, verbose: bool = False, capman: "FakeCapman | None" = None) -> None:
+    def __init__(self, *, tty: bool = True, verbose: bool = False, capman: FakeCapman | None = None) -> None:
         self.isatty, self.showlongtestinfo, self.showfspath = tty, verbose, not verbose
         self.currentfspath: object = "tests/test_model.py" if not verbose else "tests/test_model.py::test_gate "
         self.calls: list[tuple] = []

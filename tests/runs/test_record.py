@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from pytest_clever.runs.compare import DropRule, compare_records
-from pytest_clever.stats.evt import CONSTANT_MAXIMA
 from pytest_clever.runs.record import COMPARABLE_SETTINGS, RecordError, RunRecord, index_records, sorted_records
 from pytest_clever.runs.report import failure_message, fit_quality_text, settings_text, summary_table, worst_lines
+from pytest_clever.runs.storage import Storage
+from pytest_clever.stats.evt import CONSTANT_MAXIMA
 from pytest_clever.stats.results import CleverReport, CleverResult, TargetScore
-from pytest_clever.runs.storage import Storage, StorageError
 
 from .records import make_record, make_record_dict
 

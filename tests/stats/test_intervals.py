@@ -9,11 +9,11 @@ import torch
 from scipy import stats
 
 from pytest_clever import clever_score, clever_scores
+from pytest_clever.core.validation import DEFAULT_N_BATCHES
 from pytest_clever.errors import InvalidInputError
 from pytest_clever.stats.evt import endpoint_interval, fit_endpoint
 from pytest_clever.stats.intervals import paired_change_interval, statistic_interval
 from pytest_clever.stats.results import CleverReport, CleverResult
-from pytest_clever.core.validation import DEFAULT_N_BATCHES
 
 from .test_fit_end_to_end import CubicMargin
 
