@@ -19,6 +19,7 @@ Results must agree bit for bit with the serial run; the script checks it.
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
 import time
@@ -101,7 +102,7 @@ def speedup(n_inputs: int, repeats: int, use_dask: bool) -> None:
     print(f"  serial, 2 torch threads: {serial[2]:7.2f} s")
     for name, executor in executors.items():
         clever_scores(model, xs[:2], executor=executor, **settings)  # start the workers, ship the model
-        elapsed, report = best(repeats, lambda: clever_scores(model, xs, executor=executor, **settings))
+        elapsed, report = best(repeats, functools.partial(clever_scores, model, xs, executor=executor, **settings))
         assert scores(report) == scores(reference), f"{name}: not bit-identical to serial"
         print(
             f"  {name:<23}: {elapsed:7.2f} s   x{serial[1] / elapsed:.2f} vs 1 thread, "

@@ -35,6 +35,7 @@ repository root on ``sys.path``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -95,7 +96,9 @@ def gradient_paths(device: torch.device, size: int, n_points: int, classes: list
         ref = None
         for block in [1] + blocks:
             margin_gradient_norms(model, points[:2], 0, targets, 2.0, block)  # warm-up
-            seconds, (_, norms) = timed(lambda: margin_gradient_norms(model, points, 0, targets, 2.0, block), device)
+            seconds, (_, norms) = timed(
+                functools.partial(margin_gradient_norms, model, points, 0, targets, 2.0, block), device
+            )
             name = "loop" if block == 1 else f"block{block}"
             row[name + "_s"] = round(seconds, 4)
             if ref is None:

@@ -45,6 +45,7 @@ machine load hits all alike.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -156,7 +157,7 @@ def bench_model(name, model, xs, bounds, radius, n_batches, batch_size, args, de
     run_floor(xs[0], floor_vmap)
     for r in range(args.repeats):
         for i, x in enumerate(xs):
-            times["ours"].append(timed(lambda: clever_score(model, x, seed=1000 * r + i, **kw), device))
+            times["ours"].append(timed(functools.partial(clever_score, model, x, seed=1000 * r + i, **kw), device))
             times["loop"].append(run_floor(x, floor_loop))
             times["vmap"].append(run_floor(x, floor_vmap))
             if classifier is not None and r == 0:  # ART once per input: it is the slow one
@@ -166,7 +167,8 @@ def bench_model(name, model, xs, bounds, radius, n_batches, batch_size, args, de
                 xn = x.cpu().numpy()
                 times["art"].append(
                     timed(
-                        lambda: clever_u(
+                        functools.partial(
+                            clever_u,
                             classifier,
                             xn,
                             nb_batches=n_batches,
