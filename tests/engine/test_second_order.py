@@ -138,8 +138,9 @@ def test_hessian_curvature_matches_the_full_hessian(method):
     got = estimate.value.view(6, 3)
     for i in range(6):
         for t, j in enumerate(targets):
+            # hessian calls the lambda at once, within this iteration: binding j is not needed
             hessian = torch.autograd.functional.hessian(
-                lambda x: (lambda z: z[0, predicted] - z[0, j])(model(x.unsqueeze(0))),  # noqa: B023  (hessian calls it at once)
+                lambda x: (lambda z: z[0, predicted] - z[0, j])(model(x.unsqueeze(0))),  # noqa: B023
                 points[i],
             )
             if method == "spectral":
