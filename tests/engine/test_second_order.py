@@ -204,7 +204,10 @@ def test_seed_determinism_json_round_trip_and_model_restoration():
     first = clever_score(model, x0, radius=1.0, order=2, seed=7, **SMALL_SAMPLE)
     again = clever_score(model, x0, radius=1.0, order=2, seed=7, **SMALL_SAMPLE)
     other = clever_score(model, x0, radius=1.0, order=2, seed=8, **SMALL_SAMPLE)
-    strip = lambda r: {k: v for k, v in r.to_dict().items() if k != "elapsed"}
+
+    def strip(r):
+        return {k: v for k, v in r.to_dict().items() if k != "elapsed"}
+
     assert strip(first) == strip(again)
     assert first.per_target[first.target].curvature != other.per_target[other.target].curvature
     assert model.training and [p.requires_grad for p in model.parameters()] == flags

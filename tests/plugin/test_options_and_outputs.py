@@ -298,5 +298,8 @@ def test_xdist_workers_report_to_the_controller(pytester):
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*= CLEVER robustness =*"])
     assert sum("PASSED" in line for line in result.stdout.lines) == 4
-    by_node = lambda doc: {r["nodeid"]: (r["settings"]["seed"], r["mean"]) for r in doc["records"]}
+
+    def by_node(doc):
+        return {r["nodeid"]: (r["settings"]["seed"], r["mean"]) for r in doc["records"]}
+
     assert by_node(_json(pytester, "xdist.json")) == by_node(_json(pytester, "serial.json"))
