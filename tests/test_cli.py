@@ -69,7 +69,7 @@ def test_compare_exit_codes(store, capsys):
 
 def test_history(store, capsys):
     assert run(store, "history", "test_gate") == 0
-    lines = [l for l in capsys.readouterr().out.splitlines() if "test_gate" in l]
+    lines = [line for line in capsys.readouterr().out.splitlines() if "test_gate" in line]
     assert len(lines) == 2 and "0.5" in lines[0] and "0.3" in lines[1]
     assert run(store, "history", "no_such_test") == 2
 
@@ -174,5 +174,5 @@ def test_compare_with_a_name_whose_file_has_a_newer_schema_says_so(store, capsys
 def test_list_shows_incomplete_runs(store, capsys):
     store.save([make_record("t.py::test_gate")], "main", git={}, incomplete="interrupted: KeyboardInterrupt")
     assert run(store, "list") == 0
-    line = [l for l in capsys.readouterr().out.splitlines() if "interrupted" in l]
+    line = [row for row in capsys.readouterr().out.splitlines() if "interrupted" in row]
     assert len(line) == 1 and "main" in line[0]

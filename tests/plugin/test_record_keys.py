@@ -40,9 +40,9 @@ def test_an_unnamed_model_that_dropped_fails_the_compare(pytester):
     result.stdout.fnmatch_lines(
         ["*CLEVER regressions (1):*", "*test_models.py::test_two_models: mean dropped * -> * (3*%, allowed mean:10%)"]
     )
-    lines = [l for l in result.stdout.lines if l.startswith("test_models.py::test_two_models")]
-    assert any(l.endswith("REGRESSED") and "#1" not in l for l in lines)
-    assert any(l.endswith("OK") and "#1" in l for l in lines)
+    lines = [line for line in result.stdout.lines if line.startswith("test_models.py::test_two_models")]
+    assert any(line.endswith("REGRESSED") and "#1" not in line for line in lines)
+    assert any(line.endswith("OK") and "#1" in line for line in lines)
 
 
 def test_a_loop_of_calls_compared_with_its_own_baseline_is_ok(pytester):
@@ -59,7 +59,7 @@ def test_loop(clever):
     pytester.runpytest("--clever-save=main").assert_outcomes(passed=1)
     result = pytester.runpytest("--clever-compare=main", "--clever-compare-fail=mean:10%", "--clever-json=out.json")
     assert result.ret == 0
-    rows = [l for l in result.stdout.lines if l.startswith("test_loop.py::test_loop")]
+    rows = [line for line in result.stdout.lines if line.startswith("test_loop.py::test_loop")]
     # Four summary rows and four comparison rows, told apart by the call index, all unchanged.
     assert [r.split()[0:2] for r in rows[:4]] == [
         ["test_loop.py::test_loop", "L2"],
@@ -115,8 +115,8 @@ def test_records_and_rows_are_sorted_the_same_serially_and_under_xdist(pytester)
         doc = json.loads((pytester.path / f"{label}.json").read_text())
         keys = [[r["nodeid"], r["name"], r["call"]] for r in doc["records"]]
         assert keys == SORTED, label
-        start = result.stdout.lines.index(next(l for l in result.stdout.lines if "CLEVER robustness" in l))
-        outputs[label] = [l.split()[:3] for l in result.stdout.lines[start + 2 : start + 8]]
+        start = result.stdout.lines.index(next(line for line in result.stdout.lines if "CLEVER robustness" in line))
+        outputs[label] = [line.split()[:3] for line in result.stdout.lines[start + 2 : start + 8]]
         outputs[label + " seeds"] = [r["settings"]["seed"] for r in doc["records"]]
     assert outputs["serial"] == outputs["xdist"]
     assert [row[0] for row in outputs["serial"]] == [k[0] for k in SORTED]
