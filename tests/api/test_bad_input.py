@@ -110,6 +110,27 @@ def _in_place(net):
     return model
 
 
+def _first_row_only(net):
+    def model(x):
+        return net(x[:1])
+
+    return model
+
+
+def _rows_mixed(net):
+    def model(x):
+        return net(x[:1]).expand(x.shape[0], -1)
+
+    return model
+
+
+def _rounded(net):
+    def model(x):
+        return net(torch.round(x * 4) / 4)
+
+    return model
+
+
 def _inference_weights():
     with torch.inference_mode():
         return tanh_net()
@@ -190,14 +211,14 @@ CASES = [
     Case(
         "model ignores the batch dimension",
         "raises",
-        lambda: lambda x, net=tanh_net(): net(x[:1]),
+        lambda: _first_row_only(tanh_net()),
         error=InvalidInputError,
         message="one row of logits per input row",
     ),
     Case(
         "model mixes the rows of a batch",
         "raises",
-        lambda: lambda x, net=tanh_net(): net(x[:1]).expand(x.shape[0], -1),
+        lambda: _rows_mixed(tanh_net()),
         error=InvalidInputError,
         message="depend on the other inputs of its batch",
     ),
@@ -331,7 +352,7 @@ CASES = [
     Case(
         "masked gradients (rounding in forward)",
         "raises",
-        lambda: lambda x, net=tanh_net(): net(torch.round(x * 4) / 4),
+        lambda: _rounded(tanh_net()),
         kwargs={"bounds": (0.0, 1.0)},
         error=GradientMaskingError,
         message="BPDA",
