@@ -68,7 +68,7 @@ def main() -> None:
                     if i:  # the first round only warms the file cache
                         times[k].append(time.perf_counter() - start)
             with_, without = (statistics.median(t) * 1000 for t in times)
-            paired = statistics.median(a - b for a, b in zip(*times)) * 1000
+            paired = statistics.median(a - b for a, b in zip(*times, strict=True)) * 1000
             print(
                 f"{name:9s}: with plugin {with_:7.1f} ms, without {without:7.1f} ms (medians); "
                 f"median paired difference {paired:+.1f} ms (target <= 20 ms)"

@@ -124,7 +124,7 @@ def test_attack_checks_pairs_inputs_and_results(linear_model):
     checks = attack_checks(model, xs, report, seed=7)
     assert [c.seed for c in checks] == [derive_seed(7, i) for i in range(3)]
     assert all(isinstance(c, AttackCheck) and not c.contradicts for c in checks)
-    for c, x in zip(checks, xs):
+    for c, x in zip(checks, xs, strict=True):
         assert c.distortion == pytest.approx(exact_linear_score(weight, bias, x, 2, 10.0), rel=0.02)
     with pytest.raises(InvalidInputError, match="got 2 inputs for 3 results"):
         attack_checks(model, xs[:2], report)

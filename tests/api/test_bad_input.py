@@ -422,7 +422,7 @@ def _same_state(before, after) -> bool:
     return (
         flags == after[0]
         and req == after[1]
-        and all(a is b for a, b in zip(grads, after[2]))
+        and all(a is b for a, b in zip(grads, after[2], strict=True))
         # Meta tensors hold no values to compare: they must still be on meta.
         and all(after[3][k].is_meta if tensors[k].is_meta else torch.equal(tensors[k], after[3][k]) for k in tensors)
     )

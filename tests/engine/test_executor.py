@@ -43,7 +43,7 @@ def inputs(n: int = N, poison: int | None = None) -> torch.Tensor:
 def same_results(a, b) -> None:
     """Bit-identical results (every field but the wall-clock time)."""
     assert len(a.results) == len(b.results)
-    for ra, rb in zip(a.results, b.results):
+    for ra, rb in zip(a.results, b.results, strict=True):
         da, db = ra.to_dict(), rb.to_dict()
         da.pop("elapsed"), db.pop("elapsed")
         assert da == db

@@ -78,7 +78,7 @@ def test_gate(clever):
     assert record["status"] == "passed" and record["threshold"] is None
     attack = record["attack"]
     assert attack["checked"] == 3 and attack["contradicted"] == []
-    for check, res in zip(attack["checks"], record["results"]):
+    for check, res in zip(attack["checks"], record["results"], strict=True):
         # The score of a linear model is the exact minimal distortion: PGD finds it within 2%.
         assert check["score"] == res["score"]
         assert res["score"] <= check["distortion"] <= 1.02 * res["score"]

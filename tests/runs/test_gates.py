@@ -55,7 +55,7 @@ def _run(scale, noise, seed, n=30):
     truth = np.linspace(0.2, 0.6, n) * scale
     points = truth * (1 + noise * rng.standard_normal(n))
     half = 1.96 * noise * truth
-    return points, [(p - h, p + h) for p, h in zip(points, half)]
+    return points, [(p - h, p + h) for p, h in zip(points, half, strict=True)]
 
 
 def test_significant_rule_ignores_noise_and_catches_a_real_loss():
