@@ -87,7 +87,8 @@ def test_gate(clever):
 def test_attack_is_off_by_default_and_records_none(pytester):
     pytester.makepyfile(
         MODELS
-        + f"\n@pytest.mark.clever(radius=1.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.score(Cliff(), X0)\n"
+        + f"\n@pytest.mark.clever(radius=1.0, {SMALL_SAMPLE_ARGS})\n"
+        + "def test_gate(clever):\n    clever.score(Cliff(), X0)\n"
     )
     pytester.runpytest("--clever-json=out.json").assert_outcomes(passed=1)
     (record,) = _json(pytester)["records"]

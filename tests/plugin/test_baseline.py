@@ -242,7 +242,8 @@ def test_not_comparable_fails_the_gate_when_asked_from_the_ini_and_the_cli_can_r
         [
             "*test_gate [[]linear[]]*NOT COMPARABLE",
             "*CLEVER regressions (2):*",
-            "*test_gate [[]linear[]]: not comparable with baseline main (radius 5.0 -> 0.01; --clever-not-comparable=fail)",
+            "*test_gate [[]linear[]]: not comparable with baseline main"
+            " (radius 5.0 -> 0.01; --clever-not-comparable=fail)",
         ]
     )
     relaxed = pytester.runpytest("--clever-compare=main", "--clever-not-comparable=warn")

@@ -62,7 +62,8 @@ def test_fixture_threads_under_xdist_keyword_typos_and_weak_fit_warnings(pyteste
     # A misspelt keyword: the allowed ones, no traceback into the plugin.
     result.stdout.fnmatch_lines(
         [
-            "*clever fixture: unknown keyword argument(s) n_batch (did you mean n_batches?); allowed: *batch_size*chunk_size*"
+            "*clever fixture: unknown keyword argument(s) n_batch (did you mean n_batches?);"
+            " allowed: *batch_size*chunk_size*"
         ]
     )
     assert "TypeError" not in out and "pytest_clever/fixture.py" not in out

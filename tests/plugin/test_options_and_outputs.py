@@ -28,7 +28,8 @@ def test_gate(clever):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*CLEVER robustness below threshold for test_marker_threshold_fails_a_test_whose_body_asserts_nothing.py::test_gate:",
+            "*CLEVER robustness below threshold for"
+            " test_marker_threshold_fails_a_test_whose_body_asserts_nothing.py::test_gate:",
             "*mean score * < min_score 50*(over 5 inputs)",
             "*settings: L2, radius 5, order 1, 10x16 samples, seed *",
             "*worst inputs:",
@@ -183,7 +184,8 @@ def test_gate(clever):
 def test_junit_xml_properties(pytester):
     pytester.makepyfile(
         MODEL
-        + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.scores(linear(), XS)\n"
+        + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\n"
+        + "def test_gate(clever):\n    clever.scores(linear(), XS)\n"
     )
     pytester.runpytest("--junitxml=junit.xml").assert_outcomes(passed=1)
     props = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
@@ -194,7 +196,8 @@ def test_junit_xml_properties(pytester):
 def test_strict_markers_accepts_the_clever_marker(pytester):
     pytester.makepyfile(
         MODEL
-        + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.scores(linear(), XS)\n"
+        + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\n"
+        + "def test_gate(clever):\n    clever.scores(linear(), XS)\n"
     )
     pytester.runpytest("--strict-markers", "-W", "error::pytest.PytestUnknownMarkWarning").assert_outcomes(passed=1)
 
@@ -246,7 +249,8 @@ def test_bad_cli_value_is_a_usage_error(pytester):
 def test_bad_model_input_fails_the_test_with_the_engine_message(pytester):
     pytester.makepyfile(
         MODEL
-        + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.scores(linear(), XS * float('nan'))\n"
+        + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\n"
+        + "def test_gate(clever):\n    clever.scores(linear(), XS * float('nan'))\n"
     )
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
@@ -288,7 +292,8 @@ def test_help_lists_the_options_in_their_own_group(pytester):
 def test_xdist_workers_report_to_the_controller(pytester):
     pytest.importorskip("xdist")
     tests = "".join(
-        f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS}, min_score=0.001)\ndef test_{i}(clever):\n    clever.scores(linear(), XS)\n"
+        f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS}, min_score=0.001)\n"
+        f"def test_{i}(clever):\n    clever.scores(linear(), XS)\n"
         for i in range(4)
     )
     pytester.makepyfile(MODEL + tests)
