@@ -19,6 +19,7 @@ Results must agree bit for bit with the serial run; the script checks it.
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
 import time
@@ -34,7 +35,9 @@ class MLP(nn.Module):
     def __init__(self, width: int = 256, seed: int = 0) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        self.net = nn.Sequential(nn.Linear(64, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 10))
+        self.net = nn.Sequential(
+            nn.Linear(64, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 10)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -64,8 +67,9 @@ def scores(report) -> list[tuple]:
 
 
 def pool(workers: int) -> Executor:
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=torch.set_num_threads, initargs=(1,))
+    return ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=torch.set_num_threads, initargs=(1,)
+    )
 
 
 def speedup(n_inputs: int, repeats: int, use_dask: bool) -> None:
@@ -87,7 +91,9 @@ def speedup(n_inputs: int, repeats: int, use_dask: bool) -> None:
         # A fixed mmap threshold (docs/cluster.md) gives the speed back.
         environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"), MALLOC_MMAP_THRESHOLD_=32 * 2**20)
         dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40)
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+        )
         client = Client(cluster)
         client.run(torch.set_num_threads, 1)
         executors["dask LocalCluster(2 x 1)"] = client.get_executor()
@@ -96,10 +102,12 @@ def speedup(n_inputs: int, repeats: int, use_dask: bool) -> None:
     print(f"  serial, 2 torch threads: {serial[2]:7.2f} s")
     for name, executor in executors.items():
         clever_scores(model, xs[:2], executor=executor, **settings)  # start the workers, ship the model
-        elapsed, report = best(repeats, lambda: clever_scores(model, xs, executor=executor, **settings))
+        elapsed, report = best(repeats, functools.partial(clever_scores, model, xs, executor=executor, **settings))
         assert scores(report) == scores(reference), f"{name}: not bit-identical to serial"
-        print(f"  {name:<23}: {elapsed:7.2f} s   x{serial[1] / elapsed:.2f} vs 1 thread, "
-              f"x{serial[2] / elapsed:.2f} vs 2 threads (bit-identical)")
+        print(
+            f"  {name:<23}: {elapsed:7.2f} s   x{serial[1] / elapsed:.2f} vs 1 thread, "
+            f"x{serial[2] / elapsed:.2f} vs 2 threads (bit-identical)"
+        )
     executors["ProcessPoolExecutor(2)"].shutdown()
     if use_dask:
         client.close()
@@ -125,8 +133,10 @@ def overhead(n_inputs: int, repeats: int) -> None:
     executor.shutdown()
     per_input = (parallel - serial) / n_inputs
     print(f"overhead, tiny Linear(6, 4), {n_inputs} inputs, best of {repeats}, 1 thread each:")
-    print(f"  serial: {serial / n_inputs * 1e3:6.2f} ms/input   one worker: {parallel / n_inputs * 1e3:6.2f} ms/input   "
-          f"overhead {per_input * 1e3:+.2f} ms/input ({parallel / serial - 1:+.1%})")
+    print(
+        f"  serial: {serial / n_inputs * 1e3:6.2f} ms/input   one worker: {parallel / n_inputs * 1e3:6.2f} ms/input   "
+        f"overhead {per_input * 1e3:+.2f} ms/input ({parallel / serial - 1:+.1%})"
+    )
 
 
 def main() -> None:

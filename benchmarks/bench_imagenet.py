@@ -35,15 +35,15 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from pytest_clever import clever_score  # noqa: E402
-from pytest_clever.extras.densenet import IMAGE_SHAPE, _torchvision_densenet121, defended_densenet121, densenet121  # noqa: E402
-from pytest_clever._engine.first_order import chunk_size_for  # noqa: E402
-from pytest_clever._engine.maxima import Problem  # noqa: E402
-from pytest_clever._engine.numerics import exact_float32, float32_settings  # noqa: E402
-from pytest_clever.core.targets import resolve_targets  # noqa: E402
+from pytest_clever import clever_score
+from pytest_clever._engine.first_order import chunk_size_for
+from pytest_clever._engine.maxima import Problem
+from pytest_clever._engine.numerics import exact_float32, float32_settings
+from pytest_clever.core.targets import resolve_targets
+from pytest_clever.extras.densenet import IMAGE_SHAPE, _torchvision_densenet121, defended_densenet121, densenet121
 
 DEFAULT_SIZE = (100, 128)
 PAPER_SIZE = (500, 1024)
@@ -57,8 +57,13 @@ class SmallNet(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, 8, 5, stride=4), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(256, num_classes),
+            nn.Conv2d(3, 8, 5, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(256, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,8 +164,11 @@ def run_configuration(model, xs, device, n_batches, batch_size, targets, radius,
     with exact_float32():
         chunk = chunk_size(model, x0, logits0, predicted, classes)
     config = {
-        "n_batches": n_batches, "batch_size": batch_size, "targets": targets,
-        "n_targets": len(classes), "chunk_size": chunk,
+        "n_batches": n_batches,
+        "batch_size": batch_size,
+        "targets": targets,
+        "n_targets": len(classes),
+        "chunk_size": chunk,
     }
     # Calibrate on a few points (on a GPU a whole chunk: small batches are launch-bound) to decide whether it fits.
     few = min(chunk, n_points) if device.type == "cuda" else min(chunk, 4, n_points)
@@ -177,7 +185,9 @@ def run_configuration(model, xs, device, n_batches, batch_size, targets, radius,
     signal.signal(signal.SIGALRM, _out_of_time)
     signal.setitimer(signal.ITIMER_REAL, max(remaining, 0.01))
     try:
-        config.update(_measure(model, xs, device, n_batches, batch_size, targets, radius, x0, predicted, classes, chunk))
+        config.update(
+            _measure(model, xs, device, n_batches, batch_size, targets, radius, x0, predicted, classes, chunk)
+        )
     except OutOfTime:
         config.update(status="stopped", reason=f"ran past the {remaining:.0f} s left (estimated {estimate:.0f} s)")
     finally:
@@ -199,8 +209,15 @@ def _measure(model, xs, device, n_batches, batch_size, targets, radius, x0, pred
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = clever_score(
-                model, x, radius=radius, bounds=(0.0, 1.0), targets=targets, device=device,
-                n_batches=n_batches, batch_size=batch_size, seed=i,
+                model,
+                x,
+                radius=radius,
+                bounds=(0.0, 1.0),
+                targets=targets,
+                device=device,
+                n_batches=n_batches,
+                batch_size=batch_size,
+                seed=i,
             )
         sync(device)
         times.append(time.perf_counter() - started)
@@ -234,12 +251,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-batches", type=int, help="only this many batches (with --batch-size)")
     parser.add_argument("--batch-size", type=int, help="only this batch size (with --n-batches)")
     parser.add_argument("--paper", action="store_true", help="also the paper's 500 x 1024 samples")
-    parser.add_argument("--quick", action="store_true",
-                        help="DenseNet-121 + BPDA(jpeg) top-2 and the small net at K=1000 'all', defaults, 1 input")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="DenseNet-121 + BPDA(jpeg) top-2 and the small net at K=1000 'all', defaults, 1 input",
+    )
     parser.add_argument("--radius", type=float, default=10.0)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--max-seconds", type=float, help="time budget; later configurations are skipped "
-                        "(default 540; 220 with --quick)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        help="time budget; later configurations are skipped (default 540; 220 with --quick)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     max_seconds = args.max_seconds or (220.0 if args.quick else 540.0)
@@ -271,7 +294,9 @@ def main(argv: list[str] | None = None) -> dict:
         "classes": 1000,
         "input_shape": list(IMAGE_SHAPE),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "load_average": os.getloadavg(),

@@ -30,8 +30,8 @@ import torch
 
 from pytest_clever import clever_score, clever_scores
 from pytest_clever._engine import pipeline
-from pytest_clever.runs.gates import ChangeRule, compare_paired
 from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
+from pytest_clever.runs.gates import ChangeRule, compare_paired
 
 KW = dict(radius=2.0, bounds=DIGITS_BOUNDS)
 
@@ -67,10 +67,12 @@ def coverage(model, x, y, seeds: int) -> None:
         median_of_others = np.median(np.delete(scores, i))
         hits += r.interval[0] <= median_of_others <= r.interval[1]
     widths = np.array([(r.interval[1] - r.interval[0]) / r.score for r in results])
-    print(f"coverage: {hits}/{seeds} = {hits / seeds:.0%} of 95% intervals contain the median of the other "
-          f"seeds' scores (score median {np.median(scores):.4g}, sd {scores.std() / np.median(scores):.1%}; "
-          f"interval width median {np.median(widths):.1%} of the score; fits: "
-          f"{sorted(set(r.fit_method for r in results))})")
+    print(
+        f"coverage: {hits}/{seeds} = {hits / seeds:.0%} of 95% intervals contain the median of the other "
+        f"seeds' scores (score median {np.median(scores):.4g}, sd {scores.std() / np.median(scores):.1%}; "
+        f"interval width median {np.median(widths):.1%} of the score; fits: "
+        f"{sorted(set(r.fit_method for r in results))})"
+    )
 
 
 def runs(model, xs, ys, seeds: range) -> list:
@@ -80,8 +82,9 @@ def runs(model, xs, ys, seeds: range) -> list:
 def gate_rate(rule: ChangeRule, pairs) -> tuple[int, int, list[float]]:
     failed, changes = 0, []
     for now, before in pairs:
-        verdict = compare_paired(rule, now.scores, [r.interval for r in now],
-                                 before.scores, [r.interval for r in before], 0.95)
+        verdict = compare_paired(
+            rule, now.scores, [r.interval for r in now], before.scores, [r.interval for r in before], 0.95
+        )
         failed += verdict.failed
         changes.append(verdict.change)
     return failed, len(pairs), changes
@@ -99,7 +102,7 @@ def warning_rates(n: int) -> None:
         for _ in range(30):
             order = torch.randperm(len(data.y_train))
             for start in range(0, len(order), 64):
-                i = order[start:start + 64]
+                i = order[start : start + 64]
                 loss = nn.functional.cross_entropy(model(data.x_train[i]), data.y_train[i])
                 optimiser.zero_grad()
                 loss.backward()
@@ -141,22 +144,29 @@ def main() -> None:
         scoring = time.perf_counter() - started
     finally:
         pipeline.endpoint_interval = timer.inner
-    print(f"cost: intervals took {timer.seconds:.2f}s of {scoring:.1f}s scoring "
-          f"({timer.seconds / scoring:.1%}; {1000 * timer.seconds / timer.calls:.1f} ms per score)")
+    print(
+        f"cost: intervals took {timer.seconds:.2f}s of {scoring:.1f}s scoring "
+        f"({timer.seconds / scoring:.1%}; {1000 * timer.seconds / timer.calls:.1f} ms per score)"
+    )
     started = time.perf_counter()
     for statistic in ("mean", "median", "min", "q10"):
         plain_runs[0].interval(statistic)
-    print(f"cost: CleverReport.interval over {len(xs)} inputs: {1000 * (time.perf_counter() - started) / 4:.1f} ms per statistic")
+    per_statistic_ms = 1000 * (time.perf_counter() - started) / 4
+    print(f"cost: CleverReport.interval over {len(xs)} inputs: {per_statistic_ms:.1f} ms per statistic")
 
     rule = ChangeRule.parse("mean:10%:significant")
     same = list(itertools.permutations(plain_runs, 2))[:40]
     failed, total, changes = gate_rate(rule, same)
-    print(f"false alarms ({rule}, same model, other seeds): {failed}/{total} = {failed / total:.0%} "
-          f"(point changes of the mean: sd {np.std(changes):.1%}, largest drop {min(changes):.1%})")
+    print(
+        f"false alarms ({rule}, same model, other seeds): {failed}/{total} = {failed / total:.0%} "
+        f"(point changes of the mean: sd {np.std(changes):.1%}, largest drop {min(changes):.1%})"
+    )
     lost = list(itertools.product(plain_runs, robust_runs))[:40]
     failed, total, changes = gate_rate(rule, lost)
-    print(f"detection ({rule}, plain vs noise-augmented baseline): {failed}/{total} = {failed / total:.0%} "
-          f"(mean change {np.mean(changes):+.1%})")
+    print(
+        f"detection ({rule}, plain vs noise-augmented baseline): {failed}/{total} = {failed / total:.0%} "
+        f"(mean change {np.mean(changes):+.1%})"
+    )
     point = ChangeRule.parse("mean:10%")
     failed, total, _ = gate_rate(point, same)
     print(f"for reference, the point rule {point}: false alarms {failed}/{total}")

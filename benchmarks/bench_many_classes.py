@@ -35,6 +35,7 @@ repository root on ``sys.path``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -44,16 +45,15 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from bench_imagenet import floor_seconds  # one definition of the floor for both benchmarks
+from torch import nn
 
-from pytest_clever import clever_score  # noqa: E402
-from pytest_clever._engine.first_order import UNFITTED, chunk_size_for  # noqa: E402
-from pytest_clever._engine.gradients import margin_gradient_norms, targets_per_pass  # noqa: E402
-from pytest_clever._engine.numerics import exact_float32  # noqa: E402
-from pytest_clever._engine.sampling import sample_ball  # noqa: E402
-
-from bench_imagenet import floor_seconds  # noqa: E402  (one definition of the floor for both benchmarks)
+from pytest_clever import clever_score
+from pytest_clever._engine.first_order import UNFITTED, chunk_size_for
+from pytest_clever._engine.gradients import margin_gradient_norms, targets_per_pass
+from pytest_clever._engine.numerics import exact_float32
+from pytest_clever._engine.sampling import sample_ball
 
 
 def small_net(classes: int, seed: int = 0) -> nn.Module:
@@ -61,8 +61,13 @@ def small_net(classes: int, seed: int = 0) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return nn.Sequential(
-            nn.Conv2d(3, 8, 5, stride=4), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(256, classes),
+            nn.Conv2d(3, 8, 5, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(256, classes),
         ).eval()
 
 
@@ -91,7 +96,9 @@ def gradient_paths(device: torch.device, size: int, n_points: int, classes: list
         ref = None
         for block in [1] + blocks:
             margin_gradient_norms(model, points[:2], 0, targets, 2.0, block)  # warm-up
-            seconds, (_, norms) = timed(lambda: margin_gradient_norms(model, points, 0, targets, 2.0, block), device)
+            seconds, (_, norms) = timed(
+                functools.partial(margin_gradient_norms, model, points, 0, targets, 2.0, block), device
+            )
             name = "loop" if block == 1 else f"block{block}"
             row[name + "_s"] = round(seconds, 4)
             if ref is None:
@@ -111,7 +118,10 @@ def batch_invariance(device: torch.device, size: int) -> dict:
     it is only admissible if this holds on the device.
     """
     results = {}
-    for name, model in (("small_conv", small_net(100)), ("mlp", nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, 100)))):
+    for name, model in (
+        ("small_conv", small_net(100)),
+        ("mlp", nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, 100))),
+    ):
         model = model.eval().to(device)
         for p in model.parameters():
             p.requires_grad_(False)
@@ -147,7 +157,9 @@ def versus_floor(model, x0, device, targets: str, n_batches: int, batch_size: in
         clever_score(model, x0, n_batches=10, batch_size=1, **kwargs)  # warm-up
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        ours, result = timed(lambda: clever_score(model, x0, n_batches=n_batches, batch_size=batch_size, **kwargs), device)
+        ours, result = timed(
+            lambda: clever_score(model, x0, n_batches=n_batches, batch_size=batch_size, **kwargs), device
+        )
     classes = list(result.target_classes) if classes is None else classes
     chunk = chunk_size_for(len(classes), x0)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
@@ -157,11 +169,20 @@ def versus_floor(model, x0, device, targets: str, n_batches: int, batch_size: in
     sampling = sampling_seconds(x0, n_batches * batch_size, chunk, device)
     fitted = sum(t.fit_method != UNFITTED for t in result.per_target.values())
     return {
-        "targets": targets, "n_targets": len(classes), "input": list(x0.shape), "samples": [n_batches, batch_size],
-        "chunk_size": chunk, "targets_per_pass": targets_per_pass(len(classes), x0),
-        "ours_s": round(ours, 3), "floor_s": round(floor, 3), "ratio": round(ours / floor, 3),
-        "sampling_s": round(sampling, 3), "ratio_without_sampling": round((ours - sampling) / floor, 3),
-        "fits_run": fitted, "score": result.score, "deciding_target": result.target,
+        "targets": targets,
+        "n_targets": len(classes),
+        "input": list(x0.shape),
+        "samples": [n_batches, batch_size],
+        "chunk_size": chunk,
+        "targets_per_pass": targets_per_pass(len(classes), x0),
+        "ours_s": round(ours, 3),
+        "floor_s": round(floor, 3),
+        "ratio": round(ours / floor, 3),
+        "sampling_s": round(sampling, 3),
+        "ratio_without_sampling": round((ours - sampling) / floor, 3),
+        "fits_run": fitted,
+        "score": result.score,
+        "deciding_target": result.target,
         "peak_memory_mib": None if peak is None else round(peak, 1),
     }
 
@@ -170,7 +191,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU (default 1)")
-    parser.add_argument("--samples", type=int, nargs=2, help="n_batches batch_size (default: 10 16 on CPU, 100 128 on CUDA)")
+    parser.add_argument(
+        "--samples", type=int, nargs=2, help="n_batches batch_size (default: 10 16 on CPU, 100 128 on CUDA)"
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=["gradient_paths", "untargeted", "top2"])
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -179,9 +202,12 @@ def main(argv: list[str] | None = None) -> dict:
     n_batches, batch_size = args.samples or ((10, 16) if device.type == "cpu" else (100, 128))
     started = time.perf_counter()
     document: dict = {
-        "benchmark": "bench_many_classes", "device": str(device), "torch": torch.__version__,
+        "benchmark": "bench_many_classes",
+        "device": str(device),
+        "torch": torch.__version__,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
-        "threads": torch.get_num_threads(), "load_average": os.getloadavg(),
+        "threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
     }
     x32 = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(2)).to(device)
     x224 = torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(2)).to(device)

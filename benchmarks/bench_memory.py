@@ -50,8 +50,13 @@ def run(name: str, n_batches: int, batch_size: int, device: str, env: dict | Non
     import os
 
     env = {**os.environ, **(env or {})}
-    code = CHILD.format(bench_dir=os.path.dirname(os.path.abspath(__file__)), name=name,
-                        n_batches=n_batches, batch_size=batch_size, device=device)
+    code = CHILD.format(
+        bench_dir=os.path.dirname(os.path.abspath(__file__)),
+        name=name,
+        n_batches=n_batches,
+        batch_size=batch_size,
+        device=device,
+    )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -61,13 +66,17 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     configs = [("digits", 10, 128), ("digits", 100, 128), ("wide", 20, 32), ("wide", 200, 32)]
-    print(f"{'model':8s}{'n_batches x batch_size':>24s}{'points':>8s}{'base MiB':>10s}{'peak MiB':>10s}"
-          f"{'peak-base':>10s}{'peak, fixed mmap threshold':>28s}")
+    print(
+        f"{'model':8s}{'n_batches x batch_size':>24s}{'points':>8s}{'base MiB':>10s}{'peak MiB':>10s}"
+        f"{'peak-base':>10s}{'peak, fixed mmap threshold':>28s}"
+    )
     for name, nb, bs in configs:
         r = run(name, nb, bs, args.device)
         fixed = run(name, nb, bs, args.device, {"MALLOC_MMAP_THRESHOLD_": "1048576"})
-        print(f"{name:8s}{f'{nb} x {bs}':>24s}{nb * bs:8d}{r['base']:10.1f}{r['peak']:10.1f}"
-              f"{r['peak'] - r['base']:10.1f}{fixed['peak']:28.1f}")
+        print(
+            f"{name:8s}{f'{nb} x {bs}':>24s}{nb * bs:8d}{r['base']:10.1f}{r['peak']:10.1f}"
+            f"{r['peak'] - r['base']:10.1f}{fixed['peak']:28.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from torch import nn
 from pytest_clever import clever_score
 from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
-
 #: Sampled points per batch: the library default for the digits CNN, fewer for the slow ResNet.
 DEFAULT_BATCH_SIZE = {"digits": 128, "resnet": 8}
 
@@ -74,7 +73,9 @@ def worker(model_name: str, order: int, n_batches: int, batch_size: int, curvatu
     clever_score(model, x, order=1, seed=1, n_batches=10, batch_size=1, **kw)  # warm-up: lazy init, allocator
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.process_time()
-    result = clever_score(model, x, order=order, curvature=curvature, seed=0, n_batches=n_batches, batch_size=batch_size, **kw)
+    result = clever_score(
+        model, x, order=order, curvature=curvature, seed=0, n_batches=n_batches, batch_size=batch_size, **kw
+    )
     seconds = time.process_time() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     deciding = result.per_target[result.target]
@@ -109,8 +110,21 @@ def main() -> None:
         runs: dict[int, list[dict]] = {1: [], 2: []}
         for _ in range(args.repeats):
             for order in (1, 2):
-                command = [sys.executable, __file__, "--worker", name, str(order), "--n-batches", str(args.n_batches),
-                           "--batch-size", str(batch_size), "--curvature", args.curvature, "--threads", str(args.threads)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    name,
+                    str(order),
+                    "--n-batches",
+                    str(args.n_batches),
+                    "--batch-size",
+                    str(batch_size),
+                    "--curvature",
+                    args.curvature,
+                    "--threads",
+                    str(args.threads),
+                ]
                 out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
                 runs[order].append(json.loads(out.strip().splitlines()[-1]))
         best = {order: min(r, key=lambda run: run["cpu_s"]) for order, r in runs.items()}

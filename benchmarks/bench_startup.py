@@ -38,9 +38,15 @@ def main() -> None:
     args = parser.parse_args()
 
     heavy = subprocess.run(
-        [sys.executable, "-c", "import sys, pytest_clever.plugin; "
-         "print(sorted(m for m in ('torch', 'numpy', 'scipy') if m in sys.modules))"],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, pytest_clever.plugin; "
+            "print(sorted(m for m in ('torch', 'numpy', 'scipy') if m in sys.modules))",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "test_empty.py").write_text("def test_nothing():\n    pass\n")
@@ -62,9 +68,11 @@ def main() -> None:
                     if i:  # the first round only warms the file cache
                         times[k].append(time.perf_counter() - start)
             with_, without = (statistics.median(t) * 1000 for t in times)
-            paired = statistics.median(a - b for a, b in zip(*times)) * 1000
-            print(f"{name:9s}: with plugin {with_:7.1f} ms, without {without:7.1f} ms (medians); "
-                  f"median paired difference {paired:+.1f} ms (target <= 20 ms)")
+            paired = statistics.median(a - b for a, b in zip(*times, strict=True)) * 1000
+            print(
+                f"{name:9s}: with plugin {with_:7.1f} ms, without {without:7.1f} ms (medians); "
+                f"median paired difference {paired:+.1f} ms (target <= 20 ms)"
+            )
         print(f"load(1 min) at end={os.getloadavg()[0]:.2f}")
 
 

@@ -45,6 +45,7 @@ machine load hits all alike.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -64,11 +65,17 @@ class WideCNN(nn.Module):
     def __init__(self, width: int = 16) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, padding=1, stride=2), nn.ReLU(),  # 16x16
-            nn.Conv2d(2 * width, 4 * width, 3, padding=1, stride=2), nn.ReLU(),  # 8x8
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1, stride=2),
+            nn.ReLU(),  # 16x16
+            nn.Conv2d(2 * width, 4 * width, 3, padding=1, stride=2),
+            nn.ReLU(),  # 8x8
             nn.MaxPool2d(2),  # 4x4
-            nn.Flatten(), nn.Linear(4 * width * 16, 128), nn.ReLU(), nn.Linear(128, 10),
+            nn.Flatten(),
+            nn.Linear(4 * width * 16, 128),
+            nn.ReLU(),
+            nn.Linear(128, 10),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,6 +99,7 @@ def floor_loop(model: nn.Module, points: torch.Tensor, chunk: int) -> None:
 
 def floor_vmap(model: nn.Module, points: torch.Tensor, chunk: int) -> None:
     """Forward + K-row Jacobian by ``vmap(jacrev)`` (one batched backward over K cotangents)."""
+
     def single(p: torch.Tensor) -> torch.Tensor:
         return model(p.unsqueeze(0)).squeeze(0)
 
@@ -112,8 +120,12 @@ def art_classifier(model: nn.Module, shape: tuple[int, ...], bounds: tuple[float
     from art.estimators.classification import PyTorchClassifier
 
     return PyTorchClassifier(
-        model=model, loss=nn.CrossEntropyLoss(), input_shape=shape, nb_classes=10,
-        clip_values=bounds, device_type="gpu" if device.type == "cuda" else "cpu",
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=shape,
+        nb_classes=10,
+        clip_values=bounds,
+        device_type="gpu" if device.type == "cuda" else "cpu",
     )
 
 
@@ -145,7 +157,7 @@ def bench_model(name, model, xs, bounds, radius, n_batches, batch_size, args, de
     run_floor(xs[0], floor_vmap)
     for r in range(args.repeats):
         for i, x in enumerate(xs):
-            times["ours"].append(timed(lambda: clever_score(model, x, seed=1000 * r + i, **kw), device))
+            times["ours"].append(timed(functools.partial(clever_score, model, x, seed=1000 * r + i, **kw), device))
             times["loop"].append(run_floor(x, floor_loop))
             times["vmap"].append(run_floor(x, floor_vmap))
             if classifier is not None and r == 0:  # ART once per input: it is the slow one
@@ -153,14 +165,30 @@ def bench_model(name, model, xs, bounds, radius, n_batches, batch_size, args, de
 
                 np.random.seed(i)
                 xn = x.cpu().numpy()
-                times["art"].append(timed(lambda: clever_u(
-                    classifier, xn, nb_batches=n_batches, batch_size=art_batch, radius=radius,
-                    norm=2, pool_factor=n_batches, verbose=False,
-                ), device))
+                times["art"].append(
+                    timed(
+                        functools.partial(
+                            clever_u,
+                            classifier,
+                            xn,
+                            nb_batches=n_batches,
+                            batch_size=art_batch,
+                            radius=radius,
+                            norm=2,
+                            pool_factor=n_batches,
+                            verbose=False,
+                        ),
+                        device,
+                    )
+                )
     med = {k: statistics.median(v) if v else float("nan") for k, v in times.items()}
     med["floor"] = min(med["loop"], med["vmap"])
     return dict(
-        name=name, points=n_points, art_points=art_points, chunk=chunk, **med,
+        name=name,
+        points=n_points,
+        art_points=art_points,
+        chunk=chunk,
+        **med,
         per_point={k: med[k] / n_points for k in ("ours", "floor", "loop", "vmap")} | {"art": med["art"] / art_points},
     )
 
@@ -170,8 +198,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--inputs", type=int, default=2, help="inputs per model")
     parser.add_argument("--repeats", type=int, default=2, help="repeats of ours and floor (ART runs once per input)")
-    parser.add_argument("--art-fraction", type=float, default=None,
-                        help="ART's batch size as a share of ours (default 1.0 digits, 0.1 wide; ratios are per point)")
+    parser.add_argument(
+        "--art-fraction",
+        type=float,
+        default=None,
+        help="ART's batch size as a share of ours (default 1.0 digits, 0.1 wide; ratios are per point)",
+    )
     parser.add_argument("--no-art", action="store_true", help="skip ART (ours vs floor only)")
     parser.add_argument("--models", default="digits,wide")
     args = parser.parse_args()
@@ -182,25 +214,45 @@ def main() -> None:
     models = args.models.split(",")
     if "digits" in models:
         data = load_digits_data()
-        rows.append(bench_model("digits CNN 1x8x8", cached_digits_cnn(), data.x_test[: args.inputs],
-                                DIGITS_BOUNDS, 2.0, 100, 128, args, device, 1.0))
+        rows.append(
+            bench_model(
+                "digits CNN 1x8x8",
+                cached_digits_cnn(),
+                data.x_test[: args.inputs],
+                DIGITS_BOUNDS,
+                2.0,
+                100,
+                128,
+                args,
+                device,
+                1.0,
+            )
+        )
     if "wide" in models:
         wide = WideCNN()
         xs = torch.rand(args.inputs, 3, 32, 32, generator=torch.Generator().manual_seed(1))
         rows.append(bench_model("wide CNN 3x32x32", wide, xs, (0.0, 1.0), 2.0, 20, 64, args, device, 0.1))
 
     load = os.getloadavg()[0]
-    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
-          f"load(1 min)={load:.2f} inputs/model={args.inputs} repeats={args.repeats}")
-    head = f"{'model':18s}{'points':>7s}{'chunk':>6s}{'ours s':>8s}{'loop s':>8s}{'vmap s':>8s}" \
-           f"{'ART pts':>8s}{'ART s':>8s}{'ours/floor':>11s}{'ART/ours':>9s}"
+    print(
+        f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
+        f"load(1 min)={load:.2f} inputs/model={args.inputs} repeats={args.repeats}"
+    )
+    head = (
+        f"{'model':18s}{'points':>7s}{'chunk':>6s}{'ours s':>8s}{'loop s':>8s}{'vmap s':>8s}"
+        f"{'ART pts':>8s}{'ART s':>8s}{'ours/floor':>11s}{'ART/ours':>9s}"
+    )
     print(head)
     for r in rows:
         pp = r["per_point"]
-        print(f"{r['name']:18s}{r['points']:7d}{r['chunk']:6d}{r['ours']:8.3f}{r['loop']:8.3f}{r['vmap']:8.3f}"
-              f"{r['art_points']:8d}{r['art']:8.2f}{r['ours'] / r['floor']:11.3f}{pp['art'] / pp['ours']:9.1f}")
-    print("times are medians per input; floor = faster of loop/vmap; ART/ours is per distinct point per target "
-          "(targets: ours/floor <= 1.15, ART/ours >= 10)")
+        print(
+            f"{r['name']:18s}{r['points']:7d}{r['chunk']:6d}{r['ours']:8.3f}{r['loop']:8.3f}{r['vmap']:8.3f}"
+            f"{r['art_points']:8d}{r['art']:8.2f}{r['ours'] / r['floor']:11.3f}{pp['art'] / pp['ours']:9.1f}"
+        )
+    print(
+        "times are medians per input; floor = faster of loop/vmap; ART/ours is per distinct point per target "
+        "(targets: ours/floor <= 1.15, ART/ours >= 10)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import torch
 
 from pytest_clever.extras.digits import cached_digits_cnn, load_digits_data
 
-
 #: Gaussian-noise augmentation used in training. The baseline walkthrough in the
 #: README saves a baseline of the augmented (more robust) model with
 #: DIGITS_NOISE=0.3, then compares the plain model (the default) against it.

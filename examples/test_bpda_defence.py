@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from pytest_clever import BPDA, GradientMaskingError, clever_scores
-from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 from pytest_clever.defences.transforms import bit_depth, jpeg
+from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
 # L2 perturbations of [0, 1] pixels; small sampling settings keep the example fast.
 SETTINGS = dict(norm=2, radius=2.0, bounds=DIGITS_BOUNDS, n_batches=20, batch_size=32, seed=0)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import pytest
+import scipy.stats  # noqa: F401  (loaded up front with the engine's stack: see below)
 import torch
 
 # In-process pytester runs (``pytester.runpytest``) drop the modules first imported inside
 # them, and numpy's C extensions cannot be imported twice in one process: load the whole
 # engine's stack before any test runs.
-import pytest_clever.api  # noqa: F401
-import pytest_clever.attack  # noqa: F401
-import pytest_clever.cli  # noqa: F401
+import pytest_clever.api
+import pytest_clever.attack
+import pytest_clever.cli
 import pytest_clever.plugin  # noqa: F401
-import scipy.stats  # noqa: F401
 
 from .helpers import Linear
 from .runs.records import GIT

@@ -26,10 +26,7 @@ def exact_linear_score(weight, bias, x0, norm, radius, target=None):
     logits = weight @ x0 + bias
     c = int(logits.argmax())
     targets = [target] if target is not None else [j for j in range(len(logits)) if j != c]
-    scores = [
-        float((logits[c] - logits[j]) / torch.linalg.vector_norm(weight[c] - weight[j], ord=q))
-        for j in targets
-    ]
+    scores = [float((logits[c] - logits[j]) / torch.linalg.vector_norm(weight[c] - weight[j], ord=q)) for j in targets]
     return min(min(scores), radius)
 
 

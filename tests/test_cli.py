@@ -17,9 +17,21 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def _result(score=0.4):
     maxima = [3.0 + 0.01 * i for i in range(20)]
-    fit = {"target": 3, "score": score, "margin": 1.0, "lipschitz": 3.3, "lipschitz_lower_bound": 1.0,
-           "sample_max": 3.19, "fit_method": "weibull", "shape": 2.0, "loc": -3.3, "scale": 0.3,
-           "ks_statistic": 0.1, "ks_pvalue": 0.8, "fit_reason": ""}
+    fit = {
+        "target": 3,
+        "score": score,
+        "margin": 1.0,
+        "lipschitz": 3.3,
+        "lipschitz_lower_bound": 1.0,
+        "sample_max": 3.19,
+        "fit_method": "weibull",
+        "shape": 2.0,
+        "loc": -3.3,
+        "scale": 0.3,
+        "ks_statistic": 0.1,
+        "ks_pvalue": 0.8,
+        "fit_reason": "",
+    }
     return {"score": score, "target": 3, "predicted": 1, "per_target": {"3": fit}, "batch_maxima": maxima}
 
 
@@ -57,7 +69,7 @@ def test_compare_exit_codes(store, capsys):
 
 def test_history(store, capsys):
     assert run(store, "history", "test_gate") == 0
-    lines = [l for l in capsys.readouterr().out.splitlines() if "test_gate" in l]
+    lines = [line for line in capsys.readouterr().out.splitlines() if "test_gate" in line]
     assert len(lines) == 2 and "0.5" in lines[0] and "0.3" in lines[1]
     assert run(store, "history", "no_such_test") == 2
 
@@ -86,8 +98,12 @@ def test_corrupt_file_does_not_take_the_others_down(store, capsys):
 
 
 def test_python_dash_m_entry_point(store):
-    out = subprocess.run([sys.executable, "-m", "pytest_clever", "--storage", str(store.root), "list"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest_clever", "--storage", str(store.root), "list"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "feature" in out.stdout
 
 
@@ -130,8 +146,12 @@ def test_a_malformed_record_is_named_and_skipped_by_every_command(store, tmp_pat
     data = __import__("json").loads(path.read_text())
     data["records"].append({"nodeid": "t.py::test_bad", "call": 0, "mean": "high"})
     path.write_text(__import__("json").dumps(data))
-    commands = [["list"], ["history", "test_gate"], ["plot", "trend", "-o", str(tmp_path / "t.png")],
-                ["compare", "main", "feature"]]
+    commands = [
+        ["list"],
+        ["history", "test_gate"],
+        ["plot", "trend", "-o", str(tmp_path / "t.png")],
+        ["compare", "main", "feature"],
+    ]
     for command in commands:
         assert run(store, *command) == 0, command
         err = capsys.readouterr().err
@@ -154,5 +174,5 @@ def test_compare_with_a_name_whose_file_has_a_newer_schema_says_so(store, capsys
 def test_list_shows_incomplete_runs(store, capsys):
     store.save([make_record("t.py::test_gate")], "main", git={}, incomplete="interrupted: KeyboardInterrupt")
     assert run(store, "list") == 0
-    line = [l for l in capsys.readouterr().out.splitlines() if "interrupted" in l]
+    line = [row for row in capsys.readouterr().out.splitlines() if "interrupted" in row]
     assert len(line) == 1 and "main" in line[0]

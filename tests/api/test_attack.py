@@ -106,8 +106,11 @@ def test_deterministic_leaves_global_rng_and_model_untouched(linear_model):
 def test_a_result_of_another_input_is_rejected(linear_model):
     model, weight, bias = linear_model
     result = clever_score(model, X0, radius=10.0, seed=0, **SMALL_SAMPLE)
-    other = next(x for x in torch.randn(20, 6, generator=torch.Generator().manual_seed(1))
-                 if int((weight @ x + bias).argmax()) != result.predicted)
+    other = next(
+        x
+        for x in torch.randn(20, 6, generator=torch.Generator().manual_seed(1))
+        if int((weight @ x + bias).argmax()) != result.predicted
+    )
     with pytest.raises(InvalidInputError, match="pass the input the result belongs to"):
         attack_check(model, other, result)
     with pytest.raises(InvalidInputError, match="steps must be an integer >= 1"):
@@ -121,7 +124,7 @@ def test_attack_checks_pairs_inputs_and_results(linear_model):
     checks = attack_checks(model, xs, report, seed=7)
     assert [c.seed for c in checks] == [derive_seed(7, i) for i in range(3)]
     assert all(isinstance(c, AttackCheck) and not c.contradicts for c in checks)
-    for c, x in zip(checks, xs):
+    for c, x in zip(checks, xs, strict=True):
         assert c.distortion == pytest.approx(exact_linear_score(weight, bias, x, 2, 10.0), rel=0.02)
     with pytest.raises(InvalidInputError, match="got 2 inputs for 3 results"):
         attack_checks(model, xs[:2], report)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -109,6 +110,27 @@ def _in_place(net):
     return model
 
 
+def _first_row_only(net):
+    def model(x):
+        return net(x[:1])
+
+    return model
+
+
+def _rows_mixed(net):
+    def model(x):
+        return net(x[:1]).expand(x.shape[0], -1)
+
+    return model
+
+
+def _rounded(net):
+    def model(x):
+        return net(torch.round(x * 4) / 4)
+
+    return model
+
+
 def _inference_weights():
     with torch.inference_mode():
         return tanh_net()
@@ -128,55 +150,149 @@ def _bn_in_train_mode():
 
 CASES = [
     # -- the model's output ---------------------------------------------------------------
-    Case("probabilities instead of logits", "warns", lambda: nn.Sequential(tanh_net(), nn.Softmax(-1)),
-         error=CleverWarning, message="look like probabilities"),
-    Case("1-D output", "raises", lambda: (lambda x: x.sum(-1)), error=InvalidInputError, message="2-D logits"),
-    Case("3-D output", "raises", lambda: (lambda x: x.unsqueeze(-1).repeat(1, 1, 2)),
-         error=InvalidInputError, message="2-D logits"),
-    Case("single class", "raises", lambda: (lambda x: x.sum(-1, keepdim=True)),
-         error=InvalidInputError, message="at least 2 classes"),
-    Case("output not a tensor", "raises", lambda: (lambda x: x.tolist()),
-         error=InvalidInputError, message="tensor of logits"),
-    Case("NaN logits", "raises", lambda: (lambda x: x[:, :3] * math.nan), error=InvalidInputError,
-         message="NaN or infinite logits"),
+    Case(
+        "probabilities instead of logits",
+        "warns",
+        lambda: nn.Sequential(tanh_net(), nn.Softmax(-1)),
+        error=CleverWarning,
+        message="look like probabilities",
+    ),
+    Case("1-D output", "raises", lambda: lambda x: x.sum(-1), error=InvalidInputError, message="2-D logits"),
+    Case(
+        "3-D output",
+        "raises",
+        lambda: lambda x: x.unsqueeze(-1).repeat(1, 1, 2),
+        error=InvalidInputError,
+        message="2-D logits",
+    ),
+    Case(
+        "single class",
+        "raises",
+        lambda: lambda x: x.sum(-1, keepdim=True),
+        error=InvalidInputError,
+        message="at least 2 classes",
+    ),
+    Case(
+        "output not a tensor",
+        "raises",
+        lambda: lambda x: x.tolist(),
+        error=InvalidInputError,
+        message="tensor of logits",
+    ),
+    Case(
+        "NaN logits",
+        "raises",
+        lambda: lambda x: x[:, :3] * math.nan,
+        error=InvalidInputError,
+        message="NaN or infinite logits",
+    ),
     Case("model raises", "raises", lambda: _raise, error=ModelError, message="boom inside the model"),
-    Case("model fails only on sampled batches", "raises", lambda: _single_only(tanh_net()), error=ModelError,
-         message="although it worked on x itself"),
-    Case("NaN logits at sampled points only", "raises", lambda: _nan_far(tanh_net()), error=ModelError,
-         message="NaN or infinite logits at"),
-    Case("model changes its input in place", "raises", lambda: _in_place(tanh_net()), error=ModelError,
-         message="changed its input in place"),
-    Case("model ignores the batch dimension", "raises", lambda: (lambda x, net=tanh_net(): net(x[:1])),
-         error=InvalidInputError, message="one row of logits per input row"),
-    Case("model mixes the rows of a batch", "raises",
-         lambda: (lambda x, net=tanh_net(): net(x[:1]).expand(x.shape[0], -1)),
-         error=InvalidInputError, message="depend on the other inputs of its batch"),
-    Case("tie between top classes", "raises", lambda: (lambda x: torch.zeros(x.shape[0], 3) + 0 * x.sum()),
-         error=MisclassifiedInputError, message="tie at the top"),
+    Case(
+        "model fails only on sampled batches",
+        "raises",
+        lambda: _single_only(tanh_net()),
+        error=ModelError,
+        message="although it worked on x itself",
+    ),
+    Case(
+        "NaN logits at sampled points only",
+        "raises",
+        lambda: _nan_far(tanh_net()),
+        error=ModelError,
+        message="NaN or infinite logits at",
+    ),
+    Case(
+        "model changes its input in place",
+        "raises",
+        lambda: _in_place(tanh_net()),
+        error=ModelError,
+        message="changed its input in place",
+    ),
+    Case(
+        "model ignores the batch dimension",
+        "raises",
+        lambda: _first_row_only(tanh_net()),
+        error=InvalidInputError,
+        message="one row of logits per input row",
+    ),
+    Case(
+        "model mixes the rows of a batch",
+        "raises",
+        lambda: _rows_mixed(tanh_net()),
+        error=InvalidInputError,
+        message="depend on the other inputs of its batch",
+    ),
+    Case(
+        "tie between top classes",
+        "raises",
+        lambda: lambda x: torch.zeros(x.shape[0], 3) + 0 * x.sum(),
+        error=MisclassifiedInputError,
+        message="tie at the top",
+    ),
     # -- the input ------------------------------------------------------------------------
-    Case("NaN input", "raises", x=lambda: torch.tensor([math.nan] + [0.5] * 5), error=InvalidInputError,
-         message="contains 1 NaN or infinite"),
-    Case("inf input", "raises", x=lambda: torch.tensor([math.inf] + [0.5] * 5), error=InvalidInputError,
-         message="NaN or infinite"),
-    Case("input outside bounds", "raises", kwargs={"bounds": (0.0, 0.5)}, error=InvalidInputError,
-         message="outside bounds (0.0, 0.5)"),
+    Case(
+        "NaN input",
+        "raises",
+        x=lambda: torch.tensor([math.nan] + [0.5] * 5),
+        error=InvalidInputError,
+        message="contains 1 NaN or infinite",
+    ),
+    Case(
+        "inf input",
+        "raises",
+        x=lambda: torch.tensor([math.inf] + [0.5] * 5),
+        error=InvalidInputError,
+        message="NaN or infinite",
+    ),
+    Case(
+        "input outside bounds",
+        "raises",
+        kwargs={"bounds": (0.0, 0.5)},
+        error=InvalidInputError,
+        message="outside bounds (0.0, 0.5)",
+    ),
     Case("integer input", "raises", x=lambda: torch.arange(6), error=InvalidInputError, message="floating-point"),
     Case("empty input", "raises", x=lambda: torch.zeros(0), error=InvalidInputError, message="empty"),
-    Case("batch of inputs to clever_score", "raises", x=lambda: TANH_X0.repeat(4, 1), error=InvalidInputError,
-         message="use clever_scores"),
+    Case(
+        "batch of inputs to clever_score",
+        "raises",
+        x=lambda: TANH_X0.repeat(4, 1),
+        error=InvalidInputError,
+        message="use clever_scores",
+    ),
     Case("numpy input", "valid", x=lambda: TANH_X0.numpy().astype(np.float32)),
     Case("float64 input to a float32 model", "valid", x=lambda: TANH_X0.double()),
     Case("float64 model", "valid", lambda: tanh_net(torch.float64)),
     Case("explicit batch dimension of 1", "valid", x=lambda: TANH_X0.unsqueeze(0)),
     # -- labels and targets ---------------------------------------------------------------
-    Case("misclassified input with label", "raises", kwargs={"label": (_prediction(tanh_net()) + 1) % 3},
-         error=MisclassifiedInputError, message="misclassified"),
-    Case("label out of range", "raises", kwargs={"label": 9}, error=InvalidInputError,
-         message="label must be a class index in [0, 3)"),
-    Case("target is the predicted class", "raises", kwargs={"target": _prediction(tanh_net())},
-         error=InvalidInputError, message="is the predicted class"),
-    Case("target out of range", "raises", kwargs={"target": 3}, error=InvalidInputError,
-         message="target must be a class index in [0, 3)"),
+    Case(
+        "misclassified input with label",
+        "raises",
+        kwargs={"label": (_prediction(tanh_net()) + 1) % 3},
+        error=MisclassifiedInputError,
+        message="misclassified",
+    ),
+    Case(
+        "label out of range",
+        "raises",
+        kwargs={"label": 9},
+        error=InvalidInputError,
+        message="label must be a class index in [0, 3)",
+    ),
+    Case(
+        "target is the predicted class",
+        "raises",
+        kwargs={"target": _prediction(tanh_net())},
+        error=InvalidInputError,
+        message="is the predicted class",
+    ),
+    Case(
+        "target out of range",
+        "raises",
+        kwargs={"target": 3},
+        error=InvalidInputError,
+        message="target must be a class index in [0, 3)",
+    ),
     Case("float target", "raises", kwargs={"target": 2.0}, error=InvalidInputError, message="not a class index"),
     Case("0-d integer tensor as target", "valid", kwargs={"target": torch.tensor((_prediction(tanh_net()) + 1) % 3)}),
     Case("numpy integer as label", "valid", kwargs={"label": np.int64(_prediction(tanh_net()))}),
@@ -184,50 +300,107 @@ CASES = [
     Case("radius zero", "raises", kwargs={"radius": 0.0}, error=InvalidInputError, message="radius must be"),
     Case("radius negative", "raises", kwargs={"radius": -1.0}, error=InvalidInputError, message="radius must be"),
     Case("radius NaN", "raises", kwargs={"radius": math.nan}, error=InvalidInputError, message="radius must be"),
-    Case("too few batches for an EVT fit", "raises", kwargs={"n_batches": 9}, error=InvalidInputError,
-         message="n_batches must be an integer >= 10"),
-    Case("batch_size 0", "raises", kwargs={"batch_size": 0}, error=InvalidInputError,
-         message="batch_size must be an integer >= 1"),
+    Case(
+        "too few batches for an EVT fit",
+        "raises",
+        kwargs={"n_batches": 9},
+        error=InvalidInputError,
+        message="n_batches must be an integer >= 10",
+    ),
+    Case(
+        "batch_size 0",
+        "raises",
+        kwargs={"batch_size": 0},
+        error=InvalidInputError,
+        message="batch_size must be an integer >= 1",
+    ),
     Case("unknown norm", "raises", kwargs={"norm": 3}, error=InvalidInputError, message="unknown norm 3"),
     Case("bounds reversed", "raises", kwargs={"bounds": (1.0, 0.0)}, error=InvalidInputError, message="lo < hi"),
     Case("order 3", "raises", kwargs={"order": 3}, error=InvalidInputError, message="order must be 1 or 2"),
-    Case("unknown curvature method", "raises", kwargs={"order": 2, "curvature": "max"},
-         error=InvalidInputError, message="curvature must be one of"),
+    Case(
+        "unknown curvature method",
+        "raises",
+        kwargs={"order": 2, "curvature": "max"},
+        error=InvalidInputError,
+        message="curvature must be one of",
+    ),
     Case("chunk_size 0", "raises", kwargs={"chunk_size": 0}, error=InvalidInputError, message="chunk_size"),
-    Case("unknown device", "raises", kwargs={"device": "warp-drive"}, error=InvalidInputError,
-         message="unknown device"),
+    Case(
+        "unknown device", "raises", kwargs={"device": "warp-drive"}, error=InvalidInputError, message="unknown device"
+    ),
     Case("meta device", "raises", kwargs={"device": "meta"}, error=InvalidInputError, message="holds no data"),
-    Case("unavailable device", "raises", kwargs={"device": "cuda:99"}, error=InvalidInputError,
-         message="is not available"),
+    Case(
+        "unavailable device",
+        "raises",
+        kwargs={"device": "cuda:99"},
+        error=InvalidInputError,
+        message="is not available",
+    ),
     Case("chunk_size negative", "raises", kwargs={"chunk_size": -1}, error=InvalidInputError, message="chunk_size"),
     Case("seed above 2**64", "raises", kwargs={"seed": 2**64 + 5}, error=InvalidInputError, message="seed must be"),
     Case("float seed", "raises", kwargs={"seed": 1.7}, error=InvalidInputError, message="seed must be"),
     Case("bool radius", "raises", kwargs={"radius": True}, error=InvalidInputError, message="radius must be"),
-    Case("order 2 on a float16 model", "raises", lambda: tanh_net(torch.float16), kwargs={"order": 2},
-         error=InvalidInputError, message="order=2 needs a float32 or float64 model"),
+    Case(
+        "order 2 on a float16 model",
+        "raises",
+        lambda: tanh_net(torch.float16),
+        kwargs={"order": 2},
+        error=InvalidInputError,
+        message="order=2 needs a float32 or float64 model",
+    ),
     # -- gradients ------------------------------------------------------------------------
-    Case("masked gradients (rounding in forward)", "raises",
-         lambda: (lambda x, net=tanh_net(): net(torch.round(x * 4) / 4)), kwargs={"bounds": (0.0, 1.0)},
-         error=GradientMaskingError, message="BPDA"),
-    Case("order 2 on a ReLU model", "raises", relu_net, kwargs={"order": 2}, error=NotTwiceDifferentiableError,
-         message="twice-differentiable"),
+    Case(
+        "masked gradients (rounding in forward)",
+        "raises",
+        lambda: _rounded(tanh_net()),
+        kwargs={"bounds": (0.0, 1.0)},
+        error=GradientMaskingError,
+        message="BPDA",
+    ),
+    Case(
+        "order 2 on a ReLU model",
+        "raises",
+        relu_net,
+        kwargs={"order": 2},
+        error=NotTwiceDifferentiableError,
+        message="twice-differentiable",
+    ),
     # -- model state ----------------------------------------------------------------------
-    Case("BatchNorm left in train mode", "warns", _bn_in_train_mode, error=CleverWarning,
-         message="training mode with BatchNorm1d"),
+    Case(
+        "BatchNorm left in train mode",
+        "warns",
+        _bn_in_train_mode,
+        error=CleverWarning,
+        message="training mode with BatchNorm1d",
+    ),
     Case("forward mutates a buffer", "warns", Counting, error=CleverWarning, message="changed 1 buffer(s)"),
-    Case("model on the meta device", "raises", lambda: tanh_net().to("meta"), error=InvalidInputError,
-         message="'meta' device"),
-    Case("weights created under inference_mode", "raises", lambda: _inference_weights(), error=InvalidInputError,
-         message="inference tensors cannot be used in autograd"),
+    Case(
+        "model on the meta device",
+        "raises",
+        lambda: tanh_net().to("meta"),
+        error=InvalidInputError,
+        message="'meta' device",
+    ),
+    Case(
+        "weights created under inference_mode",
+        "raises",
+        lambda: _inference_weights(),
+        error=InvalidInputError,
+        message="inference tensors cannot be used in autograd",
+    ),
     Case("float16 model", "valid", lambda: tanh_net(torch.float16)),
     Case("parameters with requires_grad=False", "valid", _frozen_first_layer),
     Case("called under torch.no_grad()", "valid", context=torch.no_grad),
     Case("called under torch.inference_mode()", "valid", context=torch.inference_mode),
     Case("torch.jit.script model", "valid", lambda: torch.jit.script(tanh_net())),
-    Case("channels-last image input", "valid",
-         lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).eval(),
-         x=lambda: torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(0))
-         .contiguous(memory_format=torch.channels_last)[0]),
+    Case(
+        "channels-last image input",
+        "valid",
+        lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).eval(),
+        x=lambda: torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(0)).contiguous(
+            memory_format=torch.channels_last
+        )[0],
+    ),
 ]
 
 
@@ -249,7 +422,7 @@ def _same_state(before, after) -> bool:
     return (
         flags == after[0]
         and req == after[1]
-        and all(a is b for a, b in zip(grads, after[2]))
+        and all(a is b for a, b in zip(grads, after[2], strict=True))
         # Meta tensors hold no values to compare: they must still be on meta.
         and all(after[3][k].is_meta if tensors[k].is_meta else torch.equal(tensors[k], after[3][k]) for k in tensors)
     )

@@ -115,7 +115,7 @@ def test_per_input_seeds_reproduce_single_scores(digits_cnn, digits):
     kw = dict(radius=2.0, bounds=(0, 1), n_batches=10, batch_size=64)
     report = clever_scores(digits_cnn, digits.x_test[:3], seed=4, **kw)
     assert len({r.seed for r in report}) == 3
-    for x, result in zip(digits.x_test[:3], report):
+    for x, result in zip(digits.x_test[:3], report, strict=True):
         assert clever_score(digits_cnn, x, seed=result.seed, **kw).score == result.score
 
 

@@ -6,7 +6,7 @@ import torch
 from pytest_clever import InvalidInputError, clever_score, clever_scores
 from pytest_clever.extras.digits import DIGITS_BOUNDS
 
-from ..helpers import SMALL_SAMPLE, TANH_SETTINGS, TANH_X0, Linear, exact_linear_score, tanh_net
+from ..helpers import SMALL_SAMPLE, TANH_SETTINGS, TANH_X0, exact_linear_score, tanh_net
 
 X0 = torch.tensor([0.3, -0.2, 0.1, 0.5, -0.4, 0.2])
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -25,7 +25,7 @@ def test_explicit_cpu_device_matches_the_default_and_keeps_the_model_in_place(li
     assert explicit.score == default.score and explicit.batch_maxima == default.batch_maxima
     assert explicit.score == pytest.approx(exact_linear_score(weight, bias, X0, 2, 10.0), rel=0.01)
     assert _model_device(model) == torch.device("cpu")
-    assert all(torch.equal(a, b) for a, b in zip(params, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(params, model.parameters(), strict=True))
 
 
 def test_explicit_cpu_device_on_a_cnn_is_deterministic(digits, digits_cnn):
@@ -57,7 +57,7 @@ def test_cuda_is_deterministic_and_close_to_cpu_on_a_cnn(digits, digits_cnn):
     assert [r.batch_maxima for r in first] == [r.batch_maxima for r in second]
     on_cpu = clever_scores(digits_cnn, digits.x_test[:2], device="cpu", **kw)
     # Same law, different random streams: the estimates agree up to sampling noise.
-    for a, b in zip(first, on_cpu):
+    for a, b in zip(first, on_cpu, strict=True):
         assert a.score == pytest.approx(b.score, rel=0.25)
     assert _model_device(digits_cnn) == torch.device("cpu")
 

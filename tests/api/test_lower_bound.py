@@ -38,8 +38,15 @@ def toy_mlp(seed: int, activation: type[nn.Module]) -> nn.Sequential:
 
 
 @torch.no_grad()
-def exact_distortion(model: nn.Module, x0: torch.Tensor, norm: float, radius: float,
-                     n_dirs: int = 720, n_steps: int = 200, iters: int = 40) -> float:
+def exact_distortion(
+    model: nn.Module,
+    x0: torch.Tensor,
+    norm: float,
+    radius: float,
+    n_dirs: int = 720,
+    n_steps: int = 200,
+    iters: int = 40,
+) -> float:
     """The minimal ``norm`` distortion that changes the prediction of a 2-D model (inf beyond ``radius``).
 
     Every point at distance t lies on a ray x0 + t u with ||u|| = 1; walk each
@@ -128,19 +135,24 @@ def test_the_exact_search_agrees_with_a_brute_force_grid():
 
 
 # One smooth and one piecewise-linear net, one per norm, by default; all four with --run-slow.
-@pytest.mark.parametrize("norm, activation", [
-    pytest.param(2.0, nn.ReLU, id="L2-relu"),
-    pytest.param(math.inf, nn.Tanh, id="Linf-tanh", marks=pytest.mark.slow),
-    pytest.param(2.0, nn.Tanh, id="L2-tanh", marks=pytest.mark.slow),
-    pytest.param(math.inf, nn.ReLU, id="Linf-relu", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "norm, activation",
+    [
+        pytest.param(2.0, nn.ReLU, id="L2-relu"),
+        pytest.param(math.inf, nn.Tanh, id="Linf-tanh", marks=pytest.mark.slow),
+        pytest.param(2.0, nn.Tanh, id="L2-tanh", marks=pytest.mark.slow),
+        pytest.param(math.inf, nn.ReLU, id="Linf-relu", marks=pytest.mark.slow),
+    ],
+)
 def test_first_order_clever_is_a_lower_bound_on_2d_toys(activation, norm):
     cases = toy_cases(activation, norm)
     assert len(cases) >= 16  # some seeds have few boundaries near [-1, 1]^2
     share, ratios = compare(cases, norm)
     median = ratios[len(ratios) // 2]
-    print(f"\n2-D toys, {activation.__name__}, {'Linf' if math.isinf(norm) else 'L2'}: CLEVER <= exact "
-          f"on {share:.0%} of {len(ratios)} inputs; score/exact median {median:.2f}, max {ratios[-1]:.2f}")
+    print(
+        f"\n2-D toys, {activation.__name__}, {'Linf' if math.isinf(norm) else 'L2'}: CLEVER <= exact "
+        f"on {share:.0%} of {len(ratios)} inputs; score/exact median {median:.2f}, max {ratios[-1]:.2f}"
+    )
     # Measured: 100% in every configuration, max ratio 0.69-0.90 (24 inputs each).
     assert share >= 0.95, ratios
     # Not vacuous: the scores are a sizeable fraction of the exact distortion, not ~0.
@@ -170,15 +182,18 @@ def test_digits_cnn_clever_is_below_the_pgd_distortion(digits, digits_cnn):
     xs, ys = digits.x_test[correct][:20], digits.y_test[correct][:20]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = clever_scores(digits_cnn, xs, ys, norm=2, radius=2.0, bounds=(0.0, 1.0),
-                               n_batches=20, batch_size=64, seed=0)
+        report = clever_scores(
+            digits_cnn, xs, ys, norm=2, radius=2.0, bounds=(0.0, 1.0), n_batches=20, batch_size=64, seed=0
+        )
     checks = attack_checks(digits_cnn, xs, report, steps=30, restarts=2, search_rounds=2, seed=0)
     assert all(c.found for c in checks)  # radius 2 holds an adversarial example for every input
     below = [c.score <= c.distortion for c in checks]
     share = sum(below) / len(below)
     ratios = sorted(c.distortion / c.score for c in checks)
-    print(f"\ndigits CNN, L2: CLEVER <= PGD distortion on {share:.0%} of 20 inputs; "
-          f"PGD/CLEVER min {ratios[0]:.2f}, median {ratios[10]:.2f}")
+    print(
+        f"\ndigits CNN, L2: CLEVER <= PGD distortion on {share:.0%} of 20 inputs; "
+        f"PGD/CLEVER min {ratios[0]:.2f}, median {ratios[10]:.2f}"
+    )
     # Measured: 100% (PGD distortion 1.26x to 2.0x the CLEVER score).
     assert share >= 0.9
     assert sum(c.contradicts for c in checks) <= 2

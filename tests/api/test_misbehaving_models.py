@@ -41,8 +41,14 @@ def test_inf_logits_with_finite_gradients_are_a_model_error():
     net = tanh_net()
     # The constant branch has a zero gradient: only the logits show the problem.
     with pytest.raises(ModelError, match="NaN or infinite logits"):
-        clever_score(lambda x: _far_from_x0(net(x), x, 1.0) + torch.where(
-            torch.linalg.vector_norm(x - TANH_X0, dim=1, keepdim=True) > 0.3, math.inf, 0.0), TANH_X0, **TANH_SETTINGS)
+        clever_score(
+            lambda x: (
+                _far_from_x0(net(x), x, 1.0)
+                + torch.where(torch.linalg.vector_norm(x - TANH_X0, dim=1, keepdim=True) > 0.3, math.inf, 0.0)
+            ),
+            TANH_X0,
+            **TANH_SETTINGS,
+        )
 
 
 def test_a_model_failing_only_on_sampled_batches_is_a_model_error():

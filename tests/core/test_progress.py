@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from pytest_clever import clever_score, clever_scores
-from pytest_clever.errors import InvalidInputError
 from pytest_clever.core.progress import ProgressEvent, ProgressLine, describe
+from pytest_clever.errors import InvalidInputError
 
 
 def tiny() -> nn.Module:
@@ -55,7 +55,9 @@ def test_nothing_is_printed_by_default(capfd):
 
 
 def test_progress_true_writes_to_stderr(capfd, monkeypatch):
-    monkeypatch.setattr("pytest_clever.core.progress.ProgressLine", functools.partial(ProgressLine, interval=0.0, delay=0.0))
+    monkeypatch.setattr(
+        "pytest_clever.core.progress.ProgressLine", functools.partial(ProgressLine, interval=0.0, delay=0.0)
+    )
     clever_scores(tiny(), xs(2), radius=1.0, n_batches=10, batch_size=3, seed=0, progress=True)
     out, err = capfd.readouterr()
     assert out == ""
@@ -65,8 +67,16 @@ def test_progress_true_writes_to_stderr(capfd, monkeypatch):
 
 
 def event(stage: str, elapsed: float, **kw) -> ProgressEvent:
-    fields = dict(input_index=0, inputs_done=0, inputs_total=4, points_done=100, points_total=400, targets=2,
-                  first_input_s=None, remaining_s=30.0)
+    fields = dict(
+        input_index=0,
+        inputs_done=0,
+        inputs_total=4,
+        points_done=100,
+        points_total=400,
+        targets=2,
+        first_input_s=None,
+        remaining_s=30.0,
+    )
     fields.update(kw)
     return ProgressEvent(stage, elapsed=elapsed, **fields)
 

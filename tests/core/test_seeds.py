@@ -10,7 +10,7 @@ from pytest_clever.core.seeds import derive_seed
 
 
 def test_derive_seed_is_the_sha256_text_scheme():
-    digest = hashlib.sha256("5\x1ftests/test_a.py::test_b\x1f\x1f0".encode()).digest()
+    digest = hashlib.sha256(b"5\x1ftests/test_a.py::test_b\x1f\x1f0").digest()
     assert derive_seed(5, "tests/test_a.py::test_b", "", 0) == int.from_bytes(digest[:8], "big") >> 1
     seeds = {derive_seed(0, i) for i in range(100)}
     assert len(seeds) == 100 and all(0 <= s < 2**63 for s in seeds)

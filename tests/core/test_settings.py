@@ -11,8 +11,15 @@ from pytest_clever.core.settings import OPTIONS
 
 @pytest.mark.parametrize(
     "name, value",
-    [("radius", -1.0), ("radius", math.nan), ("n_batches", 5), ("batch_size", 0), ("order", 3), ("seed", -2),
-     ("bounds", (1.0, 0.0))],
+    [
+        ("radius", -1.0),
+        ("radius", math.nan),
+        ("n_batches", 5),
+        ("batch_size", 0),
+        ("order", 3),
+        ("seed", -2),
+        ("bounds", (1.0, 0.0)),
+    ],
 )
 def test_the_api_and_the_settings_parsers_raise_the_same_error(name, value, linear_model):
     with pytest.raises(InvalidInputError) as from_api:

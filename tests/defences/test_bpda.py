@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from pytest_clever import BPDA, CleverWarning, GradientMaskingError, clever_score, clever_scores
-from pytest_clever.extras.digits import DIGITS_BOUNDS
 from pytest_clever.defences.transforms import bit_depth, jpeg, median_filter
+from pytest_clever.extras.digits import DIGITS_BOUNDS
 
 from ..helpers import Linear
 
@@ -203,9 +203,7 @@ def test_with_bpda_a_rounding_defence_scores_like_the_undefended_net(undefended,
 
 
 @pytest.mark.slow  # two more 20-input reports, through the slow median filter
-def test_with_bpda_the_median_defence_is_less_robust_than_the_undefended_net(
-    digits_cnn, inputs, undefended, with_bpda
-):
+def test_with_bpda_the_median_defence_is_less_robust_than_the_undefended_net(digits_cnn, inputs, undefended, with_bpda):
     # A 3x3 median wipes out much of an 8x8 digit's strokes (accuracy 98.9% -> 81.7%):
     # the net behind it sees low-margin inputs. Measured ratio 0.48, i.e. *less* robust.
     report = with_bpda("median 3x3")

@@ -7,8 +7,20 @@ from pytest_clever._engine.diagnostics import score_notes
 
 
 def _target(**fields):
-    base = dict(target=1, score=0.5, margin=1.0, lipschitz=2.0, lipschitz_lower_bound=0.0, sample_max=2.0,
-                fit_method="weibull", shape=3.0, loc=-2.0, scale=1.0, ks_statistic=0.1, ks_pvalue=0.5)
+    base = dict(
+        target=1,
+        score=0.5,
+        margin=1.0,
+        lipschitz=2.0,
+        lipschitz_lower_bound=0.0,
+        sample_max=2.0,
+        fit_method="weibull",
+        shape=3.0,
+        loc=-2.0,
+        scale=1.0,
+        ks_statistic=0.1,
+        ks_pvalue=0.5,
+    )
     return TargetScore(**{**base, **fields})
 
 

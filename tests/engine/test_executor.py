@@ -43,7 +43,7 @@ def inputs(n: int = N, poison: int | None = None) -> torch.Tensor:
 def same_results(a, b) -> None:
     """Bit-identical results (every field but the wall-clock time)."""
     assert len(a.results) == len(b.results)
-    for ra, rb in zip(a.results, b.results):
+    for ra, rb in zip(a.results, b.results, strict=True):
         da, db = ra.to_dict(), rb.to_dict()
         da.pop("elapsed"), db.pop("elapsed")
         assert da == db
@@ -127,7 +127,10 @@ def test_confidence_and_progress_reach_the_executor_path():
     same_results(serial, parallel)
     assert [r.confidence for r in parallel.results] == [0.5] * N
     assert [r.interval for r in parallel.results] == [r.interval for r in serial.results]
-    assert parallel.results[0].interval != clever_scores(model, inputs()[:1], **dict(settings, confidence=0.99)).results[0].interval
+    assert (
+        parallel.results[0].interval
+        != clever_scores(model, inputs()[:1], **dict(settings, confidence=0.99)).results[0].interval
+    )
     assert [e.stage for e in events] == ["start"] + ["scored"] * N + ["done"]
     assert [e.inputs_done for e in events if e.stage == "scored"] == list(range(1, N + 1))
     assert events[-1].inputs_done == N and events[1].first_input_s is not None
@@ -140,10 +143,19 @@ def test_workers_are_slow_for_malloc_only_with_a_trim_and_no_mmap_threshold():
     assert slow_malloc_workers(envs) == ["w0", "w1"]
 
 
-@pytest.mark.parametrize("x", [
-    torch.randn(3, 4), torch.randn(4, 3).t(), torch.randn(5).bfloat16(), torch.tensor(2.5), torch.randn(1, 8, 8).double(),
-    torch.empty(0, 3), torch.randn(3, dtype=torch.complex64).conj(),
-], ids=["float32", "transposed", "bfloat16", "0-d", "float64", "empty", "conjugate view"])
+@pytest.mark.parametrize(
+    "x",
+    [
+        torch.randn(3, 4),
+        torch.randn(4, 3).t(),
+        torch.randn(5).bfloat16(),
+        torch.tensor(2.5),
+        torch.randn(1, 8, 8).double(),
+        torch.empty(0, 3),
+        torch.randn(3, dtype=torch.complex64).conj(),
+    ],
+    ids=["float32", "transposed", "bfloat16", "0-d", "float64", "empty", "conjugate view"],
+)
 def test_inputs_travel_as_raw_bytes_that_give_back_the_same_tensor(x):
     import pickle
 
@@ -166,6 +178,7 @@ def test_a_worker_prepares_the_modules_inside_a_wrapped_model_for_good():
     assert inner is not model and not inner.training and not inner.drop.training
     assert not any(p.requires_grad for p in inner.parameters())
     assert model.training  # the caller's model is untouched
+
 
 # -- errors --------------------------------------------------------------------------------
 
@@ -304,9 +317,12 @@ def test_a_worker_killed_in_a_process_pool_is_reported_not_dropped():
 @pytest.fixture(scope="module")
 def dask_client():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         client.run(torch.set_num_threads, 1)
         yield client
 
@@ -356,7 +372,10 @@ def ray_executor():
 @pytest.mark.slow  # a real local Ray instance with worker processes: CI runs it
 def test_ray_through_the_documented_adapter(ray_executor):
     model = Linear(*linear())
-    same_results(clever_scores(model, inputs(), **SCORE_SETTINGS), clever_scores(model, inputs(), executor=ray_executor, **SCORE_SETTINGS))
+    same_results(
+        clever_scores(model, inputs(), **SCORE_SETTINGS),
+        clever_scores(model, inputs(), executor=ray_executor, **SCORE_SETTINGS),
+    )
 
 
 @pytest.mark.slow  # a real local Ray instance with worker processes: CI runs it

@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from pytest_clever import clever_score
-from pytest_clever.stats.evt import fit_endpoint
 from pytest_clever._engine.first_order import UNFITTED, sample_targets, score_targets
 from pytest_clever._engine.maxima import Problem
 from pytest_clever.core.validation import check_settings
+from pytest_clever.stats.evt import fit_endpoint
 
 
 def ten_class_net(seed: int) -> nn.Module:
@@ -52,9 +52,7 @@ def test_skipping_fits_decides_exactly_as_fitting_everything(seed):
 
 
 def test_some_fits_are_skipped():
-    skipped = sum(
-        s.fit_method == UNFITTED for seed in range(6) for s in score_targets(*sampled(seed)).values()
-    )
+    skipped = sum(s.fit_method == UNFITTED for seed in range(6) for s in score_targets(*sampled(seed)).values())
     assert skipped >= 10  # of 54 targets: the brackets of 10-class nets are narrow enough to prune
 
 

@@ -5,9 +5,7 @@ import torch
 from torch import nn
 
 from pytest_clever import clever_score, clever_scores
-from pytest_clever._engine import first_order
-from pytest_clever._engine import maxima
-from pytest_clever._engine import second_order
+from pytest_clever._engine import first_order, maxima, second_order
 from pytest_clever.core.validation import check_settings
 
 from ..helpers import TANH_SETTINGS, TANH_X0
@@ -28,7 +26,11 @@ def _run(order_module, monkeypatch, chunk_size, **extra):
     model = SmoothMLP().double().eval().requires_grad_(False)
     x0 = torch.tensor([0.2, -0.1, 0.3, 0.05], dtype=torch.float64)
     settings = check_settings(norm=2, radius=0.5, n_batches=10, batch_size=6, bounds=None)
-    pool = (x0 + 0.5 * torch.rand(maxima.sample_block(x0), 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) - 0.25)
+    pool = (
+        x0
+        + 0.5 * torch.rand(maxima.sample_block(x0), 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        - 0.25
+    )
     drawn = []
 
     def fixed_points(x, n, norm, radius, generator, bounds):
@@ -41,8 +43,7 @@ def _run(order_module, monkeypatch, chunk_size, **extra):
         logits0 = model(x0.unsqueeze(0))[0]
     predicted = int(logits0.argmax())
     targets = [j for j in range(3) if j != predicted]
-    problem = maxima.Problem(model, x0, logits0[predicted] - logits0[targets], predicted, targets,
-                             0, chunk_size)
+    problem = maxima.Problem(model, x0, logits0[predicted] - logits0[targets], predicted, targets, 0, chunk_size)
     samples = order_module.sample_targets(problem, settings, **extra)
     # The points come in blocks of the random stream, whatever the chunking: one block holds all 60.
     assert drawn == [maxima.sample_block(x0)]

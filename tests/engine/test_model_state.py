@@ -46,11 +46,12 @@ def _call_net(net, x):
 @pytest.mark.parametrize(
     "wrap",
     [
-        lambda net: (lambda x: net(x)),
+        lambda net: lambda x: net(x),
         lambda net: functools.partial(_call_net, net),
         lambda net: net.forward,
         lambda net: Holder(net),
-        lambda net: (lambda x, f=functools.partial(_call_net, net): f(x)),  # a default argument, nested
+        # a default argument, nested: the call in the default is the case under test
+        lambda net: lambda x, f=functools.partial(_call_net, net): f(x),  # noqa: B008
     ],
     ids=["lambda", "partial", "bound method", "callable object", "lambda over partial"],
 )

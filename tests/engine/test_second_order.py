@@ -125,15 +125,23 @@ def test_hessian_curvature_matches_the_full_hessian(method):
     points = torch.randn(6, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     predicted, targets = 1, [0, 2, 3]
     _, estimate = margin_curvatures(
-        model, points, predicted, targets, method=method,
-        generator=torch.Generator().manual_seed(0), tol=1e-12, max_steps=5000,
+        model,
+        points,
+        predicted,
+        targets,
+        method=method,
+        generator=torch.Generator().manual_seed(0),
+        tol=1e-12,
+        max_steps=5000,
     )
     assert bool(estimate.converged.all())
     got = estimate.value.view(6, 3)
     for i in range(6):
         for t, j in enumerate(targets):
+            # hessian calls the lambda at once, within this iteration: binding j is not needed
             hessian = torch.autograd.functional.hessian(
-                lambda x: (lambda z: z[0, predicted] - z[0, j])(model(x.unsqueeze(0))), points[i]
+                lambda x: (lambda z: z[0, predicted] - z[0, j])(model(x.unsqueeze(0))),  # noqa: B023
+                points[i],
             )
             if method == "spectral":
                 expected = float(torch.linalg.matrix_norm(hessian, ord=2))
@@ -160,7 +168,9 @@ def test_relu_maxpool_digits_cnn_gets_a_clear_error(digits):
     torch.manual_seed(0)
     model = DigitsCNN("relu").eval()
     with pytest.raises(NotTwiceDifferentiableError, match="piecewise-linear"):
-        clever_scores(model, digits.x_test[:1], radius=2.0, bounds=DIGITS_BOUNDS, order=2, seed=0, n_batches=10, batch_size=8)
+        clever_scores(
+            model, digits.x_test[:1], radius=2.0, bounds=DIGITS_BOUNDS, order=2, seed=0, n_batches=10, batch_size=8
+        )
 
 
 # --- a real smooth model ---------------------------------------------------------------
@@ -194,7 +204,10 @@ def test_seed_determinism_json_round_trip_and_model_restoration():
     first = clever_score(model, x0, radius=1.0, order=2, seed=7, **SMALL_SAMPLE)
     again = clever_score(model, x0, radius=1.0, order=2, seed=7, **SMALL_SAMPLE)
     other = clever_score(model, x0, radius=1.0, order=2, seed=8, **SMALL_SAMPLE)
-    strip = lambda r: {k: v for k, v in r.to_dict().items() if k != "elapsed"}
+
+    def strip(r):
+        return {k: v for k, v in r.to_dict().items() if k != "elapsed"}
+
     assert strip(first) == strip(again)
     assert first.per_target[first.target].curvature != other.per_target[other.target].curvature
     assert model.training and [p.requires_grad for p in model.parameters()] == flags
@@ -205,14 +218,27 @@ def test_seed_determinism_json_round_trip_and_model_restoration():
     assert loaded.order == 2 and loaded.per_target == first.per_target
     assert "curvature=" in repr(first)
     # First-order JSON written before these fields existed still loads, with defaults.
-    old = {k: v for k, v in data["per_target"][str(first.target)].items() if k not in (
-        "gradient_norm", "curvature", "curvature_lower_bound", "curvature_method", "solver_steps", "solver_converged")}
+    old = {
+        k: v
+        for k, v in data["per_target"][str(first.target)].items()
+        if k
+        not in (
+            "gradient_norm",
+            "curvature",
+            "curvature_lower_bound",
+            "curvature_method",
+            "solver_steps",
+            "solver_converged",
+        )
+    }
     legacy = TargetScore.from_dict(old)
     assert math.isnan(legacy.curvature) and legacy.curvature_method == "" and legacy.consistent
     # Files saved before the solver fields were renamed (they always held Lanczos counts) still load.
     saved = data["per_target"][str(first.target)]
-    renamed = {{"solver_steps": "power_iterations", "solver_converged": "power_converged"}.get(k, k): v
-               for k, v in saved.items()}
+    renamed = {
+        {"solver_steps": "power_iterations", "solver_converged": "power_converged"}.get(k, k): v
+        for k, v in saved.items()
+    }
     assert "power_iterations" in renamed and "solver_steps" not in renamed
     assert TargetScore.from_dict(renamed) == first.per_target[first.target]
 

@@ -71,8 +71,11 @@ def test_upper_bounds_hold_and_pruning_keeps_group_maxima(method):
     groups = torch.arange(rows) // 6
     floor = torch.full((4,), -math.inf, dtype=torch.float64)
     pruned = lanczos(hvp, start, tol=1e-10, max_steps=d, may_stop=batch_max_rule(groups, floor, method, d))
-    value = torch.maximum(pruned.lambda_max.abs(), pruned.lambda_min.abs()) if method == "spectral" else (
-        -pruned.lambda_min).clamp_min(0)
+    value = (
+        torch.maximum(pruned.lambda_max.abs(), pruned.lambda_min.abs())
+        if method == "spectral"
+        else (-pruned.lambda_min).clamp_min(0)
+    )
     got = torch.zeros(4, dtype=torch.float64).scatter_reduce(0, groups, value, "amax")
     want = torch.zeros(4, dtype=torch.float64).scatter_reduce(0, groups, exact, "amax")
     assert torch.allclose(got, want, rtol=1e-8)

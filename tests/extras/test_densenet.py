@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from pytest_clever import BPDA
-from pytest_clever.extras.densenet import DenseNet, defended_densenet121, densenet121
 from pytest_clever.defences.transforms import JPEG, Quantize
+from pytest_clever.extras.densenet import DenseNet, defended_densenet121, densenet121
 
 
 @pytest.fixture(scope="module")

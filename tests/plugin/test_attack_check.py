@@ -13,7 +13,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # uniform samples of the 200-d unit L2 ball practically never reach (x_1 has
 # a standard deviation of 0.07 there), while PGD walks straight into it. CLEVER
 # therefore reports the radius 1, yet an adversarial example sits at about 0.51.
-MODELS = linear_module(n_inputs=3) + """
+MODELS = (
+    linear_module(n_inputs=3)
+    + """
 
 class Cliff(nn.Module):
     def forward(self, x):
@@ -23,6 +25,7 @@ class Cliff(nn.Module):
 
 X0 = torch.zeros(200)
 """
+)
 
 
 def _json(pytester, name="out.json"):
@@ -75,14 +78,18 @@ def test_gate(clever):
     assert record["status"] == "passed" and record["threshold"] is None
     attack = record["attack"]
     assert attack["checked"] == 3 and attack["contradicted"] == []
-    for check, res in zip(attack["checks"], record["results"]):
+    for check, res in zip(attack["checks"], record["results"], strict=True):
         # The score of a linear model is the exact minimal distortion: PGD finds it within 2%.
         assert check["score"] == res["score"]
         assert res["score"] <= check["distortion"] <= 1.02 * res["score"]
 
 
 def test_attack_is_off_by_default_and_records_none(pytester):
-    pytester.makepyfile(MODELS + f"\n@pytest.mark.clever(radius=1.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.score(Cliff(), X0)\n")
+    pytester.makepyfile(
+        MODELS
+        + f"\n@pytest.mark.clever(radius=1.0, {SMALL_SAMPLE_ARGS})\n"
+        + "def test_gate(clever):\n    clever.score(Cliff(), X0)\n"
+    )
     pytester.runpytest("--clever-json=out.json").assert_outcomes(passed=1)
     (record,) = _json(pytester)["records"]
     assert record["attack"] is None and record["status"] == "recorded"
@@ -144,7 +151,9 @@ def test_off(clever):
 
 
 def test_bad_attack_check_value_is_a_usage_error(pytester):
-    pytester.makepyfile("import pytest\n\n@pytest.mark.clever(radius=1.0, attack_check='maybe')\ndef test_gate(clever):\n    pass\n")
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.clever(radius=1.0, attack_check='maybe')\ndef test_gate(clever):\n    pass\n"
+    )
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "attack_check must be true or false, got 'maybe'" in result.stderr.str()

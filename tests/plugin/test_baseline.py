@@ -76,7 +76,9 @@ def test_compare_latest_by_default_and_absolute_rule(pytester):
     pytester.runpytest("--clever-save").assert_outcomes(passed=2)
     pytester.makepyfile(test_model=_module(4.0))
     assert pytester.runpytest("--clever-compare", "--clever-compare-fail=min:1000").ret == 0
-    assert pytester.runpytest("--clever-compare", "--clever-compare-fail=min:0.0001").ret == pytest.ExitCode.TESTS_FAILED
+    assert (
+        pytester.runpytest("--clever-compare", "--clever-compare-fail=min:0.0001").ret == pytest.ExitCode.TESTS_FAILED
+    )
 
 
 def test_different_settings_are_not_comparable(pytester):
@@ -137,9 +139,7 @@ def test_save_under_xdist_writes_one_complete_run(pytester):
 @pytest.mark.slow  # a real pytest subprocess interrupted by Ctrl-C: CI runs it
 def test_an_interrupted_run_is_saved_incomplete_and_never_becomes_the_baseline(pytester):
     # Ctrl-C mid-run; then a strict compare with nothing recorded says why.
-    pytester.makepyfile(
-        test_model=_scoring() + "\n\ndef test_zz_ctrl_c():\n    raise KeyboardInterrupt\n"
-    )
+    pytester.makepyfile(test_model=_scoring() + "\n\ndef test_zz_ctrl_c():\n    raise KeyboardInterrupt\n")
     cut = pytester.runpytest_subprocess("--clever-save=main", "-p", "no:randomly")
     assert cut.ret == pytest.ExitCode.INTERRUPTED
     cut.stdout.fnmatch_lines(["*CLEVER run saved as INCOMPLETE (interrupted*) to *_main.json: never used*"])
@@ -149,8 +149,14 @@ def test_an_interrupted_run_is_saved_incomplete_and_never_becomes_the_baseline(p
     assert data["incomplete"] == run.incomplete
 
     strict = pytester.runpytest_subprocess(
-        "--clever-compare=main", "--clever-baseline-missing=fail", "-k", "not test_zz", "--deselect",
-        "test_model.py::test_gate", "--deselect", "test_model.py::test_other",
+        "--clever-compare=main",
+        "--clever-baseline-missing=fail",
+        "-k",
+        "not test_zz",
+        "--deselect",
+        "test_model.py::test_gate",
+        "--deselect",
+        "test_model.py::test_other",
     )
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     strict.stdout.fnmatch_lines(
@@ -236,7 +242,8 @@ def test_not_comparable_fails_the_gate_when_asked_from_the_ini_and_the_cli_can_r
         [
             "*test_gate [[]linear[]]*NOT COMPARABLE",
             "*CLEVER regressions (2):*",
-            "*test_gate [[]linear[]]: not comparable with baseline main (radius 5.0 -> 0.01; --clever-not-comparable=fail)",
+            "*test_gate [[]linear[]]: not comparable with baseline main"
+            " (radius 5.0 -> 0.01; --clever-not-comparable=fail)",
         ]
     )
     relaxed = pytester.runpytest("--clever-compare=main", "--clever-not-comparable=warn")

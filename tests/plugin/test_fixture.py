@@ -61,7 +61,10 @@ def test_fixture_threads_under_xdist_keyword_typos_and_weak_fit_warnings(pyteste
     out = result.stdout.str()
     # A misspelt keyword: the allowed ones, no traceback into the plugin.
     result.stdout.fnmatch_lines(
-        ["*clever fixture: unknown keyword argument(s) n_batch (did you mean n_batches?); allowed: *batch_size*chunk_size*"]
+        [
+            "*clever fixture: unknown keyword argument(s) n_batch (did you mean n_batches?);"
+            " allowed: *batch_size*chunk_size*"
+        ]
     )
     assert "TypeError" not in out and "pytest_clever/fixture.py" not in out
     doc = json.loads((pytester.path / "out.json").read_text())
@@ -76,8 +79,10 @@ def test_fixture_threads_under_xdist_keyword_typos_and_weak_fit_warnings(pyteste
         ]
     )
     result.stdout.fnmatch_lines(
-        ["*test_fixture_ux.py:15: WeakFitWarning: test_fixture_ux.py::test_weak: "
-         f"{len(notes)} weak-fit note*; first: CLEVER input *"]
+        [
+            "*test_fixture_ux.py:15: WeakFitWarning: test_fixture_ux.py::test_weak: "
+            f"{len(notes)} weak-fit note*; first: CLEVER input *"
+        ]
     )
     assert out.count("WeakFitWarning") == 1
     # Each worker gets its share of the cores, and the record keeps the count.

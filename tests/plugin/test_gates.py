@@ -32,7 +32,9 @@ XS = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
 XS[:, 0] = 0.0
 """
 
-_GATES = _MODEL + """
+_GATES = (
+    _MODEL
+    + """
 
 def bar(request, name, where, confidence):
     # The same scores the fixture computes for this call (same derived seed): a bar at
@@ -60,6 +62,7 @@ def test_point_fails(clever, request):
 def test_shortfall_fails(clever, request):
     clever.assert_robust(mlp(), XS, min_score=bar(request, "m", 1.2, 0.9), name="m")
 """
+)
 
 
 def test_gate_modes_and_confidence(pytester):
@@ -111,21 +114,22 @@ def test_bad_confidence_or_gate_is_a_usage_error(pytester, args, message):
 
 
 def test_marker_with_unknown_gate_is_a_usage_error(pytester):
-    pytester.makepyfile(
-        "import pytest\n\n@pytest.mark.clever(gate='strict')\ndef test_x(clever):\n    pass\n"
-    )
+    pytester.makepyfile("import pytest\n\n@pytest.mark.clever(gate='strict')\ndef test_x(clever):\n    pass\n")
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*gate mode must be one of point, significant-fail, significant-pass*'strict'*"])
 
 
 def _compare_module(factor: float) -> str:
-    return _MODEL + f"""
+    return (
+        _MODEL
+        + f"""
 
 @pytest.mark.clever(**SETTINGS)
 def test_model(clever):
     clever.scores(mlp({factor}), XS, name="mlp")
 """
+    )
 
 
 def _strip_intervals(saved):

@@ -5,8 +5,10 @@ import sys
 
 
 def test_importing_the_plugin_does_not_import_torch():
-    code = "import sys, pytest_clever.plugin, pytest_clever; assert 'torch' not in sys.modules, 'torch'; " \
-           "assert 'scipy' not in sys.modules, 'scipy'; assert 'numpy' not in sys.modules, 'numpy'"
+    code = (
+        "import sys, pytest_clever.plugin, pytest_clever; assert 'torch' not in sys.modules, 'torch'; "
+        "assert 'scipy' not in sys.modules, 'scipy'; assert 'numpy' not in sys.modules, 'numpy'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -11,7 +11,6 @@ from .user_modules import SMALL_SAMPLE_ARGS, linear_module
 MODEL = linear_module()
 
 
-
 def _json(pytester, name="out.json"):
     return json.loads((pytester.path / name).read_text())
 
@@ -29,7 +28,8 @@ def test_gate(clever):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*CLEVER robustness below threshold for test_marker_threshold_fails_a_test_whose_body_asserts_nothing.py::test_gate:",
+            "*CLEVER robustness below threshold for"
+            " test_marker_threshold_fails_a_test_whose_body_asserts_nothing.py::test_gate:",
             "*mean score * < min_score 50*(over 5 inputs)",
             "*settings: L2, radius 5, order 1, 10x16 samples, seed *",
             "*worst inputs:",
@@ -122,6 +122,7 @@ def test_b(clever):
     clever.scores(linear(), XS)
 """
     )
+
     def seeds(*args):
         pytester.runpytest("--clever-json=out.json", *args).assert_outcomes(passed=2)
         return {r["nodeid"]: r["settings"]["seed"] for r in _json(pytester)["records"]}
@@ -181,7 +182,11 @@ def test_gate(clever):
 
 
 def test_junit_xml_properties(pytester):
-    pytester.makepyfile(MODEL + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.scores(linear(), XS)\n")
+    pytester.makepyfile(
+        MODEL
+        + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\n"
+        + "def test_gate(clever):\n    clever.scores(linear(), XS)\n"
+    )
     pytester.runpytest("--junitxml=junit.xml").assert_outcomes(passed=1)
     props = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
     assert {"clever.min", "clever.mean", "clever.median"} <= set(props)
@@ -189,7 +194,11 @@ def test_junit_xml_properties(pytester):
 
 
 def test_strict_markers_accepts_the_clever_marker(pytester):
-    pytester.makepyfile(MODEL + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.scores(linear(), XS)\n")
+    pytester.makepyfile(
+        MODEL
+        + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\n"
+        + "def test_gate(clever):\n    clever.scores(linear(), XS)\n"
+    )
     pytester.runpytest("--strict-markers", "-W", "error::pytest.PytestUnknownMarkWarning").assert_outcomes(passed=1)
 
 
@@ -198,13 +207,14 @@ def test_markers_help_lists_every_marker_keyword(pytester):
 
     result = pytester.runpytest("--markers")
     [line] = [line for line in result.outlines if line.startswith("@pytest.mark.clever(")]
-    listed = {part.split("=")[0] for part in line[len("@pytest.mark.clever("):line.index(")")].split(", ")}
+    listed = {part.split("=")[0] for part in line[len("@pytest.mark.clever(") : line.index(")")].split(", ")}
     assert listed == {name for name, option in OPTIONS.items() if option.marker}
 
 
 def test_clever_skip_skips_tests_that_use_the_fixture(pytester):
     pytester.makepyfile(
-        MODEL + "\n@pytest.mark.clever(radius=5.0)\ndef test_gate(clever):\n    1 / 0\n\n\ndef test_plain():\n    pass\n"
+        MODEL
+        + "\n@pytest.mark.clever(radius=5.0)\ndef test_gate(clever):\n    1 / 0\n\n\ndef test_plain():\n    pass\n"
     )
     result = pytester.runpytest("--clever-skip", "-rs")
     result.assert_outcomes(passed=1, skipped=1)
@@ -238,7 +248,9 @@ def test_bad_cli_value_is_a_usage_error(pytester):
 
 def test_bad_model_input_fails_the_test_with_the_engine_message(pytester):
     pytester.makepyfile(
-        MODEL + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\ndef test_gate(clever):\n    clever.scores(linear(), XS * float('nan'))\n"
+        MODEL
+        + f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})\n"
+        + "def test_gate(clever):\n    clever.scores(linear(), XS * float('nan'))\n"
     )
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
@@ -263,8 +275,16 @@ def test_help_lists_the_options_in_their_own_group(pytester):
         ]
     )
     text = result.stdout.str()
-    for key in ("clever_norm", "clever_radius", "clever_n_batches", "clever_batch_size", "clever_seed",
-                "clever_device", "clever_order", "clever_min_score"):
+    for key in (
+        "clever_norm",
+        "clever_radius",
+        "clever_n_batches",
+        "clever_batch_size",
+        "clever_seed",
+        "clever_device",
+        "clever_order",
+        "clever_min_score",
+    ):
         assert key in text
 
 
@@ -272,7 +292,8 @@ def test_help_lists_the_options_in_their_own_group(pytester):
 def test_xdist_workers_report_to_the_controller(pytester):
     pytest.importorskip("xdist")
     tests = "".join(
-        f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS}, min_score=0.001)\ndef test_{i}(clever):\n    clever.scores(linear(), XS)\n"
+        f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS}, min_score=0.001)\n"
+        f"def test_{i}(clever):\n    clever.scores(linear(), XS)\n"
         for i in range(4)
     )
     pytester.makepyfile(MODEL + tests)
@@ -282,5 +303,8 @@ def test_xdist_workers_report_to_the_controller(pytester):
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*= CLEVER robustness =*"])
     assert sum("PASSED" in line for line in result.stdout.lines) == 4
-    by_node = lambda doc: {r["nodeid"]: (r["settings"]["seed"], r["mean"]) for r in doc["records"]}
+
+    def by_node(doc):
+        return {r["nodeid"]: (r["settings"]["seed"], r["mean"]) for r in doc["records"]}
+
     assert by_node(_json(pytester, "xdist.json")) == by_node(_json(pytester, "serial.json"))

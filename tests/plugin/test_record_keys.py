@@ -17,12 +17,15 @@ MARKER_ARGS = f"radius=5.0, {SMALL_SAMPLE_ARGS}"
 
 
 def _two_models(first: float, second: float) -> str:
-    return MODELS + f"""
+    return (
+        MODELS
+        + f"""
 @pytest.mark.clever({MARKER_ARGS})
 def test_two_models(clever):
     clever.scores(linear({first}), XS)
     clever.scores(linear({second}), XS)
 """
+    )
 
 
 def test_an_unnamed_model_that_dropped_fails_the_compare(pytester):
@@ -37,9 +40,9 @@ def test_an_unnamed_model_that_dropped_fails_the_compare(pytester):
     result.stdout.fnmatch_lines(
         ["*CLEVER regressions (1):*", "*test_models.py::test_two_models: mean dropped * -> * (3*%, allowed mean:10%)"]
     )
-    lines = [l for l in result.stdout.lines if l.startswith("test_models.py::test_two_models")]
-    assert any(l.endswith("REGRESSED") and "#1" not in l for l in lines)
-    assert any(l.endswith("OK") and "#1" in l for l in lines)
+    lines = [line for line in result.stdout.lines if line.startswith("test_models.py::test_two_models")]
+    assert any(line.endswith("REGRESSED") and "#1" not in line for line in lines)
+    assert any(line.endswith("OK") and "#1" in line for line in lines)
 
 
 def test_a_loop_of_calls_compared_with_its_own_baseline_is_ok(pytester):
@@ -56,11 +59,13 @@ def test_loop(clever):
     pytester.runpytest("--clever-save=main").assert_outcomes(passed=1)
     result = pytester.runpytest("--clever-compare=main", "--clever-compare-fail=mean:10%", "--clever-json=out.json")
     assert result.ret == 0
-    rows = [l for l in result.stdout.lines if l.startswith("test_loop.py::test_loop")]
+    rows = [line for line in result.stdout.lines if line.startswith("test_loop.py::test_loop")]
     # Four summary rows and four comparison rows, told apart by the call index, all unchanged.
     assert [r.split()[0:2] for r in rows[:4]] == [
-        ["test_loop.py::test_loop", "L2"], ["test_loop.py::test_loop", "#1"],
-        ["test_loop.py::test_loop", "#2"], ["test_loop.py::test_loop", "#3"],
+        ["test_loop.py::test_loop", "L2"],
+        ["test_loop.py::test_loop", "#1"],
+        ["test_loop.py::test_loop", "#2"],
+        ["test_loop.py::test_loop", "#3"],
     ]
     assert sum(r.endswith("OK") for r in rows) == 4 and not any("REGRESSED" in r for r in rows)
     records = json.loads((pytester.path / "out.json").read_text())["records"]
@@ -68,7 +73,9 @@ def test_loop(clever):
     assert len({r["settings"]["seed"] for r in records}) == 4  # each call its own derived seed
 
 
-ORDER = MODELS + f"""
+ORDER = (
+    MODELS
+    + f"""
 @pytest.mark.clever({MARKER_ARGS})
 def test_zeta(clever):
     clever.scores(linear(), XS[:2], name="b")
@@ -86,6 +93,7 @@ def test_alpha(clever):
 def test_mid(clever):
     clever.scores(linear(), XS[:2])
 """
+)
 SORTED = [
     ["test_order.py::test_alpha", None, 0],
     ["test_order.py::test_alpha", None, 1],
@@ -107,17 +115,24 @@ def test_records_and_rows_are_sorted_the_same_serially_and_under_xdist(pytester)
         doc = json.loads((pytester.path / f"{label}.json").read_text())
         keys = [[r["nodeid"], r["name"], r["call"]] for r in doc["records"]]
         assert keys == SORTED, label
-        start = result.stdout.lines.index(next(l for l in result.stdout.lines if "CLEVER robustness" in l))
-        outputs[label] = [l.split()[:3] for l in result.stdout.lines[start + 2 : start + 8]]
+        start = result.stdout.lines.index(next(line for line in result.stdout.lines if "CLEVER robustness" in line))
+        outputs[label] = [line.split()[:3] for line in result.stdout.lines[start + 2 : start + 8]]
         outputs[label + " seeds"] = [r["settings"]["seed"] for r in doc["records"]]
     assert outputs["serial"] == outputs["xdist"]
     assert [row[0] for row in outputs["serial"]] == [k[0] for k in SORTED]
-    assert outputs["serial"][1][1] == "#1" and outputs["serial"][3][1] == "[a]" and outputs["serial"][5][1:3] == ["[b]", "#1"]
+    assert (
+        outputs["serial"][1][1] == "#1"
+        and outputs["serial"][3][1] == "[a]"
+        and outputs["serial"][5][1:3] == ["[b]", "#1"]
+    )
     assert outputs["serial seeds"] == outputs["xdist seeds"]
 
 
 def test_a_key_recorded_twice_in_one_run_is_an_error_not_an_overwrite(pytester):
-    pytester.makepyfile(test_twice=MODELS + f"\n@pytest.mark.clever({MARKER_ARGS})\ndef test_gate(clever):\n    clever.scores(linear(), XS[:2])\n")
+    pytester.makepyfile(
+        test_twice=MODELS
+        + f"\n@pytest.mark.clever({MARKER_ARGS})\ndef test_gate(clever):\n    clever.scores(linear(), XS[:2])\n"
+    )
     # The same test collected twice records the same key twice.
     result = pytester.runpytest("test_twice.py", "test_twice.py", "--keep-duplicates", "--clever-save=main")
     result.assert_outcomes(passed=2)

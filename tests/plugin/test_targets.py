@@ -40,15 +40,21 @@ def test_call(clever):
 """
     )
     result = pytester.runpytest("--clever-json=out.json", "-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(["*test_targets_from_ini_cli_marker_and_call_are_recorded_and_decide_comparability.py::test_ini * top-1 *"])
+    result.stdout.fnmatch_lines(
+        ["*test_targets_from_ini_cli_marker_and_call_are_recorded_and_decide_comparability.py::test_ini * top-1 *"]
+    )
     records = {r["nodeid"].split("::")[1]: r for r in json.loads((pytester.path / "out.json").read_text())["records"]}
     assert {k: r["settings"]["targets"] for k, r in records.items()} == {
-        "test_ini": "top-1", "test_marker": "least-likely", "test_call": "2"
+        "test_ini": "top-1",
+        "test_marker": "least-likely",
+        "test_call": "2",
     }
     assert all(len(res["target_classes"]) == 1 for r in records.values() for res in r["results"])
     # The command line beats the ini; a baseline with other targets is not comparable.
     saved = pytester.runpytest("--clever-targets=all", "--clever-save=main", "-p", "no:cacheprovider", "-k", "ini")
     saved.stdout.fnmatch_lines(["*test_ini * all *"])
-    compared = pytester.runpytest("--clever-compare=main", "--clever-not-comparable=fail", "-p", "no:cacheprovider", "-k", "ini")
+    compared = pytester.runpytest(
+        "--clever-compare=main", "--clever-not-comparable=fail", "-p", "no:cacheprovider", "-k", "ini"
+    )
     compared.stdout.fnmatch_lines(["*NOT COMPARABLE*", "*targets 'all' -> 'top-1'*"])
     assert compared.ret == 1

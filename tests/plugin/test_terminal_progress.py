@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_clever.plugin import terminal_progress as tp
 from pytest_clever.core.progress import ProgressEvent
 from pytest_clever.core.settings import PROGRESS
+from pytest_clever.plugin import terminal_progress as tp
 from pytest_clever.plugin.terminal_progress import TerminalProgress, terminal_progress
 
 NODEID = "tests/test_model.py::test_gate"
@@ -18,7 +18,7 @@ NODEID = "tests/test_model.py::test_gate"
 class FakeReporter:
     """The parts of pytest's TerminalReporter the progress line uses, as a log of calls."""
 
-    def __init__(self, *, tty: bool = True, verbose: bool = False, capman: "FakeCapman | None" = None) -> None:
+    def __init__(self, *, tty: bool = True, verbose: bool = False, capman: FakeCapman | None = None) -> None:
         self.isatty, self.showlongtestinfo, self.showfspath = tty, verbose, not verbose
         self.currentfspath: object = "tests/test_model.py" if not verbose else "tests/test_model.py::test_gate "
         self.calls: list[tuple] = []
@@ -60,7 +60,9 @@ class FakeCapman:
             self.suspended = False
 
 
-def event(stage: str, elapsed: float, *, done: int = 0, points: int = 0, first: float | None = None, left: float | None = None):
+def event(
+    stage: str, elapsed: float, *, done: int = 0, points: int = 0, first: float | None = None, left: float | None = None
+):
     return ProgressEvent(stage, min(done, 3), done, 4, points, 1000, 9, elapsed, first, left)
 
 
@@ -73,8 +75,16 @@ def test_a_short_call_writes_nothing():
     capman = FakeCapman()
     reporter = FakeReporter(capman=capman)
     sink = TerminalProgress(reporter, capman, NODEID, tty=True)
-    feed(sink, [event("start", 0.0), event("input", 0.1), event("chunk", 1.0, points=500),
-                event("scored", 2.9, done=1, points=1000, first=2.9, left=8.7), event("done", 2.95, done=1)])
+    feed(
+        sink,
+        [
+            event("start", 0.0),
+            event("input", 0.1),
+            event("chunk", 1.0, points=500),
+            event("scored", 2.9, done=1, points=1000, first=2.9, left=8.7),
+            event("done", 2.95, done=1),
+        ],
+    )
     assert reporter.calls == []
     assert reporter.currentfspath == "tests/test_model.py"  # pytest's line is left alone
 
@@ -83,15 +93,20 @@ def test_tty_line_waits_updates_in_place_throttled_and_hands_the_line_back():
     capman = FakeCapman()
     reporter = FakeReporter(capman=capman)
     sink = TerminalProgress(reporter, capman, NODEID, tty=True)
-    feed(sink, [
-        event("start", 0.0), event("input", 0.1), event("chunk", 2.5, points=200),  # before the delay: silent
-        event("chunk", 3.2, points=300),  # first line
-        event("chunk", 3.9, points=400),  # within the interval: dropped
-        event("chunk", 4.3, points=500),  # an update
-        event("scored", 4.5, done=1, points=1000, first=4.4, left=13.2),  # first input: shown at once
-        event("input", 4.6, done=1),  # within the interval: dropped
-        event("done", 17.0, done=4, first=4.4, left=0.0),
-    ])
+    feed(
+        sink,
+        [
+            event("start", 0.0),
+            event("input", 0.1),
+            event("chunk", 2.5, points=200),  # before the delay: silent
+            event("chunk", 3.2, points=300),  # first line
+            event("chunk", 3.9, points=400),  # within the interval: dropped
+            event("chunk", 4.3, points=500),  # an update
+            event("scored", 4.5, done=1, points=1000, first=4.4, left=13.2),  # first input: shown at once
+            event("input", 4.6, done=1),  # within the interval: dropped
+            event("done", 17.0, done=4, first=4.4, left=0.0),
+        ],
+    )
     assert reporter.calls == [
         ("newline",),
         ("write", "CLEVER: input 1/4, 300/1000 points x 9 targets, 3.2 s elapsed"),
@@ -106,13 +121,16 @@ def test_tty_line_waits_updates_in_place_throttled_and_hands_the_line_back():
 def test_without_a_tty_updates_are_new_lines_at_a_longer_interval():
     reporter = FakeReporter(tty=False)
     sink = TerminalProgress(reporter, None, NODEID, tty=False)
-    feed(sink, [
-        event("chunk", 3.5, points=100),
-        event("chunk", 3.5 + tp.LOG_INTERVAL - 0.5, points=900),  # a TTY would have shown it
-        event("scored", 20.0, done=1, points=1000, first=20.0, left=60.0),
-        event("chunk", 20.0 + tp.LOG_INTERVAL + 0.1, done=1, points=100, first=20.0),
-        event("done", 80.0, done=4, first=20.0, left=0.0),
-    ])
+    feed(
+        sink,
+        [
+            event("chunk", 3.5, points=100),
+            event("chunk", 3.5 + tp.LOG_INTERVAL - 0.5, points=900),  # a TTY would have shown it
+            event("scored", 20.0, done=1, points=1000, first=20.0, left=60.0),
+            event("chunk", 20.0 + tp.LOG_INTERVAL + 0.1, done=1, points=100, first=20.0),
+            event("done", 80.0, done=4, first=20.0, left=0.0),
+        ],
+    )
     texts = [c[1] for c in reporter.calls if c[0] == "write"]
     assert texts == [
         "CLEVER: input 1/4, 100/1000 points x 9 targets, 3.5 s elapsed",
@@ -166,7 +184,9 @@ def test_when_progress_is_shown(mode, kw, shown):
 def test_progress_option_values():
     assert PROGRESS.default == "auto" and PROGRESS.flag == "--clever-progress" and PROGRESS.ini_key == "clever_progress"
     assert PROGRESS.check(" ON ", "ini") == "on"
-    with pytest.raises(ValueError, match="ini option clever_progress: progress must be one of auto, on, off, got 'maybe'"):
+    with pytest.raises(
+        ValueError, match="ini option clever_progress: progress must be one of auto, on, off, got 'maybe'"
+    ):
         PROGRESS.check("maybe", "ini option clever_progress")
 
 
@@ -199,12 +219,14 @@ def test_progress_on_shows_lines_on_the_terminal(pytester):
     pytester.makepyfile(test_model=TEST_MODULE)
     result = pytester.runpytest_subprocess("--clever-progress=on", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
-    result.stdout.re_match_lines([
-        r"^CLEVER: input 1/2, .*\d s elapsed$",
-        r"^CLEVER: input 1/2, [\d.]+ s elapsed, first input [\d.]+ s, ~[\d.]+ s left$",
-        r"^CLEVER: 2/2 inputs scored, [\d.]+ s elapsed, first input [\d.]+ s$",
-        r"^test_model.py \.\.\s+\[100%\]$",  # pytest's own line is whole again
-    ])
+    result.stdout.re_match_lines(
+        [
+            r"^CLEVER: input 1/2, .*\d s elapsed$",
+            r"^CLEVER: input 1/2, [\d.]+ s elapsed, first input [\d.]+ s, ~[\d.]+ s left$",
+            r"^CLEVER: 2/2 inputs scored, [\d.]+ s elapsed, first input [\d.]+ s$",
+            r"^test_model.py \.\.\s+\[100%\]$",  # pytest's own line is whole again
+        ]
+    )
 
 
 @pytest.mark.slow  # real pytest subprocesses (see above): CI runs it

@@ -38,7 +38,9 @@ def test_empty_values_and_unwritable_outputs_are_usage_errors_before_any_test_ru
 @pytest.mark.slow  # real pytest subprocesses (xdist workers): CI runs it
 def test_a_bad_marker_under_xdist_is_the_same_usage_error_as_serially(pytester):
     pytest.importorskip("xdist")
-    pytester.makepyfile("import pytest\n\n@pytest.mark.clever(radius=1.0, colour='red')\ndef test_gate(clever):\n    pass\n")
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.clever(radius=1.0, colour='red')\ndef test_gate(clever):\n    pass\n"
+    )
     result = pytester.runpytest_subprocess("-n", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR, _err(result)
     assert "unknown argument(s) colour" in result.stderr.str()

@@ -12,8 +12,19 @@ def make_record_dict(nodeid="t.py::test_a", name=None, mean=0.5, call=0, results
     """A saved record as JSON data: three inputs around ``mean``, first-order default settings plus ``settings``."""
     base = {"norm": 2, "radius": 1.0, "order": 1, "n_batches": 10, "batch_size": 16, "bounds": None, "target": None}
     base.update(settings)
-    return {"nodeid": nodeid, "name": name, "call": call, "n": 3, "min": mean / 2, "mean": mean, "median": mean,
-            "max": mean * 2, "status": "recorded", "settings": base, "results": list(results)}
+    return {
+        "nodeid": nodeid,
+        "name": name,
+        "call": call,
+        "n": 3,
+        "min": mean / 2,
+        "mean": mean,
+        "median": mean,
+        "max": mean * 2,
+        "status": "recorded",
+        "settings": base,
+        "results": list(results),
+    }
 
 
 def make_record(*args, **kwargs) -> RunRecord:

@@ -60,10 +60,16 @@ def test_compare_matches_by_test_and_name_and_flags_each_case():
 
 def test_baseline_entries_missing_from_this_run_are_not_run_rows():
     baseline = [
-        make_record("t.py::a", mean=0.5), make_record("t.py::gone", mean=0.4), make_record("t.py::gone", name="m", mean=0.2)
+        make_record("t.py::a", mean=0.5),
+        make_record("t.py::gone", mean=0.4),
+        make_record("t.py::gone", name="m", mean=0.2),
     ]
     out = compare_records([make_record("t.py::a", mean=0.5)], baseline, [DropRule.parse("mean:10%")])
-    assert [(c.label, c.status) for c in out] == [("t.py::a", "ok"), ("t.py::gone", "not run"), ("t.py::gone [m]", "not run")]
+    assert [(c.label, c.status) for c in out] == [
+        ("t.py::a", "ok"),
+        ("t.py::gone", "not run"),
+        ("t.py::gone [m]", "not run"),
+    ]
     gone = out[1]
     assert gone.now is None and gone.before.mean == 0.4 and gone.delta("mean") is None
     row = [line for line in comparison_table(out) if line.startswith("t.py::gone ")][0]

@@ -10,10 +10,10 @@ from pytest_clever.runs.gates import ChangeRule, check_gate_mode, compare_paired
 @pytest.mark.parametrize(
     "value, interval, bar, point, significant_fail, significant_pass",
     [
-        (0.52, (0.45, 0.60), 0.50, True, True, False),   # above, but within the noise
+        (0.52, (0.45, 0.60), 0.50, True, True, False),  # above, but within the noise
         (0.48, (0.45, 0.55), 0.50, False, True, False),  # below, but within the noise
         (0.40, (0.35, 0.45), 0.50, False, False, False),  # significantly below
-        (0.60, (0.55, 0.65), 0.50, True, True, True),    # significantly above
+        (0.60, (0.55, 0.65), 0.50, True, True, True),  # significantly above
     ],
 )
 def test_threshold_gate_modes(value, interval, bar, point, significant_fail, significant_pass):
@@ -40,7 +40,10 @@ def test_rule_syntax():
     assert str(rule) == "mean:10%:significant"
     plain = ChangeRule.parse("min:0.05")
     assert not plain.significant and not plain.drop.relative
-    assert [str(r) for r in ChangeRule.parse_many("min:0.05:significant, mean:10%")] == ["min:0.05:significant", "mean:10%"]
+    assert [str(r) for r in ChangeRule.parse_many("min:0.05:significant, mean:10%")] == [
+        "min:0.05:significant",
+        "mean:10%",
+    ]
     for bad in ("mean", "mean:ten%", "mean:10%:sometimes", "avg:10%"):
         with pytest.raises(InvalidInputError, match="STAT:DROP"):
             ChangeRule.parse(bad)
@@ -52,7 +55,7 @@ def _run(scale, noise, seed, n=30):
     truth = np.linspace(0.2, 0.6, n) * scale
     points = truth * (1 + noise * rng.standard_normal(n))
     half = 1.96 * noise * truth
-    return points, [(p - h, p + h) for p, h in zip(points, half)]
+    return points, [(p - h, p + h) for p, h in zip(points, half, strict=True)]
 
 
 def test_significant_rule_ignores_noise_and_catches_a_real_loss():

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from pytest_clever.runs.compare import DropRule, compare_records
-from pytest_clever.stats.evt import CONSTANT_MAXIMA
 from pytest_clever.runs.record import COMPARABLE_SETTINGS, RecordError, RunRecord, index_records, sorted_records
 from pytest_clever.runs.report import failure_message, fit_quality_text, settings_text, summary_table, worst_lines
+from pytest_clever.runs.storage import Storage
+from pytest_clever.stats.evt import CONSTANT_MAXIMA
 from pytest_clever.stats.results import CleverReport, CleverResult, TargetScore
-from pytest_clever.runs.storage import Storage, StorageError
 
 from .records import make_record, make_record_dict
 
@@ -53,8 +53,12 @@ def test_malformed_records_name_the_field(change, message):
 
 @pytest.mark.parametrize(
     "setting, value, message",
-    [("norm", 3, "field 'norm' must be 1, 2 or 'inf'"), ("radius", None, "field 'radius' must be a number"),
-     ("bounds", [0], "field 'bounds' must be two numbers"), ("n_batches", 1.5, "field 'n_batches' must be an integer")],
+    [
+        ("norm", 3, "field 'norm' must be 1, 2 or 'inf'"),
+        ("radius", None, "field 'radius' must be a number"),
+        ("bounds", [0], "field 'bounds' must be two numbers"),
+        ("n_batches", 1.5, "field 'n_batches' must be an integer"),
+    ],
 )
 def test_malformed_settings_name_the_field(setting, value, message):
     with pytest.raises(RecordError, match=f"settings: {message}"):
@@ -67,11 +71,19 @@ def test_malformed_settings_name_the_field(setting, value, message):
 
 def test_labels_tell_calls_and_names_apart_and_sorting_is_by_test_name_call():
     records = [
-        make_record("t.py::b", call=1), make_record("t.py::b", name="x"), make_record("t.py::a"), make_record("t.py::b")
+        make_record("t.py::b", call=1),
+        make_record("t.py::b", name="x"),
+        make_record("t.py::a"),
+        make_record("t.py::b"),
     ]
     assert [r.label for r in sorted_records(records)] == ["t.py::a", "t.py::b", "t.py::b #1", "t.py::b [x]"]
     rows = summary_table(records)
-    assert [row.split()[0:2] for row in rows[1:]] == [["t.py::a", "L2"], ["t.py::b", "L2"], ["t.py::b", "#1"], ["t.py::b", "[x]"]]
+    assert [row.split()[0:2] for row in rows[1:]] == [
+        ["t.py::a", "L2"],
+        ["t.py::b", "L2"],
+        ["t.py::b", "#1"],
+        ["t.py::b", "[x]"],
+    ]
 
 
 def test_a_key_occurring_twice_is_an_error():
@@ -129,8 +141,11 @@ def test_schema_1_files_still_load_and_compare_call_by_call(tmp_path):
     current = [RunRecord.from_dict({**r.to_dict(), "mean": r.mean * 0.95}) for r in run.records]
     out = compare_records(current, list(run.records), [DropRule.parse("mean:10%")])
     assert [c.status for c in out] == ["ok", "ok", "ok"]
-    assert [c.label for c in out] == ["test_s1.py::test_two_models", "test_s1.py::test_two_models #1",
-                                      "test_s1.py::test_named [linear]"]
+    assert [c.label for c in out] == [
+        "test_s1.py::test_two_models",
+        "test_s1.py::test_two_models #1",
+        "test_s1.py::test_named [linear]",
+    ]
     assert out[1].delta("mean") == pytest.approx(-0.05 * 0.16908, rel=1e-3)
     # Saved again, it is a schema-2 file with the same keys.
     path = Storage(tmp_path / "new").save(list(run.records), "again", git={})
@@ -142,16 +157,38 @@ def test_schema_1_files_still_load_and_compare_call_by_call(tmp_path):
 
 
 def _target(**kw) -> TargetScore:
-    base = dict(target=2, score=0.5, margin=1.0, lipschitz=2.0, lipschitz_lower_bound=1.0, sample_max=1.9,
-                fit_method="weibull", shape=2.0, loc=-2.0, scale=0.5, ks_statistic=0.1, ks_pvalue=0.6)
+    base = dict(
+        target=2,
+        score=0.5,
+        margin=1.0,
+        lipschitz=2.0,
+        lipschitz_lower_bound=1.0,
+        sample_max=1.9,
+        fit_method="weibull",
+        shape=2.0,
+        loc=-2.0,
+        scale=0.5,
+        ks_statistic=0.1,
+        ks_pvalue=0.6,
+    )
     base.update(kw)
     return TargetScore(**base)
 
 
 def _result(target: TargetScore, order: int = 1, score: float | None = None) -> CleverResult:
-    return CleverResult(score=target.score if score is None else score, target=target.target, predicted=0,
-                        norm=2.0, radius=1.0, order=order, per_target={target.target: target}, n_batches=10,
-                        batch_size=16, seed=7, elapsed=0.1)
+    return CleverResult(
+        score=target.score if score is None else score,
+        target=target.target,
+        predicted=0,
+        norm=2.0,
+        radius=1.0,
+        order=order,
+        per_target={target.target: target},
+        n_batches=10,
+        batch_size=16,
+        seed=7,
+        elapsed=0.1,
+    )
 
 
 @pytest.mark.parametrize(
@@ -184,19 +221,40 @@ def test_first_order_fit_text_uses_weak_and_consistent():
 
 def test_second_order_failure_says_provably_too_low_and_shows_the_curvature():
     # Second order: lipschitz holds margin / r and no lower bound; the curvature bound decides.
-    sound = _target(score=0.4, lipschitz=2.5, lipschitz_lower_bound=0.0, gradient_norm=1.5, curvature=3.0,
-                    curvature_lower_bound=2.0, curvature_method="spectral")
-    low = _target(score=0.3, lipschitz=3.3, lipschitz_lower_bound=0.0, gradient_norm=1.5, curvature=3.0,
-                  curvature_lower_bound=3.5, curvature_method="spectral")
+    sound = _target(
+        score=0.4,
+        lipschitz=2.5,
+        lipschitz_lower_bound=0.0,
+        gradient_norm=1.5,
+        curvature=3.0,
+        curvature_lower_bound=2.0,
+        curvature_method="spectral",
+    )
+    low = _target(
+        score=0.3,
+        lipschitz=3.3,
+        lipschitz_lower_bound=0.0,
+        gradient_norm=1.5,
+        curvature=3.0,
+        curvature_lower_bound=3.5,
+        curvature_method="spectral",
+    )
     assert sound.consistent and not low.consistent
     results = (_result(sound, order=2), _result(low, order=2))
     report = CleverReport(results, seed=7)
-    record = RunRecord.from_dict({**make_record_dict(order=2, mean=report.mean, results=[r.to_dict() for r in results]),
-                                  "threshold": {"statistic": "mean", "min_score": 1.0}, "value": report.mean,
-                                  "status": "failed"})
+    record = RunRecord.from_dict(
+        {
+            **make_record_dict(order=2, mean=report.mean, results=[r.to_dict() for r in results]),
+            "threshold": {"statistic": "mean", "min_score": 1.0},
+            "value": report.mean,
+            "status": "failed",
+        }
+    )
     message = failure_message(record)
     assert "mean score 0.35 < min_score 1" in message
-    assert "input 1    score 0.3  predicted 0 -> target 2  (M=3, |grad|=1.5, margin=1, fit weibull, KS p=0.6)" in message
+    assert (
+        "input 1    score 0.3  predicted 0 -> target 2  (M=3, |grad|=1.5, margin=1, fit weibull, KS p=0.6)" in message
+    )
     assert "L=" not in message
     assert "EVT fit: 2/2 deciding fits with KS p >= 0.05, 1 target estimate(s) provably too low" in message
 

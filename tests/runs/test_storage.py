@@ -154,7 +154,9 @@ def test_a_name_whose_file_has_a_newer_schema_says_so(tmp_path):
     good = store.save([make_record()], "main")
     future = tmp_path / "20991231T000000000000Z-abcdef_future.json"
     future.write_text(json.dumps({"kind": "pytest-clever-run", "schema": 99, "records": []}))
-    with pytest.raises(StorageError, match="no complete saved run named 'future'.*future.json: schema 99 is not supported"):
+    with pytest.raises(
+        StorageError, match="no complete saved run named 'future'.*future.json: schema 99 is not supported"
+    ):
         store.find("future")
     # latest falls back to the newest readable run, and names the file it skipped.
     latest = store.find("latest")

@@ -22,8 +22,9 @@ from pytest_clever.stats.results import TargetScore
 
 def scored(fit) -> TargetScore:
     """A first-order TargetScore carrying ``fit`` (the weak rule lives on TargetScore)."""
-    return TargetScore(target=1, score=1.0, margin=1.0, lipschitz=fit.endpoint, lipschitz_lower_bound=0.0,
-                       **fit.result_fields())
+    return TargetScore(
+        target=1, score=1.0, margin=1.0, lipschitz=fit.endpoint, lipschitz_lower_bound=0.0, **fit.result_fields()
+    )
 
 
 @pytest.mark.parametrize("shape", [2.0, 3.0, 5.0])
@@ -110,7 +111,10 @@ def test_a_recurring_top_value_is_an_exact_atom():
     fit = fit_endpoint(b)
     assert fit.method == "max" and fit.reason == TOP_ATOM and fit.endpoint == 3.0
     assert not scored(fit).weak
-    assert endpoint_interval(b, method=fit.method, reason=fit.reason, endpoint=fit.endpoint, confidence=0.95) == (3.0, 3.0)
+    assert endpoint_interval(b, method=fit.method, reason=fit.reason, endpoint=fit.endpoint, confidence=0.95) == (
+        3.0,
+        3.0,
+    )
 
 
 def test_tied_maxima_of_a_good_fit_pass_the_tie_aware_ks_check():
@@ -130,15 +134,25 @@ def test_tied_maxima_of_a_good_fit_pass_the_tie_aware_ks_check():
 def test_discrete_maxima_fall_back_to_the_sample_maximum_without_a_warning():
     # A few atoms with uneven weights (a ReLU net's batch maxima: 16 distinct values of 100).
     rng = np.random.default_rng(3)
-    b = rng.choice([21.07, 21.09, 21.104, 21.107, 21.122, 21.125, 21.127, 21.137], p=[.2, .1, .05, .3, .05, .2, .09, .01], size=100)
+    b = rng.choice(
+        [21.07, 21.09, 21.104, 21.107, 21.122, 21.125, 21.127, 21.137],
+        p=[0.2, 0.1, 0.05, 0.3, 0.05, 0.2, 0.09, 0.01],
+        size=100,
+    )
     b[0] = 21.137  # the top value seen once: no atom at the top
     b[1:] = np.where(b[1:] == 21.137, 21.127, b[1:])
     fit = fit_endpoint(b)
     assert fit.method == "max" and fit.reason == DISCRETE_MAXIMA
     lo, hi = endpoint_interval(b, method=fit.method, reason=fit.reason, endpoint=fit.endpoint, confidence=0.95)
     assert lo == 21.137 and 21.137 < hi < 21.137 * 1.01
-    target = TargetScore(target=1, score=0.5, margin=0.5 * fit.endpoint, lipschitz=fit.endpoint,
-                         lipschitz_lower_bound=0.0, **fit.result_fields()).with_interval((lo, hi), radius=10.0)
+    target = TargetScore(
+        target=1,
+        score=0.5,
+        margin=0.5 * fit.endpoint,
+        lipschitz=fit.endpoint,
+        lipschitz_lower_bound=0.0,
+        **fit.result_fields(),
+    ).with_interval((lo, hi), radius=10.0)
     assert target.interval[1] == 0.5 and 0.495 < target.interval[0] < 0.5
     assert not target.weak
     # The same fallback with a wide interval is weak: the score could be much lower.

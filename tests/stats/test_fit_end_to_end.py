@@ -10,8 +10,8 @@ import torch
 from scipy import stats
 
 from pytest_clever import clever_score
-from pytest_clever.stats.evt import fit_endpoint
 from pytest_clever.core.validation import DEFAULT_N_BATCHES
+from pytest_clever.stats.evt import fit_endpoint
 
 
 class CubicMargin(torch.nn.Module):

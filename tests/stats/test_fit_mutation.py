@@ -14,7 +14,7 @@ pytest_plugins = ["pytester"]
 
 TESTS = Path(__file__).parent
 
-NO_FIT_PLUGIN = '''
+NO_FIT_PLUGIN = """
 import numpy as np
 import pytest
 
@@ -33,7 +33,7 @@ def sample_max_only(maxima):
 def _no_fit(monkeypatch):
     for module in (evt, first_order, second_order):
         monkeypatch.setattr(module, "fit_endpoint", sample_max_only, raising=False)
-'''
+"""
 
 
 @pytest.mark.slow  # a real pytest subprocess running other test files: CI runs it
@@ -41,8 +41,13 @@ def test_end_to_end_fit_tests_catch_a_disabled_fit(pytester):
     # The same tests pass unmutated in this suite (test_fit_end_to_end.py): the failures are the mutation's.
     pytester.makepyfile(no_fit_plugin=NO_FIT_PLUGIN)
     result = pytester.runpytest_subprocess(
-        "-p", "no_fit_plugin", "-p", "no:cacheprovider",
-        str(TESTS / "test_fit_end_to_end.py"), "-k", "gap_the_sample_maximum",
+        "-p",
+        "no_fit_plugin",
+        "-p",
+        "no:cacheprovider",
+        str(TESTS / "test_fit_end_to_end.py"),
+        "-k",
+        "gap_the_sample_maximum",
     )
     assert result.parseoutcomes().get("failed", 0) == 2, result.stdout.str()
     # They fail on the numbers: the gap the "fit" closes.

@@ -9,11 +9,11 @@ import torch
 from scipy import stats
 
 from pytest_clever import clever_score, clever_scores
+from pytest_clever.core.validation import DEFAULT_N_BATCHES
 from pytest_clever.errors import InvalidInputError
 from pytest_clever.stats.evt import endpoint_interval, fit_endpoint
 from pytest_clever.stats.intervals import paired_change_interval, statistic_interval
 from pytest_clever.stats.results import CleverReport, CleverResult
-from pytest_clever.core.validation import DEFAULT_N_BATCHES
 
 from .test_fit_end_to_end import CubicMargin
 
@@ -110,7 +110,9 @@ def test_paired_change_of_identical_runs_is_zero_and_of_a_loss_is_negative():
     ivs = [(p * 0.95, p * 1.05) for p in points]
     change, lo, hi = paired_change_interval(points, ivs, points, ivs, "mean", 0.95)
     assert change == 0 and lo < 0 < hi and hi - lo < 0.05
-    change, lo, hi = paired_change_interval(0.7 * points, [(0.7 * a, 0.7 * b) for a, b in ivs], points, ivs, "mean", 0.95)
+    change, lo, hi = paired_change_interval(
+        0.7 * points, [(0.7 * a, 0.7 * b) for a, b in ivs], points, ivs, "mean", 0.95
+    )
     assert change == pytest.approx(-0.3) and lo < -0.3 < hi < -0.25
 
 
