@@ -114,7 +114,7 @@ def clever_score(
     Scoring runs in IEEE float32: TF32 (and oneDNN's bf16) for float32
     matmuls and convolutions is off during the call, whatever the session set
     (``torch.backends.cudnn.allow_tf32`` is on by default), and the settings are
-    restored afterwards; see :mod:`pytest_clever._engine.numerics`.
+    restored afterwards (README, "Scaling up: GPUs, budgets, clusters").
     """
     options = ScoreOptions.from_keywords(locals())  # the keywords by name: one field of ScoreOptions each
     (result,) = score_inputs(model, [x], None if label is None else [label], options, indexed=False)
@@ -153,7 +153,7 @@ def clever_scores(
     ``ProcessPoolExecutor``, ``dask.distributed.Client.get_executor()``, ...)
     each input is one task there, with the same result as the serial run on
     the same device and torch build; the model travels to each worker once
-    (see :mod:`pytest_clever._engine.executor` and docs/cluster.md).
+    (see docs/cluster.md).
     With ``progress=True`` a long call shows the first input's time and the estimate
     for the rest on stderr.
     """

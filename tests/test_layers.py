@@ -145,7 +145,7 @@ def test_the_walk_sees_the_package():
     # Guards the checks below against passing vacuously on a wrong path or a broken walk.
     for layer in ("core", "stats", "runs", "_engine", "plugin", "defences", "extras"):
         assert f"{PACKAGE}.{layer}" in MODULES
-    assert f"{PACKAGE}.runs.storage" in GRAPH[f"{PACKAGE}.plugin"]
+    assert f"{PACKAGE}.runs.storage" in GRAPH[f"{PACKAGE}.plugin.options"]
     assert f"{PACKAGE}.runs.files" in GRAPH[f"{PACKAGE}.runs.storage"]  # "from pytest_clever.runs import files"
     assert f"{PACKAGE}.extras.digits" in GRAPH[f"{PACKAGE}.toy"]
 

@@ -314,9 +314,6 @@ def argparse_type(option: Option) -> Callable[[str], Any]:
     return parse
 
 
-__all__ = ["MARKER", "OPTIONS", "ENGINE_SETTINGS", "Option", "argparse_type", "marker_settings", "resolve"]
-
-
 def _progress_mode(value: Any) -> str:
     text = str(value).strip().lower()
     if text not in TERMINAL_MODES:
@@ -334,3 +331,16 @@ PROGRESS = Option(
     cli=True,
     marker=False,
 )
+
+
+__all__ = [
+    "ENGINE_SETTINGS",
+    "MARKER",
+    "OPTIONS",
+    "PROGRESS",
+    "THREADS",
+    "Option",
+    "argparse_type",
+    "marker_settings",
+    "resolve",
+]

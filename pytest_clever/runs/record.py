@@ -60,7 +60,7 @@ class RecordSettings:
     batch_size: int
     seed: int
     bounds: tuple[float, float] | None = None
-    #: The classes each score is the minimum over: "all", "top-2", "least-likely", "3,5" (targets.py).
+    #: The classes each score is the minimum over: "all", "top-2", "least-likely", "3,5" (``core.targets``).
     targets: str = "all"
     device: str | None = None
     #: torch intra-op threads of the process that scored it (not a comparable setting).
@@ -115,7 +115,7 @@ class RecordSettings:
 @dataclass(frozen=True)
 class Threshold:
     """The gate a call was held to: ``statistic`` of its scores must be >= ``min_score``,
-    with the evidence ``gate`` asks for (``gates.GATE_MODES``; "point" compares the statistic itself).
+    with the evidence ``gate`` asks for (``core.validation.GATE_MODES``; "point" compares the statistic itself).
 
     The JSON layout leaves out the point gate, so a threshold without ``gate`` is a point gate.
     """
@@ -248,7 +248,7 @@ class RunRecord:
     ) -> RunRecord:
         """The record of a :class:`CleverReport` scored by the fixture.
 
-        ``gate`` is the threshold gate mode (``gates.GATE_MODES``), applied to ``statistic``
+        ``gate`` is the threshold gate mode (``core.validation.GATE_MODES``), applied to ``statistic``
         and its interval (computed when every score has one). ``checks`` are the
         :class:`~pytest_clever.attack.AttackCheck` objects of an attack cross-check, one per input.
         The status is :func:`~pytest_clever.runs.status.decide_status` of both gates.

@@ -246,7 +246,7 @@ def fit_endpoint(maxima: np.ndarray | Sequence[float]) -> EndpointFit:
     the same optimum with an acceptable one, since further starts would only
     repeat it. Each fit costs ~10 ms, and there is one per target class.
     """
-    from scipy import stats  # here, so that results.py can import this module's constants cheaply
+    from scipy import stats  # here, so that target_score.py can import this module's constants cheaply
 
     b = np.asarray(maxima, dtype=np.float64).ravel()
     if b.size == 0 or not np.all(np.isfinite(b)):

@@ -55,7 +55,7 @@ class CleverResult:
     notes: tuple[str, ...] = field(default=())
     #: The deciding target's batch maxima: the data behind its EVT fit (for plots).
     batch_maxima: tuple[float, ...] = field(default=(), repr=False)
-    #: The target specification's canonical text ("all", "top-2", "3,5"; see ``targets.py``)
+    #: The target specification's canonical text ("all", "top-2", "3,5"; see :mod:`pytest_clever.core.targets`)
     #: and the classes it resolved to for this input, in scoring order.
     targets: str = "all"
     target_classes: tuple[int, ...] = ()

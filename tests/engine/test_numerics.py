@@ -7,10 +7,6 @@ from torch import nn
 from pytest_clever import clever_score
 from pytest_clever._engine.numerics import float32_settings
 
-needs_new_api = pytest.mark.skipif(
-    not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="PyTorch < 2.9: legacy allow_tf32 flags only"
-)
-
 
 class Spy(nn.Module):
     """Records the float32 settings in force while the model runs."""
@@ -28,7 +24,6 @@ def score(model: nn.Module) -> None:
     clever_score(model, torch.rand(1, 2, 2), radius=1.0, n_batches=10, batch_size=2, seed=0)
 
 
-@needs_new_api
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_reduced_float32_is_off_while_scoring_and_restored(precision):
     backend = torch.backends.mkldnn.matmul if precision == "bf16" else torch.backends.cuda.matmul
