@@ -22,6 +22,7 @@ from pytest_clever.core.validation import (
     check_confidence,
     check_gate_mode,
     check_int,
+    check_interval_kind,
     check_number,
     check_order,
     check_seed,
@@ -78,6 +79,10 @@ def _confidence(value: Any) -> float:
 
 def _gate(value: Any) -> str:
     return check_gate_mode(value)
+
+
+def _interval_kind(value: Any) -> str:
+    return check_interval_kind(value)
 
 
 def _bounds(value: Any) -> tuple[float, float]:
@@ -214,6 +219,15 @@ OPTIONS: dict[str, Option] = {
             "point",
             "evidence min_score needs: point (the statistic itself), significant-fail (fail only if its "
             "interval lies below min_score) or significant-pass (pass only if its interval lies at or above it)",
+            cli=True,
+        ),
+        Option(
+            "interval",
+            _interval_kind,
+            "estimator",
+            "interval of the statistic that gate and the summary use: estimator (estimator noise: the inputs "
+            "fixed, each score's own interval) or inputs (input sampling: the inputs as a sample of a "
+            "population, a bootstrap over them as well; much wider)",
             cli=True,
         ),
         Option(

@@ -178,3 +178,28 @@ def check_gate_mode(mode: object) -> str:
     if text not in GATE_MODES:
         raise InvalidInputError(f"gate mode must be one of {', '.join(GATE_MODES)}, got {mode!r}")
     return text
+
+
+#: The interval of a statistic over inputs that treats the inputs as fixed: only each score's own
+#: interval (the estimator's noise) enters. The default: a test's inputs are a fixed set.
+ESTIMATOR_NOISE = "estimator"
+#: The interval that treats the inputs as a sample of a population: a bootstrap over inputs as well.
+INPUT_SAMPLING = "inputs"
+#: Kinds of a statistic's interval (the ``interval`` setting), the default first.
+INTERVAL_KINDS: tuple[str, ...] = (ESTIMATOR_NOISE, INPUT_SAMPLING)
+#: How each kind is named in summaries and failure messages.
+INTERVAL_KIND_TEXT = {
+    ESTIMATOR_NOISE: "estimator noise: inputs fixed, each score's own interval",
+    INPUT_SAMPLING: "input sampling: bootstrap over inputs plus each score's own interval",
+}
+
+
+def check_interval_kind(kind: object) -> str:
+    """One of ``INTERVAL_KINDS`` (case and blanks ignored), else a usage error naming them."""
+    text = str(kind).strip().lower()
+    if text not in INTERVAL_KINDS:
+        raise InvalidInputError(
+            f"interval must be one of {', '.join(INTERVAL_KINDS)} (estimator noise with the inputs fixed, "
+            f"or input sampling with the inputs resampled too), got {kind!r}"
+        )
+    return text

@@ -22,8 +22,9 @@ from pytest_clever.core.options import KEYWORDS
 from pytest_clever.core.seeds import derive_seed
 from pytest_clever.core.settings import ENGINE_SETTINGS, OPTIONS, fold_target
 from pytest_clever.core.validation import parse_statistic
+from pytest_clever.errors import CleverWarning
 from pytest_clever.runs.record import RunRecord
-from pytest_clever.runs.report import failure_message
+from pytest_clever.runs.report import capped_gate_text, failure_message
 
 if TYPE_CHECKING:
     from pytest_clever.stats.results import CleverReport, CleverResult
@@ -288,10 +289,14 @@ class CleverFixture:
             statistic=settings["statistic"],
             min_score=settings["min_score"],
             gate=settings["gate"],
+            interval_kind=settings["interval"],
             targets=settings["targets"] or "all",
             checks=checks,
         )
         record = replace(record, settings=replace(record.settings, threads=threads))
+        capped_gate = capped_gate_text(record)
+        if capped_gate is not None:  # the radius, not the model, decided the gate: say so where the call is
+            caught.append(warnings.WarningMessage(CleverWarning(capped_gate), CleverWarning, __file__, 0))
         _reissue(caught, record.label)
         self.records.append(record)
         prefix = "clever" + (f"[{name}]" if name else "") + (f"#{call}" if call else "")

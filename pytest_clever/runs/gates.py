@@ -14,6 +14,12 @@ interval ``[lo, hi]`` and a bar ``b``:
 - ``significant-pass``: pass only if significantly above the bar, i.e. iff
   ``lo >= b`` (a certificate-like gate: the noise must not carry the pass).
 
+The interval is of the kind the ``interval`` setting names
+(:data:`~pytest_clever.core.validation.INTERVAL_KINDS`): ``estimator`` (the
+default) holds the inputs fixed, so ``significant-fail`` forgives only the
+estimator's noise on these inputs; ``inputs`` reads them as a sample of a
+population and adds the spread from input to input (much wider: with 10
+inputs a mean well below the bar passes ``significant-fail``). The verdict names the kind.
 Without an interval (a score whose fit gave none, or a record read from a
 file without intervals) every mode compares the point value, and the verdict says so.
 
@@ -31,7 +37,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pytest_clever.core.validation import GATE_MODES, POINT_GATE, check_gate_mode
+from pytest_clever.core.validation import (
+    ESTIMATOR_NOISE,
+    GATE_MODES,
+    INTERVAL_KIND_TEXT,
+    POINT_GATE,
+    check_gate_mode,
+)
 from pytest_clever.runs.rules import ChangeRule
 
 Interval = tuple[float, float]
@@ -46,6 +58,8 @@ class GateVerdict:
     interval: Interval | None
     bar: float
     mode: str
+    #: The interval's kind (``core.validation.INTERVAL_KINDS``); None when not known (an older record).
+    over: str | None = ESTIMATOR_NOISE
 
     @property
     def message(self) -> str:
@@ -61,11 +75,17 @@ class GateVerdict:
             verdict = "significantly below" if not self.passed else "not significantly below"
         else:
             verdict = "significantly above" if self.passed else "not significantly above"
-        return f"{shown} is {verdict} {self.bar:.4g} ({self.mode})"
+        kind = f"; interval of {INTERVAL_KIND_TEXT[self.over]}" if self.over in INTERVAL_KIND_TEXT else ""
+        return f"{shown} is {verdict} {self.bar:.4g} ({self.mode}{kind})"
 
 
-def threshold_gate(value: float, interval: Interval | None, bar: float, mode: str = POINT_GATE) -> GateVerdict:
-    """Whether ``value`` (with its ``interval``, None if unknown) clears ``bar`` under ``mode``."""
+def threshold_gate(
+    value: float, interval: Interval | None, bar: float, mode: str = POINT_GATE, over: str | None = ESTIMATOR_NOISE
+) -> GateVerdict:
+    """Whether ``value`` (with its ``interval``, None if unknown) clears ``bar`` under ``mode``.
+
+    ``over`` names the interval's kind for the verdict's message (None: unknown); it does not change the verdict.
+    """
     mode = check_gate_mode(mode)
     if mode == POINT_GATE or interval is None:
         passed = value >= bar
@@ -73,7 +93,7 @@ def threshold_gate(value: float, interval: Interval | None, bar: float, mode: st
         passed = not interval[1] < bar
     else:
         passed = interval[0] >= bar
-    return GateVerdict(bool(passed), value, interval, bar, mode)
+    return GateVerdict(bool(passed), value, interval, bar, mode, over)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_clever.core.norms import norm_to_json, parse_norm
+from pytest_clever.core.validation import ESTIMATOR_NOISE, INTERVAL_KINDS
 from pytest_clever.errors import CleverError
 from pytest_clever.runs import fields as read
 from pytest_clever.runs.fields import RecordError
@@ -173,6 +174,9 @@ class RunRecord:
     attack: dict[str, Any] | None = None
     interval: tuple[float, float] | None = None
     confidence: float | None = None
+    #: The kind of ``interval`` (``core.validation.INTERVAL_KINDS``); None when unknown (a record written
+    #: before the kinds were named, whose interval was of input sampling for mean, median and quantiles).
+    interval_kind: str | None = None
 
     # -- identity -------------------------------------------------------------------------
 
@@ -209,7 +213,9 @@ class RunRecord:
         """The threshold gate's verdict on ``value`` and its ``interval`` (None without a threshold)."""
         if self.threshold is None:
             return None
-        return threshold_gate(self.value, self.interval, self.threshold.min_score, self.threshold.gate)
+        return threshold_gate(
+            self.value, self.interval, self.threshold.min_score, self.threshold.gate, self.interval_kind
+        )
 
     def paired_scores(self) -> tuple[list[float], list[tuple[float, float] | None]]:
         """Each input's score and its interval (None when the result has none), in input order."""
@@ -243,6 +249,7 @@ class RunRecord:
         statistic: str,
         min_score: float | None,
         gate: str = POINT_GATE,
+        interval_kind: str = ESTIMATOR_NOISE,
         targets: str = "all",
         checks: Sequence[Any] | None = None,
     ) -> RunRecord:
@@ -252,11 +259,12 @@ class RunRecord:
         and its interval (computed when every score has one). ``checks`` are the
         :class:`~pytest_clever.attack.AttackCheck` objects of an attack cross-check, one per input.
         The status is :func:`~pytest_clever.runs.status.decide_status` of both gates.
+        ``interval_kind`` is the kind of the statistic's interval (``core.validation.INTERVAL_KINDS``).
         """
         value = report.statistic(statistic)
-        interval = report.interval(statistic) if report.intervals_known else None
+        interval = report.interval(statistic, over=interval_kind) if report.intervals_known else None
         threshold = None if min_score is None else Threshold(statistic, min_score, gate)
-        verdict = None if min_score is None else threshold_gate(value, interval, min_score, gate)
+        verdict = None if min_score is None else threshold_gate(value, interval, min_score, gate, interval_kind)
         attack = None
         contradicted = None
         if checks is not None:
@@ -296,6 +304,7 @@ class RunRecord:
             attack=attack,
             interval=None if interval is None else (float(interval[0]), float(interval[1])),
             confidence=first.confidence,
+            interval_kind=None if interval is None else interval_kind,
         )
 
     # -- JSON -----------------------------------------------------------------------------
@@ -320,6 +329,7 @@ class RunRecord:
             "attack": self.attack,
             "interval": list(self.interval) if self.interval is not None else None,
             "confidence": self.confidence,
+            **({"interval_kind": self.interval_kind} if self.interval_kind is not None else {}),
         }
 
     @classmethod
@@ -369,7 +379,17 @@ class RunRecord:
             attack=attack,
             interval=interval,
             confidence=None if confidence is None else read.number(confidence, "confidence", where),
+            interval_kind=_interval_kind(data.get("interval_kind"), where),
         )
+
+
+def _interval_kind(value: Any, where: str) -> str | None:
+    """A record's ``interval_kind``: absent (None) or one of ``core.validation.INTERVAL_KINDS``."""
+    if value is None:
+        return None
+    if value not in INTERVAL_KINDS:
+        raise RecordError(f"{where}: field 'interval_kind' must be one of {', '.join(INTERVAL_KINDS)}, got {value!r}")
+    return str(value)
 
 
 def index_records(records: Iterable[RunRecord], where: str) -> dict[RecordKey, RunRecord]:

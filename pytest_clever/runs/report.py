@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pytest_clever.core.norms import norm_label, parse_norm
+from pytest_clever.core.validation import INTERVAL_KIND_TEXT
 from pytest_clever.runs.files import environment
 from pytest_clever.runs.gates import POINT_GATE
 from pytest_clever.runs.record import RunRecord, sorted_records
 from pytest_clever.runs.schema import SCHEMA
+from pytest_clever.stats.radius import CAPPED_NOTE, is_capped
 
 
 def settings_text(record: RunRecord) -> str:
@@ -123,7 +125,44 @@ def interval_text(record: RunRecord) -> str:
     if record.interval is None:
         return "-"
     level = f"{record.confidence:.0%} " if record.confidence is not None else ""
-    return f"{level}interval [{record.interval[0]:.4g}, {record.interval[1]:.4g}]"
+    kind = f" ({INTERVAL_KIND_TEXT[record.interval_kind]})" if record.interval_kind in INTERVAL_KIND_TEXT else ""
+    return f"{level}interval [{record.interval[0]:.4g}, {record.interval[1]:.4g}]{kind}"
+
+
+def capped_inputs(record: RunRecord) -> list[int]:
+    """Inputs whose score is capped at the radius (:data:`~pytest_clever.stats.radius.CAPPED_NOTE`)."""
+    radius = record.settings.radius
+    return [i for i, r in enumerate(record.results) if is_capped(float(r["score"]), float(r.get("radius", radius)))]
+
+
+def capped_gate_text(record: RunRecord) -> str | None:
+    """Why a threshold gate was decided by the radius, not the model: every input capped, or the
+    gated statistic equal to the radius; None when the gate saw an uncapped score (or there is none)."""
+    if record.threshold is None or not record.results:
+        return None
+    capped = capped_inputs(record)
+    if len(capped) < len(record.results) and not is_capped(record.value, record.settings.radius):
+        return None
+    above = record.threshold.min_score > record.settings.radius
+    side, verdict = ("above", "fails") if above else ("at or below", "passes")
+    return (
+        f"{record.label}: the gate {record.threshold} was decided by capped scores only "
+        f"({len(capped)} of {record.n} inputs, {record.threshold.statistic} {record.value:.4g} at radius "
+        f"{record.settings.radius:g}): {CAPPED_NOTE}; a min_score {side} the radius {verdict} whatever the model "
+        "(raise the radius to see the boundary)"
+    )
+
+
+def capped_text(record: RunRecord) -> str | None:
+    """``3 of 10 scores capped at the radius 2 (capped at the radius: ...)``; None when none is."""
+    capped = capped_inputs(record)
+    if not capped:
+        return None
+    return (
+        f"{len(capped)} of {record.n} score{'s' if record.n != 1 else ''} capped at the radius "
+        f"{record.settings.radius:g} (inputs {', '.join(map(str, capped[:8]))}{', ...' if len(capped) > 8 else ''}): "
+        f"{CAPPED_NOTE}"
+    )
 
 
 def failure_message(record: RunRecord) -> str:
@@ -147,6 +186,9 @@ def failure_message(record: RunRecord) -> str:
             lines.append(f"  gate {threshold.gate}: {verdict.message}")
     if record.contradicted:
         lines += attack_lines(record)
+    capped = capped_text(record)
+    if capped is not None:
+        lines.append(f"  capped: {capped}")
     report = record.report()
     lines += [
         f"  settings: {settings_text(record)}",
@@ -168,7 +210,14 @@ def _interval_cell(record: RunRecord) -> str:
     if record.interval is None:
         return "-"
     statistic = record.threshold.statistic if record.threshold else "mean"
-    return f"{statistic} [{record.interval[0]:.4g}, {record.interval[1]:.4g}]"
+    kind = f" ({record.interval_kind})" if record.interval_kind is not None else ""
+    return f"{statistic} [{record.interval[0]:.4g}, {record.interval[1]:.4g}]{kind}"
+
+
+def _n_cell(record: RunRecord) -> str:
+    """The number of inputs, and how many of their scores are capped at the radius."""
+    capped = len(capped_inputs(record))
+    return f"{record.n} ({capped} capped)" if capped else str(record.n)
 
 
 def summary_table(records: Iterable[RunRecord]) -> list[str]:
@@ -182,7 +231,7 @@ def summary_table(records: Iterable[RunRecord]) -> list[str]:
                 norm_label(r.settings.norm),
                 str(r.settings.order),
                 r.settings.targets,
-                str(r.n),
+                _n_cell(r),
                 f"{r.min:.4g}",
                 f"{r.mean:.4g}",
                 f"{r.median:.4g}",
@@ -196,7 +245,9 @@ def summary_table(records: Iterable[RunRecord]) -> list[str]:
 
 def notes_lines(records: Iterable[RunRecord]) -> list[str]:
     """One line per recorded call whose results carry notes (weak fits and the like): how many,
-    and the first one; the details stay in each result's ``notes`` in the JSON."""
+    and the first one; the details stay in each result's ``notes`` in the JSON. Then the calls with
+    scores capped at the radius (and a warning for a gate those alone decided), and what the intervals are."""
+    records = list(records)
     lines = []
     for r in sorted_records(records):
         notes = [(i, note) for i, result in enumerate(r.results) for note in result.get("notes") or ()]
@@ -205,7 +256,24 @@ def notes_lines(records: Iterable[RunRecord]) -> list[str]:
             lines.append(f"  {r.label}: {len(notes)} note{'s' if len(notes) != 1 else ''}; first (input {i}): {first}")
     if lines:
         lines.insert(0, "CLEVER fit notes (all of them: each result's 'notes' in --clever-json or a saved run):")
+    capped = [(r, capped_text(r), capped_gate_text(r)) for r in sorted_records(records)]
+    capped_lines = [f"  {r.label}: {text}" for r, text, _ in capped if text is not None]
+    capped_lines += [f"  WARNING {gate}" for _, _, gate in capped if gate is not None]
+    if capped_lines:
+        lines += ["CLEVER capped scores (a capped score says only 'at least the radius'):", *capped_lines]
+    kinds = sorted({r.interval_kind for r in records if r.interval_kind is not None})
+    if kinds:
+        lines.append("CLEVER intervals: " + "; ".join(f"{k} = {INTERVAL_KIND_TEXT[k]}" for k in kinds))
     return lines
+
+
+def capped_json(record: RunRecord) -> dict[str, Any]:
+    """The ``capped`` entry of a record in the ``--clever-json`` document (empty when no score is capped)."""
+    capped = capped_inputs(record)
+    if not capped:
+        return {}
+    gate = capped_gate_text(record)
+    return {"capped": {"inputs": capped, "note": CAPPED_NOTE, "gate_decided_by_capped_scores": gate is not None}}
 
 
 def json_document(
@@ -217,7 +285,7 @@ def json_document(
         "schema": SCHEMA,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "environment": environment(),
-        "records": [r.to_dict() for r in records],
+        "records": [{**r.to_dict(), **capped_json(r)} for r in records],
         "failed": [r.label for r in records if r.status == "failed"],
         "regressions": failures or [],
         "errors": errors or [],

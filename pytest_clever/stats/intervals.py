@@ -5,13 +5,19 @@ Each input's score carries a confidence interval ``(lo, hi)`` at level
 score is read as a **two-piece normal** with its median at the point score
 and its ``(1 -/+ confidence) / 2`` quantiles at ``lo`` and ``hi`` (an
 interval of None, unknown, reads as an exact score). A statistic's interval
-is a percentile bootstrap that combines:
+is a percentile bootstrap of one of two kinds (``over``, see
+:data:`~pytest_clever.core.validation.INTERVAL_KINDS`):
 
-- the spread from input to input: inputs are resampled with replacement
-  (for "mean", "median" and "qNN"; "min" and "max" of a fixed set of inputs
-  are not estimable by resampling it, so their inputs stay fixed);
-- each score's own uncertainty: every resampled input's score is drawn
-  from its two-piece normal.
+- ``"estimator"`` (estimator noise, the default): the inputs are fixed, and
+  only each score's own uncertainty enters: every input's score is drawn
+  from its two-piece normal. It answers "is the statistic of *these* inputs
+  below the bar, or could the estimator's noise explain it?";
+- ``"inputs"`` (input sampling): the inputs are a sample of a population,
+  so they are also resampled with replacement (for "mean", "median" and
+  "qNN"; "min" and "max" of a population are not estimable by resampling a
+  sample, so their inputs stay fixed and both kinds agree). It answers
+  "is the statistic of the population the inputs were drawn from below the bar?"
+  and is wider by the spread from input to input.
 
 :func:`paired_change_interval` compares two runs on the same inputs: the
 inputs stay fixed (pairing), the scores of both runs are drawn independently.
@@ -23,6 +29,8 @@ from collections.abc import Sequence
 from statistics import NormalDist
 
 import numpy as np
+
+from pytest_clever.core.validation import ESTIMATOR_NOISE, check_interval_kind
 
 #: Bootstrap replicates (the interval's ends move by well under 1% of its width between seeds).
 N_BOOTSTRAP = 2000
@@ -53,8 +61,8 @@ def draw_scores(
     return points[index] + u * np.where(u < 0, below[index], above[index])
 
 
-def _indices(n: int, statistic: str, rng: np.random.Generator, n_boot: int) -> np.ndarray:
-    if statistic in ("min", "max"):
+def _indices(n: int, statistic: str, rng: np.random.Generator, n_boot: int, over: str) -> np.ndarray:
+    if over == ESTIMATOR_NOISE or statistic in ("min", "max"):
         return np.broadcast_to(np.arange(n), (n_boot, n))
     return rng.integers(0, n, size=(n_boot, n))
 
@@ -73,11 +81,16 @@ def statistic_interval(
     *,
     n_boot: int = N_BOOTSTRAP,
     seed: int = BOOTSTRAP_SEED,
+    over: str = ESTIMATOR_NOISE,
 ) -> tuple[float, float]:
-    """Confidence interval of ``statistic`` (parsed) of the scores ``points`` with per-score ``intervals``."""
+    """Confidence interval of ``statistic`` (parsed) of the scores ``points`` with per-score ``intervals``.
+
+    ``over`` is the interval's kind: ``"estimator"`` (the inputs fixed) or ``"inputs"`` (resampled too).
+    """
+    over = check_interval_kind(over)
     scores = np.asarray(points, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    index = _indices(len(scores), statistic, rng, n_boot)
+    index = _indices(len(scores), statistic, rng, n_boot, over)
     values = statistic_rows(draw_scores(scores, intervals, confidence, index, rng), statistic)
     lo, hi = _percentiles(values, confidence)
     point = float(statistic_rows(scores, statistic))

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 import math
 
+#: What a score equal to the radius means: the ball holds no decision change the estimate can see.
+CAPPED_NOTE = "capped at the radius: the ball is too small to see this model's decision boundary"
+
+
+def is_capped(score: float, radius: float) -> bool:
+    """Whether ``score`` is the radius itself: both formulas return ``R`` exactly when they cap."""
+    return score >= radius
+
 
 def first_order_score(margin: float, lipschitz: float, radius: float) -> float:
     """``min(margin / L, R)``; ``R`` when ``L`` is not positive (the margin cannot change)."""

@@ -16,12 +16,19 @@ from typing import Any, overload
 import numpy as np
 
 from pytest_clever.core.norms import norm_label, norm_to_json, parse_norm
-from pytest_clever.core.validation import DEFAULT_CONFIDENCE, STATISTICS, check_confidence, parse_statistic
+from pytest_clever.core.validation import (
+    DEFAULT_CONFIDENCE,
+    ESTIMATOR_NOISE,
+    STATISTICS,
+    check_confidence,
+    parse_statistic,
+)
 from pytest_clever.stats.intervals import statistic_interval, statistic_rows
+from pytest_clever.stats.radius import CAPPED_NOTE, is_capped
 from pytest_clever.stats.result_json import from_json_float, interval_to_json, json_float, upgrade_result
 from pytest_clever.stats.target_score import TargetScore
 
-__all__ = ["CleverReport", "CleverResult", "TargetScore"]
+__all__ = ["CAPPED_NOTE", "CleverReport", "CleverResult", "TargetScore"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,15 @@ class CleverResult:
         return self.per_target[self.target].interval
 
     @property
+    def capped(self) -> bool:
+        """Whether the score is the radius itself (``min(g / L, R)`` or the second-order radius hit ``R``).
+
+        Then the ball holds no decision change the estimate can see: the score says only
+        "at least the radius", and any bar below the radius passes whatever the model (:data:`CAPPED_NOTE`).
+        """
+        return is_capped(self.score, self.radius)
+
+    @property
     def lipschitz(self) -> float:
         """The Lipschitz estimate of the deciding target."""
         return self.per_target[self.target].lipschitz
@@ -96,6 +112,8 @@ class CleverResult:
         if self.order == 2:
             curvature = f"curvature={deciding.curvature:.4g}({deciding.curvature_method}), "
         interval = "" if self.interval is None else f" [{self.interval[0]:.4g}, {self.interval[1]:.4g}]"
+        if self.capped:
+            interval += " (capped at the radius)"
         return (
             f"CleverResult(score={self.score:.4g}{interval}, target={self.target}, "
             f"predicted={self.predicted}, norm={norm_label(self.norm)}, radius={self.radius:g}, "
@@ -128,6 +146,8 @@ class CleverResult:
             "target_classes": list(self.target_classes),
             "interval": interval_to_json(self.interval),
             "confidence": self.confidence,
+            "capped": self.capped,
+            **({"capped_note": CAPPED_NOTE} if self.capped else {}),
         }
 
     @classmethod
@@ -219,19 +239,24 @@ class CleverReport(Sequence[CleverResult]):
         """Whether every score carries its interval (results read from JSON without intervals do not)."""
         return all(r.interval is not None for r in self.results)
 
-    def interval(self, statistic: str, confidence: float | None = None) -> tuple[float, float]:
+    def interval(
+        self, statistic: str, confidence: float | None = None, over: str = ESTIMATOR_NOISE
+    ) -> tuple[float, float]:
         """Confidence interval of a statistic ("min", "mean", "median", "max", "qNN") of the scores.
 
-        Combines the spread from input to input (a bootstrap over inputs, for
-        all but "min" and "max") with each score's own interval; see
-        :mod:`pytest_clever.stats.intervals`. ``confidence`` defaults to the
+        ``over="estimator"`` (the default) holds the inputs fixed: only each
+        score's own interval enters (the estimator's noise). ``over="inputs"``
+        reads the inputs as a sample of a population and adds the spread from
+        input to input (a bootstrap over inputs, for all but "min" and "max");
+        see :mod:`pytest_clever.stats.intervals`. ``confidence`` defaults to the
         results' own level. Scores without an interval count as exact.
         """
         if not self.results:
             raise ValueError("an empty report has no statistics")
         level = self.results[0].confidence if confidence is None else check_confidence(confidence)
         scores = [r.score for r in self.results]
-        return statistic_interval(scores, [r.interval for r in self.results], parse_statistic(statistic), level)
+        intervals = [r.interval for r in self.results]
+        return statistic_interval(scores, intervals, parse_statistic(statistic), level, over=over)
 
     def worst(self, k: int = 3) -> list[int]:
         """Indices of the ``k`` lowest-scoring inputs, lowest first."""

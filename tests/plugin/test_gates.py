@@ -172,3 +172,110 @@ def test_significant_rule_fails_a_regressed_model_and_old_baselines_compare_by_p
     )
     row = [line for line in old.stdout.lines if "REGRESSED" in line][0]
     assert "[" not in row.split("]", 1)[1].split("by points")[0]  # no delta intervals without the baseline's
+
+
+_KINDS = (
+    _MODEL
+    + """
+
+def bars(request, name):
+    # The same scores the fixture computes for this call: a bar between the upper ends of the
+    # estimator-noise interval and the (wider) input-sampling interval of the mean.
+    seed = derive_seed(0, request.node.nodeid, name, 0)
+    report = clever_scores(mlp(), XS, seed=seed, **SETTINGS)
+    noise, inputs = report.interval("mean"), report.interval("mean", over="inputs")
+    assert noise[1] < inputs[1]
+    return (noise[1] + inputs[1]) / 2
+
+
+@pytest.mark.clever(gate="significant-fail", **SETTINGS)
+def test_between(clever, request):
+    clever.assert_robust(mlp(), XS, min_score=bars(request, "m"), name="m")
+"""
+)
+
+
+def test_significant_fail_uses_estimator_noise_by_default_and_input_sampling_on_request(pytester):
+    pytester.makepyfile(test_kinds=_KINDS)
+    noise = pytester.runpytest("--clever-json=noise.json", "-p", "no:randomly")
+    # The mean's shortfall is larger than the estimator's noise on these inputs: it fails.
+    noise.assert_outcomes(failed=1)
+    noise.stdout.fnmatch_lines(
+        [
+            "*::test_between [[]m[]] * mean [[]*[]] (estimator) * mean>=* (significant-fail) * FAILED",
+            "*CLEVER intervals: estimator = estimator noise: inputs fixed, each score's own interval*",
+        ]
+    )
+    out = noise.stdout.str()
+    assert "95% interval [" in out and "(estimator noise: inputs fixed, each score's own interval)" in out
+    assert "is significantly below" in out and "(significant-fail; interval of estimator noise" in out
+    assert json.loads((pytester.path / "noise.json").read_text())["records"][0]["interval_kind"] == "estimator"
+    # The same bar, the inputs read as a sample of a population: the spread from input to input forgives it.
+    inputs = pytester.runpytest("--clever-interval=inputs", "--clever-json=inputs.json", "-p", "no:randomly")
+    inputs.assert_outcomes(passed=1)
+    inputs.stdout.fnmatch_lines(
+        [
+            "*::test_between [[]m[]] * mean [[]*[]] (inputs) * mean>=* (significant-fail) * PASSED",
+            "*CLEVER intervals: inputs = input sampling: bootstrap over inputs plus each score's own interval*",
+        ]
+    )
+    assert json.loads((pytester.path / "inputs.json").read_text())["records"][0]["interval_kind"] == "inputs"
+
+
+@pytest.mark.parametrize("where", ["cli", "marker"])
+def test_an_unknown_interval_kind_is_a_usage_error(pytester, where):
+    if where == "cli":
+        pytester.makepyfile("def test_nothing():\n    pass\n")
+        result = pytester.runpytest("--clever-interval=population")
+        message = "*--clever-interval*must be one of estimator, inputs*'population'*"
+    else:
+        pytester.makepyfile("import pytest\n\n@pytest.mark.clever(interval='x')\ndef test_x(clever):\n    pass\n")
+        result = pytester.runpytest()
+        message = "*interval must be one of estimator, inputs*'x'*"
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+_CAPPED = (
+    _MODEL
+    + """
+
+TINY = dict(SETTINGS, radius=1e-3)
+
+
+@pytest.mark.clever(**TINY)
+def test_below_the_radius(clever):
+    clever.assert_robust(mlp(), XS, min_score=5e-4, name="m")
+
+
+@pytest.mark.clever(**TINY)
+def test_above_the_radius(clever):
+    clever.assert_robust(mlp(), XS, min_score=0.01, name="m")
+"""
+)
+
+
+def test_capped_scores_are_named_in_the_warning_summary_failure_and_json(pytester):
+    pytester.makepyfile(test_capped=_CAPPED)
+    result = pytester.runpytest("--clever-json=out.json", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    note = "capped at the radius: the ball is too small to see this model's decision boundary"
+    result.stdout.fnmatch_lines(
+        [
+            # The failure names them.
+            f"*capped: 5 of 5 scores capped at the radius 0.001 (inputs 0, 1, 2, 3, 4): {note}",
+            # The gate below the radius passes, and says the radius decided it.
+            "*CleverWarning: *test_below_the_radius [[]m[]]: the gate mean>=0.0005 was decided by capped scores "
+            f"only (5 of 5 inputs, mean 0.001 at radius 0.001): {note}; a min_score at or below the radius passes "
+            "whatever the model*",
+            "*::test_above_the_radius [[]m[]] * 5 (5 capped) * FAILED",
+            "*::test_below_the_radius [[]m[]] * 5 (5 capped) * PASSED",
+            "CLEVER capped scores*",
+            f"*test_below_the_radius [[]m[]]: 5 of 5 scores capped at the radius 0.001*{note}",
+            "*WARNING *test_below_the_radius [[]m[]]: the gate mean>=0.0005 was decided by capped scores only*",
+        ]
+    )
+    records = {r["nodeid"].split("::")[1]: r for r in json.loads((pytester.path / "out.json").read_text())["records"]}
+    below = records["test_below_the_radius"]
+    assert below["capped"] == {"inputs": [0, 1, 2, 3, 4], "note": note, "gate_decided_by_capped_scores": True}
+    assert all(r["capped"] and r["capped_note"] == note for r in below["results"])

@@ -96,13 +96,59 @@ def test_report_interval_of_statistics():
 
 def test_statistic_interval_combines_input_spread_and_score_uncertainty():
     points = np.linspace(1.0, 2.0, 30)
-    exact = statistic_interval(points, [None] * 30, "mean", 0.95)
-    noisy = statistic_interval(points, [(p - 0.3, p + 0.3) for p in points], "mean", 0.95)
+    exact = statistic_interval(points, [None] * 30, "mean", 0.95, over="inputs")
+    noisy = statistic_interval(points, [(p - 0.3, p + 0.3) for p in points], "mean", 0.95, over="inputs")
     # Exact scores: the bootstrap standard error of a mean of 30 spread values (sd 0.29 / sqrt(30)).
     assert exact[1] - exact[0] == pytest.approx(2 * 1.96 * points.std() / math.sqrt(30), rel=0.15)
     # Each score +-0.3 at 95% (sd 0.153) adds variance 0.153^2 / 30 to the mean's.
     expected = 2 * 1.96 * math.sqrt((points.std() ** 2 + 0.153**2) / 30)
     assert noisy[1] - noisy[0] == pytest.approx(expected, rel=0.15)
+
+
+def test_the_estimator_noise_interval_holds_the_inputs_fixed_and_the_input_sampling_one_resamples_them():
+    # Widely spread scores, each known to +-0.001: the estimator's noise is tiny, the input-to-input spread is not.
+    points = np.array([0.1, 0.5, 0.9, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6, 0.55])
+    intervals = [(p - 0.001, p + 0.001) for p in points]
+    estimator = statistic_interval(points, intervals, "mean", 0.95)  # the default kind
+    assert estimator == statistic_interval(points, intervals, "mean", 0.95, over="estimator")
+    inputs = statistic_interval(points, intervals, "mean", 0.95, over="inputs")
+    assert estimator[0] <= points.mean() <= estimator[1]
+    # sd of the mean of 10 scores of sd 0.001 / 1.96: about 0.0003; 95% width about 0.0013.
+    assert estimator[1] - estimator[0] < 0.003
+    # The bootstrap over inputs: about 2 * 1.96 * 0.25 / sqrt(10) = 0.3 wide.
+    assert inputs[1] - inputs[0] > 0.2
+    for statistic in ("median", "q10"):
+        narrow = statistic_interval(points, intervals, statistic, 0.95)
+        wide = statistic_interval(points, intervals, statistic, 0.95, over="inputs")
+        assert narrow[1] - narrow[0] < 0.01 < wide[1] - wide[0]
+    # "min" and "max" are never resampled: both kinds agree.
+    for statistic in ("min", "max"):
+        assert statistic_interval(points, intervals, statistic, 0.95) == statistic_interval(
+            points, intervals, statistic, 0.95, over="inputs"
+        )
+    report = CleverReport(tuple(_result(p, iv) for p, iv in zip(points, intervals, strict=True)))
+    assert report.interval("mean") == estimator and report.interval("mean", over="inputs") == inputs
+    with pytest.raises(InvalidInputError, match="interval must be one of estimator, inputs.*'population'"):
+        statistic_interval(points, intervals, "mean", 0.95, over="population")
+
+
+def _result(score: float, interval: tuple[float, float], radius: float = 2.0) -> CleverResult:
+    """A first-order result whose deciding target has ``score`` and ``interval`` (fit fields not used)."""
+    from pytest_clever.stats.target_score import TargetScore
+
+    target = TargetScore(0, score, 1.0, 1.0 / score, 0.0, 0.0, "weibull", 1.0, 1.0, 1.0, 0.1, 0.5, interval=interval)
+    return CleverResult(score, 0, 1, 2.0, radius, 1, {0: target}, 10, 16, 0, 0.0)
+
+
+def test_a_score_at_the_radius_is_capped_and_says_so():
+    capped, free = _result(2.0, (2.0, 2.0)), _result(1.5, (1.4, 1.6))
+    assert capped.capped and not free.capped
+    assert "capped at the radius" in repr(capped) and "capped" not in repr(free)
+    data = capped.to_dict()
+    assert data["capped"] is True
+    assert data["capped_note"] == "capped at the radius: the ball is too small to see this model's decision boundary"
+    assert free.to_dict()["capped"] is False and "capped_note" not in free.to_dict()
+    assert CleverResult.from_dict(json.loads(json.dumps(data))).capped
 
 
 def test_paired_change_of_identical_runs_is_zero_and_of_a_loss_is_negative():
