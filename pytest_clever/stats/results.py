@@ -60,6 +60,9 @@ class CleverResult:
     targets: str = "all"
     target_classes: tuple[int, ...] = ()
     confidence: float = DEFAULT_CONFIDENCE
+    #: A hash of the input's dtype, shape and bytes (``_engine.pipeline.input_fingerprint``): comparisons with a
+    #: baseline pair inputs by it. None in results read from layouts without it.
+    fingerprint: str | None = None
 
     @property
     def interval(self) -> tuple[float, float] | None:
@@ -128,6 +131,7 @@ class CleverResult:
             "target_classes": list(self.target_classes),
             "interval": interval_to_json(self.interval),
             "confidence": self.confidence,
+            "fingerprint": self.fingerprint,
         }
 
     @classmethod
@@ -155,6 +159,7 @@ class CleverResult:
             targets=str(data["targets"]),
             target_classes=tuple(int(j) for j in data.get("target_classes", ())),
             confidence=float(data.get("confidence", DEFAULT_CONFIDENCE)),
+            fingerprint=None if data.get("fingerprint") is None else str(data["fingerprint"]),
         )
 
 
