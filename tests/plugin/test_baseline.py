@@ -253,12 +253,13 @@ def test_not_comparable_fails_the_gate_when_asked_from_the_ini_and_the_cli_can_r
 
 def _inputs_module(pick: str, targets: str = "all", n_inputs: int = 10) -> str:
     """test_gate scores ``linear()`` on ``XS[pick]``: the inputs a user's filter selected from a pool."""
-    return linear_module(n_inputs=n_inputs) + f"""
+    test = f"""
 
 @pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS}, targets={targets!r})
 def test_gate(clever):
     clever.scores(linear(), XS[{pick}], name="linear")
 """
+    return linear_module(n_inputs=n_inputs) + test
 
 
 def test_inputs_that_changed_are_not_paired_by_position(pytester):
