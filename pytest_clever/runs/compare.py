@@ -7,11 +7,18 @@ twice on either side is an error; a baseline recorded with different settings
 (``record.COMPARABLE_SETTINGS``) is "not comparable", never silently compared.
 
 Rules (:mod:`.rules`) may require significance (``mean:10%:significant``).
-Two records are **paired** input by input (same key, so same test, call and
-inputs): when both carry every score's interval, the deltas get intervals and
-significant rules are tested with them (:func:`.gates.compare_paired`; numpy,
-imported then). Otherwise (input counts differ, or a side without intervals)
-they are compared by point values, and the table says why.
+Two records of the same key are **paired** input by input, each input matched
+with the same input by its fingerprint (:func:`.gates.pair_inputs`). Unless
+every input of both sides pairs, the inputs differ: the pair is "not
+comparable", listing the inputs found on one side only, since statistics over
+other inputs say nothing about a change. With random-k targets the classes
+each paired input was scored against must agree too. A side without
+fingerprints (a layout without them) pairs input ``i`` with input ``i``, and the
+table says so. When both carry every score's interval, the deltas get
+intervals and significant rules are tested with them
+(:func:`.gates.compare_paired`; numpy, imported then). Otherwise (input counts
+differ, or a side without intervals) they are compared by point values, and
+the table says why.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pytest_clever.core.validation import DEFAULT_CONFIDENCE
-from pytest_clever.runs.gates import compare_paired
-from pytest_clever.runs.record import RunRecord, index_records
+from pytest_clever.runs.gates import InputPairing, compare_paired, pair_inputs
+from pytest_clever.runs.record import SEEDED_TARGETS, RunRecord, index_records
 from pytest_clever.runs.report import format_table
 from pytest_clever.runs.rules import ChangeRule, DropRule
 
@@ -39,7 +46,8 @@ class Comparison:
     None), or not run (a baseline entry this run did not record; ``now`` is None).
     ``by_points`` says why a comparable pair was compared by point values (None when
     paired with intervals); ``intervals`` holds the confidence interval of each
-    table statistic's delta, when paired.
+    table statistic's delta, when paired. ``pairing`` says which inputs are partners
+    (and which are on one side only) when both sides were recorded and their settings agree.
     """
 
     label: str
@@ -49,6 +57,7 @@ class Comparison:
     reasons: tuple[str, ...] = ()
     by_points: str | None = None
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    pairing: InputPairing | None = None
 
     def delta(self, statistic: str) -> float | None:
         if self.before is None or self.now is None or self.status == "not comparable":
@@ -74,8 +83,49 @@ def points_reason(now: RunRecord, before: RunRecord) -> str | None:
     return None
 
 
+def _listed(indices: Sequence[int], limit: int = 5) -> str:
+    """``input 2`` / ``inputs 2, 7 and 3 more``."""
+    shown = ", ".join(map(str, indices[:limit]))
+    more = f" and {len(indices) - limit} more" if len(indices) > limit else ""
+    return f"input{'s' if len(indices) != 1 else ''} {shown}{more}"
+
+
+def _fingerprints(record: RunRecord) -> tuple[str | None, ...]:
+    """Each result's input fingerprint; None for every result when the record cannot vouch for all of them."""
+    return record.fingerprints or (None,) * len(record.results)
+
+
+def _identity_reasons(now: RunRecord, before: RunRecord, pairing: InputPairing) -> list[str]:
+    """Why two records of the same key scored different things: other inputs (by fingerprint), or,
+    with random-k targets, other classes for a paired input. Empty when the pair is comparable."""
+    if pairing.by_position is None and not pairing.complete:
+        parts = [f"inputs differ: {len(pairing.pairs)} of the baseline's {before.n} inputs are in this run"]
+        if pairing.only_before:
+            parts.append(f"only in the baseline: {_listed(pairing.only_before)}")
+        if pairing.only_now:
+            parts.append(f"only in this run: {_listed(pairing.only_now)}")
+        parts.append("inputs are matched by a hash of their bytes, dtype and shape")
+        return ["; ".join(parts)]
+    if not now.settings.targets.startswith(SEEDED_TARGETS):
+        return []
+    differ = []
+    for i, j in pairing.pairs:
+        mine, theirs = now.results[i].get("target_classes"), before.results[j].get("target_classes")
+        if mine and theirs and list(mine) != list(theirs):
+            differ.append((i, j, theirs, mine))
+    if not differ:
+        return []
+    i, j, theirs, mine = differ[0]
+    where = f"input {i}" if i == j else f"input {i} (input {j} in the baseline)"
+    return [
+        f"targets {now.settings.targets} scored other classes for {len(differ)} of {len(pairing.pairs)} inputs: "
+        f"{where} against classes {list(theirs)} in the baseline, {list(mine)} now "
+        "(random-k draws each input's classes with its seed)"
+    ]
+
+
 def _check_pair(
-    record: RunRecord, before: RunRecord, rules: Sequence[ChangeRule]
+    record: RunRecord, before: RunRecord, rules: Sequence[ChangeRule], pairing: InputPairing
 ) -> tuple[tuple[str, ...], str | None, dict[str, tuple[float, float]]]:
     """``(failure reasons, why by points or None, delta intervals)`` of one comparable pair."""
     why = points_reason(record, before)
@@ -93,6 +143,8 @@ def _check_pair(
 
     now_scores, now_intervals = record.paired_scores()
     before_scores, before_intervals = before.paired_scores()
+    now_scores, before_scores = pairing.align(now_scores, before_scores)
+    now_intervals, before_intervals = pairing.align(now_intervals, before_intervals)
     level = _confidence(record)
     verdicts = [
         compare_paired(rule, now_scores, now_intervals, before_scores, before_intervals, level) for rule in rules
@@ -129,8 +181,14 @@ def compare_records(
         if differences:
             out.append(Comparison(record.label, "not comparable", record, before, tuple(differences)))
             continue
-        reasons, why, intervals = _check_pair(record, before, change_rules)
-        out.append(Comparison(record.label, "regressed" if reasons else "ok", record, before, reasons, why, intervals))
+        pairing = pair_inputs(_fingerprints(record), _fingerprints(before))
+        differ = _identity_reasons(record, before, pairing)
+        if differ:
+            out.append(Comparison(record.label, "not comparable", record, before, tuple(differ), pairing=pairing))
+            continue
+        reasons, why, intervals = _check_pair(record, before, change_rules, pairing)
+        status = "regressed" if reasons else "ok"
+        out.append(Comparison(record.label, status, record, before, reasons, why, intervals, pairing))
     out.extend(Comparison(record.label, "not run", None, record) for record in baseline if record.key not in now_keys)
     return out
 
@@ -161,7 +219,10 @@ def comparison_table(comparisons: list[Comparison], regression_reasons: bool = T
         compared = "-"  # nothing was compared
         if c.status in ("ok", "regressed"):
             assert c.now is not None  # compared pairs have both sides
-            compared = f"by points ({c.by_points})" if c.by_points else f"paired, {_confidence(c.now):.0%} intervals"
+            paired = "paired"
+            if c.pairing is not None and c.pairing.by_position is not None:
+                paired = f"paired by position ({c.pairing.by_position})"
+            compared = f"by points ({c.by_points})" if c.by_points else f"{paired}, {_confidence(c.now):.0%} intervals"
         rows.append(
             (
                 c.label,

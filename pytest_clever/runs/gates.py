@@ -26,16 +26,19 @@ file without intervals) every mode compares the point value, and the verdict say
 **Baseline rules** (:mod:`pytest_clever.runs.rules`, ``STAT:DROP[:significant]``)
 are applied to a run and its baseline by :func:`compare_paired`.
 
-Runs are **paired**: input ``i`` of the run and of the baseline are the same
-input (same test, same call), so the change's interval comes from a
-bootstrap over the pairs (see :func:`pytest_clever.stats.intervals.paired_change_interval`)
-and each input's own delta has an interval (:func:`input_deltas`).
+Runs are **paired**: each input of the run is matched with the same input of
+the baseline (same test, same call) by its fingerprint, a hash of its bytes,
+dtype and shape (:func:`pair_inputs`; by position only when a side has no
+fingerprints), so the change's interval comes from a bootstrap over the pairs
+(see :func:`pytest_clever.stats.intervals.paired_change_interval`) and each
+input's own delta has an interval (:func:`input_deltas`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pytest_clever.core.validation import (
     ESTIMATOR_NOISE,
@@ -47,6 +50,7 @@ from pytest_clever.core.validation import (
 from pytest_clever.runs.rules import ChangeRule
 
 Interval = tuple[float, float]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -163,17 +167,88 @@ def compare_paired(
     return ChangeVerdict(rule, s_before, s_now, change, (lo, hi), failure)
 
 
+@dataclass(frozen=True)
+class InputPairing:
+    """Which input of a run is which input of its baseline.
+
+    ``pairs`` holds ``(index in the run, index in the baseline)``, in the run's order;
+    ``only_now`` and ``only_before`` the inputs without a partner. ``by_position`` says why the
+    inputs were paired by position (a side without fingerprints); None when paired by fingerprint.
+    """
+
+    pairs: tuple[tuple[int, int], ...]
+    only_now: tuple[int, ...] = ()
+    only_before: tuple[int, ...] = ()
+    by_position: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every input on both sides has its partner: the two runs scored the same inputs."""
+        return not self.only_now and not self.only_before
+
+    def align(self, now: Sequence[T], before: Sequence[T]) -> tuple[list[T], list[T]]:
+        """The paired entries of per-input lists ``now`` and ``before``, partner beside partner."""
+        return [now[i] for i, _ in self.pairs], [before[j] for _, j in self.pairs]
+
+
+def pair_inputs(now: Sequence[str | None], before: Sequence[str | None]) -> InputPairing:
+    """Pair the inputs of a run and its baseline by their fingerprints (``CleverResult.fingerprint``).
+
+    ``now`` and ``before`` hold each input's fingerprint, None for an input without one (a layout
+    without fingerprints). When a side lacks any, input ``i`` pairs with input ``i``, as far as both
+    go, and ``by_position`` says which side lacked them. An input listed twice pairs its first
+    occurrence with the other side's first, its second with the second, and so on.
+    """
+    now_known = [f for f in now if f is not None]
+    before_known = [f for f in before if f is not None]
+    missing_now, missing_before = len(now_known) < len(now), len(before_known) < len(before)
+    if missing_now or missing_before:
+        if missing_now and missing_before:
+            side = "neither run has"
+        else:
+            side = "the baseline has" if missing_before else "this run has"
+        n_now, n_before = len(now), len(before)
+        common = min(n_now, n_before)
+        return InputPairing(
+            tuple((i, i) for i in range(common)),
+            tuple(range(common, n_now)),
+            tuple(range(common, n_before)),
+            by_position=f"{side} no input fingerprints",
+        )
+    waiting: dict[str, list[int]] = {}
+    for j, fingerprint in enumerate(before_known):
+        waiting.setdefault(fingerprint, []).append(j)
+    pairs, only_now = [], []
+    for i, fingerprint in enumerate(now_known):
+        queue = waiting.get(fingerprint)
+        if queue:
+            pairs.append((i, queue.pop(0)))
+        else:
+            only_now.append(i)
+    only_before = sorted(j for queue in waiting.values() for j in queue)
+    return InputPairing(tuple(pairs), tuple(only_now), tuple(only_before))
+
+
 def input_deltas(
     now: Sequence[float],
     now_intervals: Sequence[Interval | None],
     before: Sequence[float],
     before_intervals: Sequence[Interval | None],
+    pairing: InputPairing | None = None,
 ) -> list[tuple[float, float, float]]:
-    """Per input ``(delta, lo, hi)`` of ``now - before``: the rows of the delta table."""
+    """Per paired input ``(delta, lo, hi)`` of ``now - before``: the rows of the delta table.
+
+    ``pairing`` (:func:`pair_inputs`) says which inputs are partners; without it input ``i``
+    pairs with input ``i`` and both sides must hold the same number of inputs.
+    """
     from pytest_clever.stats.intervals import difference_interval
 
-    if len(now) != len(before):
-        raise ValueError(f"paired runs need the same inputs, got {len(now)} and {len(before)} scores")
+    if pairing is None:
+        if len(now) != len(before):
+            raise ValueError(f"paired runs need the same inputs, got {len(now)} and {len(before)} scores")
+        pairing = InputPairing(tuple((i, i) for i in range(len(now))))
+    now, before = pairing.align(now, before)
+    now_intervals, before_intervals = pairing.align(now_intervals, before_intervals)
     pairs = zip(now, now_intervals, before, before_intervals, strict=True)
     return [difference_interval(n, ni, b, bi) for n, ni, b, bi in pairs]
 
@@ -184,8 +259,10 @@ __all__ = [
     "ChangeRule",
     "ChangeVerdict",
     "GateVerdict",
+    "InputPairing",
     "check_gate_mode",
     "compare_paired",
     "input_deltas",
+    "pair_inputs",
     "threshold_gate",
 ]

@@ -44,8 +44,11 @@ from pytest_clever.runs.status import STATUSES, decide_status
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_clever.stats.results import CleverReport
 
-#: Settings that must agree for two records to be compared.
+#: Settings that must agree for two records to be compared. The seed joins them when the targets are
+#: random-k, whose classes the seed draws (:meth:`RecordSettings.differences`).
 COMPARABLE_SETTINGS = ("norm", "radius", "order", "n_batches", "batch_size", "bounds", "targets")
+#: Target specifications whose classes the seed picks ("random-3"): prefix of their canonical text.
+SEEDED_TARGETS = "random-"
 
 RecordKey = tuple[str, "str | None", int]
 
@@ -110,7 +113,10 @@ class RecordSettings:
     def differences(self, before: RecordSettings) -> list[str]:
         """``"radius 2.0 -> 1.0"`` for each comparable setting that differs from ``before``."""
         now, then = self.to_dict(), before.to_dict()
-        return [f"{k} {then[k]!r} -> {now[k]!r}" for k in COMPARABLE_SETTINGS if now[k] != then[k]]
+        out = [f"{k} {then[k]!r} -> {now[k]!r}" for k in COMPARABLE_SETTINGS if now[k] != then[k]]
+        if self.targets.startswith(SEEDED_TARGETS) and self.targets == before.targets and self.seed != before.seed:
+            out.append(f"seed {before.seed} -> {self.seed} (targets {self.targets} draws its classes with the seed)")
+        return out
 
 
 @dataclass(frozen=True)
@@ -225,6 +231,15 @@ class RunRecord:
             for r in self.results
         ]
         return scores, intervals
+
+    @property
+    def fingerprints(self) -> tuple[str, ...] | None:
+        """Each input's fingerprint (``CleverResult.fingerprint``), in input order; None when a result lacks
+        one or the results do not cover every input (layouts without fingerprints)."""
+        known = tuple(f for r in self.results if isinstance(f := r.get("fingerprint"), str))
+        if not self.results or len(self.results) != self.n or len(known) != len(self.results):
+            return None
+        return known
 
     def settings_differences(self, before: RunRecord) -> list[str]:
         """The comparable settings that differ from ``before``'s; empty when comparable."""
@@ -357,6 +372,7 @@ class RunRecord:
         results = read.array(data.get("results", []), "results", where)
         for i, result in enumerate(results):
             read.obj(result, f"results[{i}]", where)
+            read.optional_text(result.get("fingerprint"), f"results[{i}].fingerprint", where)
         attack = read.optional_obj(data.get("attack"), "attack", where)
         if attack is not None:
             for i in read.array(read.get(attack, "contradicted", where), "attack.contradicted", where):

@@ -67,6 +67,9 @@ class CleverResult:
     targets: str = "all"
     target_classes: tuple[int, ...] = ()
     confidence: float = DEFAULT_CONFIDENCE
+    #: A hash of the input's dtype, shape and bytes (``_engine.pipeline.input_fingerprint``): comparisons with a
+    #: baseline pair inputs by it. None in results read from layouts without it.
+    fingerprint: str | None = None
 
     @property
     def interval(self) -> tuple[float, float] | None:
@@ -148,6 +151,7 @@ class CleverResult:
             "confidence": self.confidence,
             "capped": self.capped,
             **({"capped_note": CAPPED_NOTE} if self.capped else {}),
+            "fingerprint": self.fingerprint,
         }
 
     @classmethod
@@ -175,6 +179,7 @@ class CleverResult:
             targets=str(data["targets"]),
             target_classes=tuple(int(j) for j in data.get("target_classes", ())),
             confidence=float(data.get("confidence", DEFAULT_CONFIDENCE)),
+            fingerprint=None if data.get("fingerprint") is None else str(data["fingerprint"]),
         )
 
 

@@ -233,3 +233,20 @@ def test_no_warning_on_a_clean_linear_run(linear_model):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         clever_score(model, X0, radius=1.0, seed=0, **TEN_BATCHES_OF_32)
+
+
+def test_each_result_carries_its_inputs_fingerprint_never_the_input():
+    model = Linear(torch.eye(3, 6), torch.zeros(3))
+    xs = [X0, X0 * 0.5, X0.clone()]
+    report = clever_scores(model, xs, radius=1.0, **TEN_BATCHES_OF_32)
+    first, second, third = (r.fingerprint for r in report)
+    assert first == third != second and len(first) == 16
+    # The input as given: its dtype and shape count, the scoring device and dtype do not.
+    assert clever_score(model, X0, radius=1.0, **TEN_BATCHES_OF_32).fingerprint == first
+    assert clever_score(model, X0.double(), radius=1.0, **TEN_BATCHES_OF_32).fingerprint != first
+    assert clever_scores(model, [X0.numpy()], radius=1.0, **TEN_BATCHES_OF_32)[0].fingerprint == first
+    data = json.loads(json.dumps(report[0].to_dict()))
+    assert data["fingerprint"] == first and str(float(X0[0])) not in json.dumps(data["fingerprint"])
+    assert CleverResult.from_dict(data).fingerprint == first
+    del data["fingerprint"]  # results saved without one read as None
+    assert CleverResult.from_dict(data).fingerprint is None

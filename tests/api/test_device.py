@@ -46,6 +46,9 @@ def test_cuda_score_matches_the_exact_cpu_one_and_the_model_goes_back_to_cpu(lin
     assert on_cuda.score == pytest.approx(on_cpu.score, rel=1e-4)
     assert on_cuda.score == pytest.approx(exact_linear_score(weight, bias, X0, 2, 10.0), rel=0.01)
     assert _model_device(model) == torch.device("cpu")
+    # The fingerprint is of the input as given: the same on any scoring device, and for the input on CUDA.
+    on_cuda_input = clever_score(model, X0.cuda(), radius=10.0, seed=0, device="cuda", **SMALL_SAMPLE)
+    assert on_cpu.fingerprint == on_cuda.fingerprint == on_cuda_input.fingerprint is not None
 
 
 @needs_cuda

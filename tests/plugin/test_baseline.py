@@ -249,3 +249,104 @@ def test_not_comparable_fails_the_gate_when_asked_from_the_ini_and_the_cli_can_r
     relaxed = pytester.runpytest("--clever-compare=main", "--clever-not-comparable=warn")
     assert relaxed.ret == 0
     relaxed.stdout.fnmatch_lines(["*test_gate [[]linear[]]*NOT COMPARABLE"])
+
+
+def _inputs_module(pick: str, targets: str = "all", n_inputs: int = 10) -> str:
+    """test_gate scores ``linear()`` on ``XS[pick]``: the inputs a user's filter selected from a pool."""
+    test = f"""
+
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS}, targets={targets!r})
+def test_gate(clever):
+    clever.scores(linear(), XS[{pick}], name="linear")
+"""
+    return linear_module(n_inputs=n_inputs) + test
+
+
+def test_inputs_that_changed_are_not_paired_by_position(pytester):
+    # The new user's repro: the baseline scored one selection of inputs, this run another of the same size
+    # (a changed filter or data seed). Paired by position, input 2 would meet another input's score, and the
+    # same model would show a "significant" drop of the mean (1.21 -> 0.698).
+    pytester.makepyfile(test_model=_inputs_module("[0, 1, 6, 7, 8, 9]"))
+    pytester.runpytest("--clever-save=main").assert_outcomes(passed=1)
+    pytester.makepyfile(test_model=_inputs_module("[0, 1, 2, 3, 4, 5]"))
+    rule = "--clever-compare-fail=mean:1%:significant"
+    warned = pytester.runpytest("--clever-compare=main", rule)
+    assert warned.ret == 0
+    warned.stdout.fnmatch_lines(
+        [
+            "*test_gate [[]linear[]]*NOT COMPARABLE",
+            "*test_gate [[]linear[]]: inputs differ: 2 of the baseline's 6 inputs are in this run;"
+            " only in the baseline: inputs 2, 3, 4, 5; only in this run: inputs 2, 3, 4, 5*",
+        ]
+    )
+    assert "REGRESSED" not in warned.stdout.str() and "significantly" not in warned.stdout.str()
+    strict = pytester.runpytest("--clever-compare=main", rule, "--clever-not-comparable=fail")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(["*test_gate [[]linear[]]: not comparable with baseline main (inputs differ: *"])
+
+
+def test_a_filtered_input_set_that_lost_inputs_is_not_compared_by_its_statistics(pytester):
+    # The filter let through fewer inputs: the means are over other inputs, so no delta is reported.
+    pytester.makepyfile(test_model=_inputs_module("[0, 1, 2, 3, 4, 5]"))
+    pytester.runpytest("--clever-save=main").assert_outcomes(passed=1)
+    pytester.makepyfile(test_model=_inputs_module("[0, 1, 2, 4]"))
+    result = pytester.runpytest("--clever-compare=main", "--clever-compare-fail=mean:1%")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*test_gate [[]linear[]]*NOT COMPARABLE",
+            "*inputs differ: 4 of the baseline's 6 inputs are in this run; only in the baseline: inputs 3, 5;*",
+        ]
+    )
+    assert "REGRESSED" not in result.stdout.str()
+
+
+def test_the_same_inputs_in_another_order_pair_by_fingerprint(pytester):
+    pytester.makepyfile(test_model=_inputs_module("[0, 1, 2, 3, 4, 5]"))
+    pytester.runpytest("--clever-save=main").assert_outcomes(passed=1)
+    pytester.makepyfile(test_model=_inputs_module("[5, 4, 3, 2, 1, 0]"))
+    result = pytester.runpytest("--clever-compare=main", "--clever-compare-fail=min:0")
+    assert result.ret == 0
+    # CLEVER is exact on a linear model: each input meets its own score again, so every delta is 0 and so
+    # are the bounds of its interval (paired by position, the deltas would spread the interval wide).
+    result.stdout.fnmatch_lines(["*test_gate [[]linear[]]*[[]+0, +0[]]*[[]+0, +0[]]  paired, 95% intervals*OK"])
+
+
+def test_a_baseline_without_fingerprints_is_paired_by_position_and_says_so(pytester):
+    pytester.makepyfile(test_model=_inputs_module("[0, 1, 2, 3, 4, 5]"))
+    pytester.runpytest("--clever-save=main").assert_outcomes(passed=1)
+    (path,) = (pytester.path / ".clever").glob("*main*.json")
+    doc = json.loads(path.read_text())
+    for record in doc["records"]:
+        for result in record["results"]:
+            del result["fingerprint"]
+    path.write_text(json.dumps(doc))
+    result = pytester.runpytest("--clever-compare=main", "--clever-compare-fail=mean:10%")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        ["*test_gate [[]linear[]]*paired by position (the baseline has no input fingerprints), 95% intervals*OK"]
+    )
+
+
+def test_random_targets_with_another_seed_are_not_comparable(pytester):
+    # random-k draws each input's classes with the seed: another --clever-seed scores other classes.
+    pytester.makepyfile(test_model=_inputs_module("[0, 1, 2, 3, 4, 5]", targets="random-1"))
+    pytester.runpytest("--clever-save=main", "--clever-seed=0").assert_outcomes(passed=1)
+    result = pytester.runpytest(
+        "--clever-compare=main",
+        "--clever-seed=3",
+        "--clever-compare-fail=mean:1%:significant",
+        "--clever-not-comparable=fail",
+    )
+    assert "REGRESSED" not in result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*test_gate [[]linear[]]*NOT COMPARABLE",
+            "*test_gate [[]linear[]]: not comparable with baseline main (seed * -> * (targets random-1 draws its"
+            " classes with the seed); --clever-not-comparable=fail)",
+        ]
+    )
+    same = pytester.runpytest("--clever-compare=main", "--clever-seed=0", "--clever-compare-fail=mean:1%:significant")
+    assert same.ret == 0
+    same.stdout.fnmatch_lines(["*test_gate [[]linear[]]*paired, 95% intervals*OK"])

@@ -3,8 +3,10 @@
 import pytest
 
 from pytest_clever.runs.compare import DropRule, compare_records, comparison_table
+from pytest_clever.runs.record import RunRecord
+from pytest_clever.runs.rules import ChangeRule
 
-from .records import make_record
+from .records import make_record, make_record_dict
 
 
 @pytest.mark.parametrize(
@@ -80,3 +82,91 @@ def test_baseline_entries_missing_from_this_run_are_not_run_rows():
 def test_a_drop_rule_that_could_never_fire_is_refused(rule):
     with pytest.raises(ValueError, match="drop must be a finite number >= 0"):
         DropRule.parse(rule)
+
+
+def _result(score: float, fingerprint: str | None, classes: tuple[int, ...] = (1, 2)) -> dict:
+    """A saved result: a score with a narrow interval, its input's fingerprint and the classes it was scored on."""
+    result = {"score": score, "interval": [score - 0.01, score + 0.01], "target_classes": list(classes)}
+    return result if fingerprint is None else {**result, "fingerprint": fingerprint}
+
+
+def _scored(scores, fingerprints, nodeid="t.py::a", classes=None, **settings):
+    """A record of one result per score, with the statistics of those scores."""
+    classes = classes or [(1, 2)] * len(scores)
+    results = [_result(s, f, c) for s, f, c in zip(scores, fingerprints, classes, strict=True)]
+    data = make_record_dict(nodeid, results=results, **settings)
+    ordered = sorted(scores)
+    mean = sum(scores) / len(scores)
+    data.update(n=len(scores), min=ordered[0], max=ordered[-1], mean=mean, median=ordered[len(scores) // 2])
+    return RunRecord.from_dict(data)
+
+
+SIGNIFICANT = [ChangeRule.parse("mean:1%:significant"), ChangeRule.parse("min:0.001:significant")]
+
+
+def test_inputs_in_another_order_pair_by_fingerprint():
+    before = _scored([0.2, 0.5, 0.9], ["a", "b", "c"])
+    now = _scored([0.9, 0.2, 0.5], ["c", "a", "b"])
+    (c,) = compare_records([now], [before], SIGNIFICANT)
+    assert c.status == "ok" and c.pairing is not None and c.pairing.pairs == ((0, 2), (1, 0), (2, 1))
+    # Each input meets itself: the delta intervals hold only the scores' own noise.
+    assert c.intervals["mean"][1] - c.intervals["mean"][0] < 0.05
+    assert "paired, 95% intervals" in "\n".join(comparison_table([c]))
+
+
+def test_other_inputs_of_the_same_count_are_not_compared():
+    # The new user's repro in miniature: the set changed, and position 1 now holds a weaker input.
+    before = _scored([0.2, 0.9, 0.5], ["a", "b", "c"])
+    now = _scored([0.2, 0.1, 0.5], ["a", "x", "c"])
+    (c,) = compare_records([now], [before], SIGNIFICANT)
+    assert c.status == "not comparable" and c.delta("mean") is None
+    assert c.reasons == (
+        "inputs differ: 2 of the baseline's 3 inputs are in this run; only in the baseline: input 1; "
+        "only in this run: input 1; inputs are matched by a hash of their bytes, dtype and shape",
+    )
+    assert c.pairing is not None and c.pairing.only_before == (1,) and c.pairing.only_now == (1,)
+    table = "\n".join(comparison_table([c]))
+    assert "NOT COMPARABLE" in table and "inputs differ" in table and "REGRESSED" not in table
+
+
+def test_a_subset_of_the_baseline_inputs_is_not_compared():
+    before = _scored([0.2, 0.9, 0.5, 0.7, 0.3, 0.4, 0.8], list("abcdefg"))
+    now = _scored([0.2, 0.5], ["a", "c"])
+    (c,) = compare_records([now], [before], SIGNIFICANT)
+    assert c.status == "not comparable"
+    assert "2 of the baseline's 7 inputs are in this run; only in the baseline: inputs 1, 3, 4, 5, 6;" in c.reasons[0]
+    assert "only in this run" not in c.reasons[0]
+
+
+def test_a_baseline_without_fingerprints_pairs_by_position_and_the_table_says_so():
+    before = _scored([0.2, 0.5, 0.9], [None, None, None])
+    now = _scored([0.2, 0.5, 0.9], ["a", "b", "c"])
+    (c,) = compare_records([now], [before], SIGNIFICANT)
+    assert c.status == "ok" and c.pairing is not None and c.pairing.by_position
+    row = comparison_table([c])[1]
+    assert "paired by position (the baseline has no input fingerprints), 95% intervals" in row
+
+
+def test_random_targets_scored_on_other_classes_are_not_comparable():
+    # Same seed, same inputs in another order: each input's classes were drawn with another per-input seed.
+    before = _scored([0.2, 0.5], ["a", "b"], classes=[(1,), (2,)], targets="random-1")
+    now = _scored([0.5, 0.2], ["b", "a"], classes=[(0,), (1,)], targets="random-1")
+    (c,) = compare_records([now], [before], SIGNIFICANT)
+    assert c.status == "not comparable"
+    assert c.reasons == (
+        "targets random-1 scored other classes for 1 of 2 inputs: input 0 (input 1 in the baseline) against "
+        "classes [2] in the baseline, [0] now (random-k draws each input's classes with its seed)",
+    )
+    # Classes that a model-dependent specification resolved differently are the model's doing: compared.
+    before = _scored([0.2, 0.5], ["a", "b"], classes=[(1,), (2,)], targets="top-1")
+    now = _scored([0.2, 0.5], ["a", "b"], classes=[(0,), (2,)], targets="top-1")
+    assert compare_records([now], [before], SIGNIFICANT)[0].status == "ok"
+
+
+def test_the_seed_is_a_comparable_setting_only_for_random_targets():
+    rules = [ChangeRule.parse("mean:10%")]
+    out = compare_records([make_record(seed=2, targets="random-3")], [make_record(seed=0, targets="random-3")], rules)
+    assert out[0].status == "not comparable"
+    assert out[0].reasons == ("seed 0 -> 2 (targets random-3 draws its classes with the seed)",)
+    out = compare_records([make_record(seed=2, targets="top-3")], [make_record(seed=0, targets="top-3")], rules)
+    assert out[0].status == "ok"

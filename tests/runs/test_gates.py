@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from pytest_clever.errors import InvalidInputError
-from pytest_clever.runs.gates import ChangeRule, check_gate_mode, compare_paired, input_deltas, threshold_gate
+from pytest_clever.runs.gates import (
+    ChangeRule,
+    InputPairing,
+    check_gate_mode,
+    compare_paired,
+    input_deltas,
+    pair_inputs,
+    threshold_gate,
+)
 
 
 @pytest.mark.parametrize(
@@ -85,3 +93,45 @@ def test_input_deltas_have_intervals():
     delta, lo, hi = rows[0]
     assert delta == pytest.approx(-0.2) and lo == pytest.approx(-0.2 - np.hypot(0.1, 0.1)) and hi > -0.2
     assert rows[1] == (0.0, 0.0, 0.0)
+
+
+def test_inputs_pair_by_fingerprint_whatever_their_order():
+    pairing = pair_inputs(["c", "a", "b"], ["a", "b", "c"])
+    assert pairing.pairs == ((0, 2), (1, 0), (2, 1)) and pairing.complete and pairing.by_position is None
+    assert pairing.align([30, 10, 20], [1, 2, 3]) == ([30, 10, 20], [3, 1, 2])
+
+
+def test_inputs_on_one_side_only_are_listed():
+    pairing = pair_inputs(["a", "x", "b", "y"], ["a", "b", "c"])
+    assert pairing.pairs == ((0, 0), (2, 1)) and pairing.only_now == (1, 3) and pairing.only_before == (2,)
+    assert not pairing.complete
+
+
+def test_an_input_listed_twice_pairs_occurrence_by_occurrence():
+    pairing = pair_inputs(["a", "a", "b"], ["b", "a", "a"])
+    assert pairing.pairs == ((0, 1), (1, 2), (2, 0)) and pairing.complete
+    assert not pair_inputs(["a", "a"], ["a", "b"]).complete
+
+
+@pytest.mark.parametrize(
+    "now, before, side",
+    [
+        (["a", "b"], [None, None], "the baseline has"),
+        ([None, None, None], ["a", "b"], "this run has"),
+        (["a", None], [None, "b"], "neither run has"),
+    ],
+)
+def test_a_side_without_fingerprints_pairs_by_position_and_says_which(now, before, side):
+    pairing = pair_inputs(now, before)
+    assert pairing.by_position == f"{side} no input fingerprints"
+    common = min(len(now), len(before))
+    assert pairing.pairs == tuple((i, i) for i in range(common))
+    assert pairing.only_now == tuple(range(common, len(now))) and pairing.only_before == ()
+
+
+def test_input_deltas_follow_the_pairing():
+    pairing = InputPairing(((0, 1), (1, 0)))
+    rows = input_deltas([1.0, 2.0], [None, None], [2.5, 1.5], [None, None], pairing)
+    assert rows == [(-0.5, -0.5, -0.5), (-0.5, -0.5, -0.5)]
+    with pytest.raises(ValueError, match="same inputs"):
+        input_deltas([1.0], [None], [1.0, 2.0], [None, None])

@@ -41,6 +41,7 @@ def test_round_trip_keeps_every_field():
         ({"status": "great"}, "field 'status' must be one of recorded, passed, failed"),
         ({"settings": []}, "field 'settings' must be an object"),
         ({"results": [1]}, r"field 'results\[0\]' must be an object"),
+        ({"results": [{"fingerprint": 7}]}, r"field 'results\[0\].fingerprint' must be a non-empty string"),
         ({"threshold": {"statistic": "mean"}}, "missing field 'min_score'"),
         ({"attack": {"checks": []}}, "missing field 'contradicted'"),
     ],
@@ -151,6 +152,17 @@ def test_schema_1_files_still_load_and_compare_call_by_call(tmp_path):
     path = Storage(tmp_path / "new").save(list(run.records), "again", git={})
     data = json.loads(path.read_text())
     assert data["schema"] == 3 and [r["call"] for r in data["records"]] == [0, 0, 1]  # sorted by test id
+
+
+def test_fingerprints_are_each_inputs_or_none_when_a_result_lacks_one():
+    results = [{"score": 0.1, "fingerprint": "a"}, {"score": 0.2, "fingerprint": "b"}, {"score": 0.3}]
+    assert make_record(results=results).fingerprints is None  # old layouts: paired by position
+    results[2]["fingerprint"] = "c"
+    assert make_record(results=results).fingerprints == ("a", "b", "c")
+    assert make_record(results=results[:2]).fingerprints is None  # 2 results for 3 inputs: not every input
+    assert make_record().fingerprints is None
+    # Files without fingerprints still load (they pair by position).
+    assert all(r.fingerprints is None for r in Storage(DATA).find("main").records)
 
 
 # -- failure text: the engine's weak/consistent rules for both orders ---------------------------
