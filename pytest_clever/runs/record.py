@@ -345,8 +345,8 @@ class RunRecord:
         if status not in STATUSES:
             raise RecordError(f"{where}: field 'status' must be one of {', '.join(STATUSES)}, got {status!r}")
         results = read.array(data.get("results", []), "results", where)
-        for i, result in enumerate(results):
-            read.obj(result, f"results[{i}]", where)
+        n = read.integer(read.get(data, "n", where), "n", where)
+        check_results(results, n, where)
         attack = read.optional_obj(data.get("attack"), "attack", where)
         if attack is not None:
             for i in read.array(read.get(attack, "contradicted", where), "attack.contradicted", where):
@@ -358,7 +358,7 @@ class RunRecord:
             nodeid=nodeid,
             name=read.optional_text(data.get("name"), "name", where),
             call=read.integer(read.get(data, "call", where), "call", where),
-            n=read.integer(read.get(data, "n", where), "n", where),
+            n=n,
             **stats,
             value=read.number(data.get("value", stats["mean"]), "value", where),
             threshold=threshold,
@@ -369,6 +369,27 @@ class RunRecord:
             attack=attack,
             interval=interval,
             confidence=None if confidence is None else read.number(confidence, "confidence", where),
+        )
+
+
+def check_results(results: Sequence[Any], n: int, where: str) -> None:
+    """Raise :class:`RecordError` unless ``results`` are what comparisons read: one object per input
+    (or none at all), each with a number ``score`` and, when it has one, an ``interval`` of two numbers.
+
+    A record that says ``n`` inputs but holds fewer results (a truncated file) is an error here, so a
+    comparison never pairs the inputs it lacks.
+    """
+    for i, result in enumerate(results):
+        field = f"results[{i}]"
+        read.obj(result, field, where)
+        read.number(read.get(result, "score", f"{where}, {field}"), f"{field}.score", where)
+        read.optional_pair(result.get("interval"), f"{field}.interval", where)
+        if result.get("confidence") is not None:
+            read.number(result["confidence"], f"{field}.confidence", where)
+    if results and len(results) != n:
+        raise RecordError(
+            f"{where}: field 'results' holds {len(results)} result(s) but field 'n' says {n} inputs "
+            "(a truncated or edited record)"
         )
 
 
