@@ -29,7 +29,7 @@ Pure Python at import time: no torch, no numpy.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pytest_clever.core.norms import norm_to_json, parse_norm
@@ -173,6 +173,9 @@ class RunRecord:
     attack: dict[str, Any] | None = None
     interval: tuple[float, float] | None = None
     confidence: float | None = None
+    #: Where the test made the call, for its failure message: "call 2 in the test (name='b'), test_x.py:14".
+    #: Known only in the process that scored it: not part of the JSON, nor of equality.
+    location: str | None = field(default=None, compare=False)
 
     # -- identity -------------------------------------------------------------------------
 
@@ -359,7 +362,10 @@ class RunRecord:
             name=read.optional_text(data.get("name"), "name", where),
             call=read.integer(read.get(data, "call", where), "call", where),
             n=n,
-            **stats,
+            min=stats["min"],
+            mean=stats["mean"],
+            median=stats["median"],
+            max=stats["max"],
             value=read.number(data.get("value", stats["mean"]), "value", where),
             threshold=threshold,
             status=status,
