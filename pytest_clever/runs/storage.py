@@ -244,7 +244,8 @@ class Storage:
             if r.incomplete is not None and ref in ("latest", r.name)
         ]
         if not runs and not skipped:
-            raise StorageError(f"no saved runs in {self.root}")
+            problem = folder_problem(self.root)  # a dangling link or a file reads as an empty folder
+            raise StorageError(f"no saved runs in {self.root}" + (f" ({problem})" if problem else ""))
         if why:
             raise StorageError(f"{wanted} in {self.root}: " + "; ".join(why))
         names = sorted({r.name for r in complete})

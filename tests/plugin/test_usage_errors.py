@@ -60,3 +60,12 @@ def test_a_bad_marker_under_xdist_is_the_same_usage_error_as_serially(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR, _err(result)
     assert "unknown argument(s) colour" in result.stderr.str()
     assert "INTERNALERROR" not in _err(result) and "crashitem" not in _err(result)
+
+
+def test_comparing_with_a_dangling_symlink_storage_names_the_link(pytester):
+    pytester.makepyfile(PLAIN)
+    (pytester.path / "baselines").symlink_to(pytester.path / "gone")
+    result = pytester.runpytest("--clever-compare=main", "--clever-storage=baselines")
+    result.stdout.fnmatch_lines(
+        ["*no saved runs in *baselines (*baselines is a symbolic link to *gone, which does not exist)"]
+    )
