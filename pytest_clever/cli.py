@@ -1,8 +1,9 @@
 """``pytest-clever`` / ``python -m pytest_clever``: inspect and compare saved runs.
 
 Commands: ``list``, ``compare A B``, ``history TEST``, ``plot trend``,
-``plot fit RUN TEST``. Exit codes: 0 fine, 1 a regression past the
-``--fail`` rule, 2 a usage or storage error.
+``plot fit RUN TEST``. Exit codes (:data:`EXIT_CODES`): 0 fine, 1 a regression
+past the ``--fail`` rule, 2 any error (usage, storage, output, or an unexpected one),
+so no error reads as "regression found".
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import os
 import sys
 import tomllib
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -23,9 +25,24 @@ from pytest_clever.runs.compare import compare_records, comparison_table
 from pytest_clever.runs.record import RunRecord
 from pytest_clever.runs.report import format_table
 from pytest_clever.runs.rules import ChangeRule
-from pytest_clever.runs.storage import DEFAULT_STORAGE, SavedRun, Storage, StorageError, storage_root
+from pytest_clever.runs.storage import (
+    DEFAULT_STORAGE,
+    SavedRun,
+    Storage,
+    StorageError,
+    folder_problem,
+    storage_root,
+)
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
+#: The exit codes, as ``--help`` lists them.
+EXIT_CODES = (
+    "exit codes:\n"
+    f"  {EXIT_OK}  fine (compare: no regression past --fail)\n"
+    f"  {EXIT_REGRESSION}  compare: a regression past a --fail rule\n"
+    f"  {EXIT_ERROR}  an error: bad arguments, a run or storage folder that cannot be read, an output that "
+    "cannot be written"
+)
 STORAGE_INI = "clever_storage"
 
 
@@ -76,6 +93,13 @@ def default_storage() -> Path:
     """The storage folder the plugin would use for a pytest run started here."""
     rootdir, ini = find_rootdir()
     return storage_root(rootdir, ini.get(STORAGE_INI))
+
+
+def check_storage(storage: Storage) -> None:
+    """A storage folder that cannot hold runs (a file, a dangling symbolic link) is an error, not "no saved runs"."""
+    problem = folder_problem(storage.root)
+    if problem is not None:
+        raise StorageError(f"storage {storage.root}: {problem}")
 
 
 def _commit(run: SavedRun) -> str:
@@ -165,15 +189,35 @@ def _pyplot() -> ModuleType:
     return plt
 
 
+def check_output(path: str) -> Path:
+    """The PNG file ``-o`` names, checked before any work: a file name in an existing, writable folder."""
+    if not path.strip():
+        raise CleverError("-o/--output: give a file name, e.g. -o fit.png (got an empty name)")
+    target = Path(path)
+    if target.is_dir():
+        raise CleverError(f"-o/--output: {path} is a folder; give a file name such as {target / 'plot.png'}")
+    folder = target.absolute().parent
+    if not folder.is_dir():
+        raise CleverError(f"-o/--output: folder {folder} does not exist; create it or write elsewhere")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CleverError(f"-o/--output: folder {folder} is not writable")
+    return target
+
+
 def _save(plt: ModuleType, fig: Any, path: str) -> int:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        raise CleverError(f"could not write {path}: {exc}") from None
+    finally:
+        plt.close(fig)
     print(f"wrote {path}")
     return EXIT_OK
 
 
 def cmd_plot_trend(storage: Storage, args: argparse.Namespace) -> int:
+    check_output(args.output)
     runs = _runs(storage)
     series: dict[str, list[tuple[int, float]]] = {}
     for i, run in enumerate(runs):
@@ -195,6 +239,7 @@ def cmd_plot_trend(storage: Storage, args: argparse.Namespace) -> int:
 
 def cmd_plot_fit(storage: Storage, args: argparse.Namespace) -> int:
     """The reverse Weibull fit against the histogram of the batch maxima it was fitted to."""
+    check_output(args.output)
     run = _find(storage, args.run)
     records = _matching(run, args.test, args.name)
     if not records:
@@ -203,10 +248,17 @@ def cmd_plot_fit(storage: Storage, args: argparse.Namespace) -> int:
     if not 0 <= args.input < len(results):
         raise StorageError(f"input {args.input} out of range: the record has {len(results)} result(s)")
     result = results[args.input]
-    fit = result["per_target"][str(result["target"])]
+    where = f"{run.path}: {records[0].label}, input {args.input}"
+    per_target = result.get("per_target")
+    fit = per_target.get(str(result.get("target"))) if isinstance(per_target, dict) else None
+    if not isinstance(fit, dict):
+        raise StorageError(f"{where}: no fit saved for its deciding target (fields 'target' and 'per_target')")
+    missing = [k for k in ("fit_method", "lipschitz") if not isinstance(fit.get(k), (str, int, float))]
+    if missing:
+        raise StorageError(f"{where}: the deciding target's fit lacks {', '.join(missing)}")
     maxima = result.get("batch_maxima") or []
     if not maxima:
-        raise StorageError("this result has no batch maxima saved (older run file)")
+        raise StorageError(f"{where}: this result has no batch maxima saved (older run file)")
     import numpy as np
     from scipy import stats
 
@@ -227,7 +279,12 @@ def cmd_plot_fit(storage: Storage, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pytest-clever", description="Inspect and compare saved CLEVER runs.")
+    parser = argparse.ArgumentParser(
+        prog="pytest-clever",
+        description="Inspect and compare saved CLEVER runs.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--storage",
         default=None,
@@ -273,10 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit code is :data:`EXIT_OK`, :data:`EXIT_REGRESSION` or :data:`EXIT_ERROR`.
+
+    Every error is :data:`EXIT_ERROR`, an unexpected one included (with its traceback), so a
+    script never reads a crash as "regression found".
+    """
     args = build_parser().parse_args(argv)
     _said.clear()
     try:
-        return args.func(Storage(args.storage or default_storage()), args)
-    except (CleverError, ValueError) as exc:
+        storage = Storage(args.storage or default_storage())
+        check_storage(storage)
+        return int(args.func(storage, args))
+    except (CleverError, ValueError, OSError) as exc:
         print(f"pytest-clever: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception:  # noqa: BLE001  (any crash: the error code with its traceback, never "regression found")
+        traceback.print_exc()
+        print("pytest-clever: internal error (the traceback above); please report it", file=sys.stderr)
         return EXIT_ERROR

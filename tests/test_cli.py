@@ -176,3 +176,87 @@ def test_list_shows_incomplete_runs(store, capsys):
     assert run(store, "list") == 0
     line = [row for row in capsys.readouterr().out.splitlines() if "interrupted" in row]
     assert len(line) == 1 and "main" in line[0]
+
+
+def _edit_run(store, name, edit):
+    (path,) = store.root.glob(f"*_{name}.json")
+    data = __import__("json").loads(path.read_text())
+    edit(data)
+    path.write_text(__import__("json").dumps(data))
+    return path
+
+
+def test_a_null_score_in_a_baseline_is_named_and_never_exits_as_a_regression(store, capsys):
+    # null is how NaN is written; reading it as a score crashed with a raw TypeError, exit 1 ("regression found").
+    path = _edit_run(store, "main", lambda d: d["records"][0]["results"][0].update(score=None, interval=[0.3, 0.5]))
+    assert run(store, "compare", "main", "feature", "--fail", "mean:10%") == 0
+    captured = capsys.readouterr()
+    assert f"{path.name}: record 0 (t.py::test_gate): field 'results[0].score' must be a number, got null" in (
+        captured.err
+    )
+    assert "Traceback" not in captured.err and "MISSING BASELINE" in captured.out
+
+
+def test_an_unexpected_error_exits_with_the_error_code_not_the_regression_code(store, capsys, monkeypatch):
+    import pytest_clever.cli as cli
+
+    def broken(*args, **kwargs):
+        raise TypeError("something unforeseen")
+
+    monkeypatch.setattr(cli, "compare_records", broken)
+    assert run(store, "compare", "main", "feature") == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "TypeError: something unforeseen" in err and "internal error" in err
+
+
+def test_plot_fit_of_a_result_without_its_fit_is_a_clear_error(store, tmp_path, capsys):
+    _edit_run(store, "main", lambda d: d["records"][0]["results"][0].pop("per_target"))
+    assert run(store, "plot", "fit", "main", "test_gate", "-o", str(tmp_path / "fit.png")) == 2
+    err = capsys.readouterr().err
+    assert "t.py::test_gate, input 0: no fit saved for its deciding target" in err and "KeyError" not in err
+    assert not (tmp_path / "fit.png").exists()
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("/nonexistent/x.png", "-o/--output: folder /nonexistent does not exist"),
+        ("", "-o/--output: give a file name"),
+        (" ", "-o/--output: give a file name"),
+        (".", "-o/--output: . is a folder"),
+    ],
+)
+def test_plot_outputs_are_checked_before_any_work(store, tmp_path, monkeypatch, capsys, output, message):
+    monkeypatch.chdir(tmp_path)
+    for command in (["plot", "trend"], ["plot", "fit", "main", "test_gate"]):
+        assert run(store, *command, "-o", output) == 2, command
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, command
+    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob(".png"))
+
+
+def test_compare_finds_a_run_file_given_without_its_folder(store, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path.parent)  # the file name alone does not exist here
+    (main_file,) = store.root.glob("*_main.json")
+    assert run(store, "compare", main_file.name, "feature") == 0
+    assert "baseline main" in capsys.readouterr().out
+    assert run(store, "compare", "nothere.json") == 2
+    err = capsys.readouterr().err
+    assert f"no saved run at nothere.json (nor {store.root / 'nothere.json'})" in err and "name or id" in err
+
+
+def test_a_dangling_symlink_or_a_file_as_storage_is_an_error(tmp_path, capsys):
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    (tmp_path / "afile").write_text("x")
+    assert main(["--storage", str(tmp_path / "dangling"), "list"]) == 2
+    assert f"is a symbolic link to {tmp_path / 'gone'}, which does not exist" in capsys.readouterr().err
+    assert main(["--storage", str(tmp_path / "afile"), "list"]) == 2
+    assert f"{tmp_path / 'afile'} is not a folder" in capsys.readouterr().err
+
+
+def test_help_lists_the_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "exit codes:" in out and "1  compare: a regression past a --fail rule" in out and "2  an error" in out

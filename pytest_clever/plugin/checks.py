@@ -50,10 +50,13 @@ def check_outputs(save_root: Path | None, json_path: str | None) -> None:
 
 def check_writable_folder(folder: Path, what: str) -> None:
     """Raise a usage error now when ``folder`` cannot be created or written to at the end of the run."""
+    from pytest_clever.runs.storage import folder_problem
+
+    problem = folder_problem(folder)
+    if problem is not None:
+        raise pytest.UsageError(f"{what}: {problem}")
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir():
-        raise pytest.UsageError(f"{what}: {existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise pytest.UsageError(f"{what}: folder {existing} is not writable")

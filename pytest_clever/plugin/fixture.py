@@ -65,6 +65,20 @@ def _user_frame() -> FrameType | None:
     return frame
 
 
+def call_site(index: int, name: str | None) -> str:
+    """Where the test made its ``index``-th fixture call (from 1): ``call 2 in the test (name='b'), test_x.py:14``."""
+    frame = _user_frame()
+    text = f"call {index} in the test ({'no name=' if name is None else f'name={name!r}'})"
+    if frame is None:
+        return text
+    path = frame.f_code.co_filename
+    try:
+        path = os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd().resolve()) else path
+    except (OSError, ValueError):  # another drive, or the current folder is gone
+        pass
+    return f"{text}, {path}:{frame.f_lineno}"
+
+
 def _reissue(caught: list[warnings.WarningMessage], label: str) -> None:
     """Warnings raised while scoring, shown at the user's test line; weak-fit notes as one warning per call.
 
@@ -140,6 +154,7 @@ class CleverFixture:
         self.progress = progress  # a fresh terminal progress sink per call (or None), unless the call passes progress=
         self._user_properties = user_properties
         self._calls: dict[str | None, int] = {}
+        self._all_calls = 0  # every call in the test, whatever its name: the "call N" of a failure message
 
     # -- public methods -----------------------------------------------------------------
 
@@ -260,6 +275,8 @@ class CleverFixture:
             pytest.fail(f"clever fixture: name must be a non-empty string, got {name!r}", pytrace=False)
         call = self._calls.get(name, 0)
         self._calls[name] = call + 1
+        self._all_calls += 1
+        location = call_site(self._all_calls, name)
         seed = derive_seed(settings["seed"], self.nodeid, name or "", call)
         engine = {k: settings[k] for k in ENGINE_SETTINGS if settings[k] is not None}
         xs = __import__("torch").as_tensor(xs) if type(xs).__module__ == "numpy" else xs  # numpy, as the API takes
@@ -293,7 +310,7 @@ class CleverFixture:
             targets=settings["targets"] or "all",
             checks=checks,
         )
-        record = replace(record, settings=replace(record.settings, threads=threads))
+        record = replace(record, settings=replace(record.settings, threads=threads), location=location)
         capped_gate = capped_gate_text(record)
         if capped_gate is not None:  # the radius, not the model, decided the gate: say so where the call is
             caught.append(warnings.WarningMessage(CleverWarning(capped_gate), CleverWarning, __file__, 0))

@@ -58,6 +58,8 @@ class Comparison:
     by_points: str | None = None
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     pairing: InputPairing | None = None
+    #: How a rule was applied when it could not be applied as written (a relative rule on a baseline <= 0).
+    notes: tuple[str, ...] = ()
 
     def delta(self, statistic: str) -> float | None:
         if self.before is None or self.now is None or self.status == "not comparable":
@@ -124,10 +126,34 @@ def _identity_reasons(now: RunRecord, before: RunRecord, pairing: InputPairing) 
     ]
 
 
+def absolute_rules(before: RunRecord, rules: Sequence[ChangeRule]) -> tuple[list[ChangeRule], list[str]]:
+    """``rules`` as they apply to ``before``, and a note for each rule that changed.
+
+    A relative rule on a baseline statistic <= 0 has no meaning (a ratio to a negative
+    number turns an improvement into a drop; to zero, into infinity): it is applied as
+    an absolute rule allowing the same drop, ``DROP`` times ``|baseline|`` (so a zero
+    baseline allows none).
+    """
+    applied, notes = [], []
+    for rule in rules:
+        drop, base = rule.drop, before.statistic(rule.drop.statistic)
+        if drop.relative and base <= 0:
+            absolute = DropRule(drop.statistic, drop.drop * abs(base), relative=False)
+            applied.append(ChangeRule(absolute, rule.significant))
+            notes.append(
+                f"baseline {drop.statistic} is {base:.4g} (<= 0): {rule} compared by absolute change "
+                f"(allowed drop {absolute.drop:.4g}), as a relative change of it has no meaning"
+            )
+        else:
+            applied.append(rule)
+    return applied, notes
+
+
 def _check_pair(
     record: RunRecord, before: RunRecord, rules: Sequence[ChangeRule], pairing: InputPairing
 ) -> tuple[tuple[str, ...], str | None, dict[str, tuple[float, float]]]:
     """``(failure reasons, why by points or None, delta intervals)`` of one comparable pair."""
+    rules, _ = absolute_rules(before, rules)
     why = points_reason(record, before)
     if why is not None:  # pure Python: the saved statistics
         reasons = []
@@ -187,8 +213,11 @@ def compare_records(
             out.append(Comparison(record.label, "not comparable", record, before, tuple(differ), pairing=pairing))
             continue
         reasons, why, intervals = _check_pair(record, before, change_rules, pairing)
+        notes = tuple(absolute_rules(before, change_rules)[1])
         status = "regressed" if reasons else "ok"
-        out.append(Comparison(record.label, status, record, before, reasons, why, intervals, pairing))
+        out.append(
+            Comparison(record.label, status, record, before, reasons, why, intervals, pairing=pairing, notes=notes)
+        )
     out.extend(Comparison(record.label, "not run", None, record) for record in baseline if record.key not in now_keys)
     return out
 
@@ -242,4 +271,5 @@ def comparison_table(comparisons: list[Comparison], regression_reasons: bool = T
             continue
         for reason in c.reasons:
             lines.append(f"  {c.label}: {reason}")
+    lines.extend(f"  {c.label}: note: {note}" for c in comparisons for note in c.notes)
     return lines

@@ -6,6 +6,7 @@ raises a :class:`RecordError` that points at the field. Pure Python.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,11 +24,25 @@ def get(data: Mapping[str, Any], key: str, where: str) -> Any:
     return data[key]
 
 
+def _shown(value: Any) -> str:
+    """A bad value as the message shows it: JSON's null is how NaN is written, so it says so."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "null (NaN)"
+    return repr(value)
+
+
 def number(value: Any, field: str, where: str) -> float:
-    """A JSON number (not a bool) as a float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecordError(f"{where}: field {field!r} must be a number, got {value!r}")
+    """A JSON number (not a bool, not NaN) as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise RecordError(f"{where}: field {field!r} must be a number, got {_shown(value)}")
     return float(value)
+
+
+def bound(value: Any, field: str, where: str) -> float:
+    """An interval bound: a number, or the strings "inf"/"-inf" that results write for infinities."""
+    if value in ("inf", "-inf"):
+        return float(value)
+    return number(value, field, where)
 
 
 def integer(value: Any, field: str, where: str, minimum: int = 0) -> int:
@@ -75,4 +90,7 @@ def optional_pair(value: Any, field: str, where: str) -> tuple[float, float] | N
     pair = array(value, field, where)
     if len(pair) != 2:
         raise RecordError(f"{where}: field {field!r} must be two numbers, got {value!r}")
-    return number(pair[0], field, where), number(pair[1], field, where)
+    low, high = bound(pair[0], field, where), bound(pair[1], field, where)
+    if low > high:
+        raise RecordError(f"{where}: field {field!r} must be an interval [low, high] with low <= high, got {value!r}")
+    return low, high

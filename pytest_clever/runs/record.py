@@ -29,7 +29,7 @@ Pure Python at import time: no torch, no numpy.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pytest_clever.core.norms import norm_to_json, parse_norm
@@ -183,6 +183,9 @@ class RunRecord:
     #: The kind of ``interval`` (``core.validation.INTERVAL_KINDS``); None when unknown (a record written
     #: before the kinds were named, whose interval was of input sampling for mean, median and quantiles).
     interval_kind: str | None = None
+    #: Where the test made the call, for its failure message: "call 2 in the test (name='b'), test_x.py:14".
+    #: Known only in the process that scored it: not part of the JSON, nor of equality.
+    location: str | None = field(default=None, compare=False)
 
     # -- identity -------------------------------------------------------------------------
 
@@ -370,9 +373,11 @@ class RunRecord:
         if status not in STATUSES:
             raise RecordError(f"{where}: field 'status' must be one of {', '.join(STATUSES)}, got {status!r}")
         results = read.array(data.get("results", []), "results", where)
+        n = read.integer(read.get(data, "n", where), "n", where)
         for i, result in enumerate(results):
             read.obj(result, f"results[{i}]", where)
             read.optional_text(result.get("fingerprint"), f"results[{i}].fingerprint", where)
+        check_results(results, n, where)
         attack = read.optional_obj(data.get("attack"), "attack", where)
         if attack is not None:
             for i in read.array(read.get(attack, "contradicted", where), "attack.contradicted", where):
@@ -384,8 +389,11 @@ class RunRecord:
             nodeid=nodeid,
             name=read.optional_text(data.get("name"), "name", where),
             call=read.integer(read.get(data, "call", where), "call", where),
-            n=read.integer(read.get(data, "n", where), "n", where),
-            **stats,
+            n=n,
+            min=stats["min"],
+            mean=stats["mean"],
+            median=stats["median"],
+            max=stats["max"],
             value=read.number(data.get("value", stats["mean"]), "value", where),
             threshold=threshold,
             status=status,
@@ -406,6 +414,27 @@ def _interval_kind(value: Any, where: str) -> str | None:
     if value not in INTERVAL_KINDS:
         raise RecordError(f"{where}: field 'interval_kind' must be one of {', '.join(INTERVAL_KINDS)}, got {value!r}")
     return str(value)
+
+
+def check_results(results: Sequence[Any], n: int, where: str) -> None:
+    """Raise :class:`RecordError` unless ``results`` are what comparisons read: one object per input
+    (or none at all), each with a number ``score`` and, when it has one, an ``interval`` of two numbers.
+
+    A record that says ``n`` inputs but holds fewer results (a truncated file) is an error here, so a
+    comparison never pairs the inputs it lacks.
+    """
+    for i, result in enumerate(results):
+        field = f"results[{i}]"
+        read.obj(result, field, where)
+        read.number(read.get(result, "score", f"{where}, {field}"), f"{field}.score", where)
+        read.optional_pair(result.get("interval"), f"{field}.interval", where)
+        if result.get("confidence") is not None:
+            read.number(result["confidence"], f"{field}.confidence", where)
+    if results and len(results) != n:
+        raise RecordError(
+            f"{where}: field 'results' holds {len(results)} result(s) but field 'n' says {n} inputs "
+            "(a truncated or edited record)"
+        )
 
 
 def index_records(records: Iterable[RunRecord], where: str) -> dict[RecordKey, RunRecord]:

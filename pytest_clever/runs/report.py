@@ -166,8 +166,9 @@ def capped_text(record: RunRecord) -> str | None:
 
 
 def failure_message(record: RunRecord) -> str:
-    """What a failing robustness test prints: statistic vs threshold, worst inputs, settings, fit
-    quality; and, when an attack cross-check contradicted scores, the distortions found vs the scores."""
+    """What a failing robustness test prints: statistic vs threshold, where the test made the call
+    (``record.location``), worst inputs, settings, fit quality; and, when an attack cross-check
+    contradicted scores, the distortions found vs the scores."""
     threshold, verdict = record.threshold, record.verdict()
     lines = []
     if threshold is not None and verdict is not None and not verdict.passed:
@@ -186,6 +187,8 @@ def failure_message(record: RunRecord) -> str:
             lines.append(f"  gate {threshold.gate}: {verdict.message}")
     if record.contradicted:
         lines += attack_lines(record)
+    if record.location:  # which call failed, when a test makes several
+        lines.insert(1 if lines else 0, f"  where: {record.location}")
     capped = capped_text(record)
     if capped is not None:
         lines.append(f"  capped: {capped}")

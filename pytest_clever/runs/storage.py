@@ -49,6 +49,22 @@ class StorageError(CleverError):
     """A saved run is missing, corrupt or not a pytest-clever file."""
 
 
+def folder_problem(folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` could not be created or used as a folder, or None when it can (it may not exist yet).
+
+    The nearest existing part of the path must be a folder, and no part of it a dangling symbolic
+    link: ``exists()`` is False for one, so it looks like a folder still to be created, but creating
+    it fails ("File exists") only when a run is saved, after every test ran.
+    """
+    path = Path(folder).absolute()
+    for part in (path, *path.parents):
+        if part.is_symlink() and not part.exists():
+            return f"{part} is a symbolic link to {os.readlink(part)}, which does not exist"
+        if part.exists():
+            return None if part.is_dir() else f"{part} is not a folder"
+    return None
+
+
 @dataclass(frozen=True)
 class SavedRun:
     """One saved run: where it is and what it holds."""
@@ -188,11 +204,22 @@ class Storage:
         ``problems``; a name whose only files were skipped says why.
         """
         if ref.endswith(".json") or os.sep in ref:
-            return _flag_incomplete(self.read(ref))
+            return _flag_incomplete(self.read(self._run_file(ref)))
         runs, skipped = self._scan()
         found = self._lookup(ref, runs, skipped)
         notes = tuple(f"skipped file {message}" for _, message in skipped)
         return replace(found, problems=notes + found.problems)
+
+    def _run_file(self, ref: str) -> Path:
+        """The run file a path names: as given, else a bare file name in this storage folder."""
+        path = Path(ref)
+        if path.exists() or path.is_absolute() or len(path.parts) != 1:
+            return path
+        if (self.root / path).exists():
+            return self.root / path
+        raise StorageError(
+            f"no saved run at {path} (nor {self.root / path}); give the run file's path, or its name or id"
+        )
 
     def _lookup(self, ref: str, runs: list[SavedRun], skipped: list[tuple[Path, str]]) -> SavedRun:
         complete = [r for r in runs if r.incomplete is None]
@@ -217,7 +244,8 @@ class Storage:
             if r.incomplete is not None and ref in ("latest", r.name)
         ]
         if not runs and not skipped:
-            raise StorageError(f"no saved runs in {self.root}")
+            problem = folder_problem(self.root)  # a dangling link or a file reads as an empty folder
+            raise StorageError(f"no saved runs in {self.root}" + (f" ({problem})" if problem else ""))
         if why:
             raise StorageError(f"{wanted} in {self.root}: " + "; ".join(why))
         names = sorted({r.name for r in complete})

@@ -23,6 +23,7 @@ from pytest_clever.core.validation import (
     check_confidence,
     parse_statistic,
 )
+from pytest_clever.errors import InvalidInputError
 from pytest_clever.stats.intervals import statistic_interval, statistic_rows
 from pytest_clever.stats.radius import CAPPED_NOTE, is_capped
 from pytest_clever.stats.result_json import from_json_float, interval_to_json, json_float, upgrade_result
@@ -156,7 +157,34 @@ class CleverResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CleverResult:
-        """Rebuild a result from :meth:`to_dict` output; absent optional fields keep their defaults."""
+        """Rebuild a result from :meth:`to_dict` output; absent optional fields keep their defaults.
+
+        Raises :class:`~pytest_clever.errors.InvalidInputError` naming the field when ``data`` is not
+        such a result: a field missing or of the wrong type, a null (NaN) score or interval bound, or
+        a deciding ``target`` without its ``per_target`` entry.
+        """
+        if not isinstance(data, dict):
+            raise InvalidInputError(f"a result must be a JSON object, got {type(data).__name__}")
+        for key in ("score", "target", "per_target"):
+            if key not in data:
+                raise InvalidInputError(f"result: missing field {key!r}")
+        if data["score"] is None:
+            raise InvalidInputError("result: field 'score' is null (NaN): a result always has a score")
+        interval = data.get("interval")
+        if interval is not None and (not isinstance(interval, list) or any(v is None for v in interval)):
+            raise InvalidInputError(f"result: field 'interval' must be two numbers, got {interval!r}")
+        try:
+            result = cls._read(data)
+        except KeyError as exc:
+            raise InvalidInputError(f"result: missing field {exc}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInputError(f"result: malformed field ({exc})") from None
+        if result.target not in result.per_target:
+            raise InvalidInputError(f"result: field 'per_target' has no entry for the deciding target {result.target}")
+        return result
+
+    @classmethod
+    def _read(cls, data: dict[str, Any]) -> CleverResult:
         data = upgrade_result(data)
         return cls(
             score=from_json_float(data["score"]),
@@ -303,9 +331,17 @@ class CleverReport(Sequence[CleverResult]):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CleverReport:
-        """Rebuild a report from :meth:`to_dict` output (the summary statistics are recomputed)."""
-        return cls(
-            results=tuple(CleverResult.from_dict(r) for r in data["results"]),
-            seed=data.get("seed"),
-            elapsed=float(data.get("elapsed", 0.0)),
-        )
+        """Rebuild a report from :meth:`to_dict` output (the summary statistics are recomputed).
+
+        A malformed result raises :class:`~pytest_clever.errors.InvalidInputError` naming its index and field.
+        """
+        raw = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(raw, list):
+            raise InvalidInputError("a report must be a JSON object with a list 'results'")
+        results = []
+        for i, item in enumerate(raw):
+            try:
+                results.append(CleverResult.from_dict(item))
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"results[{i}]: {str(exc).removeprefix('result: ')}") from None
+        return cls(results=tuple(results), seed=data.get("seed"), elapsed=float(data.get("elapsed", 0.0)))

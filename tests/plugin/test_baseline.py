@@ -350,3 +350,31 @@ def test_random_targets_with_another_seed_are_not_comparable(pytester):
     same = pytester.runpytest("--clever-compare=main", "--clever-seed=0", "--clever-compare-fail=mean:1%:significant")
     assert same.ret == 0
     same.stdout.fnmatch_lines(["*test_gate [[]linear[]]*paired, 95% intervals*OK"])
+
+
+def test_odd_values_in_a_baseline_are_named_per_record_not_an_internal_error(pytester):
+    # null is how NaN is written; a truncated record holds fewer results than its n says.
+    pytester.makepyfile(test_model=_scoring())
+    pytester.runpytest("--clever-save=main").assert_outcomes(passed=2)
+    (saved,) = (pytester.path / ".clever").glob("*_main.json")
+    data = json.loads(saved.read_text())
+    by_test = {r["nodeid"].split("::")[1]: r for r in data["records"]}
+    by_test["test_gate"]["results"][1]["score"] = None
+    by_test["test_other"]["results"] = by_test["test_other"]["results"][:1]
+    saved.write_text(json.dumps(data))
+    result = pytester.runpytest("--clever-compare=main", "--clever-compare-fail=mean:10%")
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output and "Traceback" not in output, output
+    assert result.ret == 0, output
+    result.stdout.fnmatch_lines_random(
+        [
+            "baseline skipped *_main.json: record 0 (test_model.py::test_gate): "
+            "field 'results[[]1[]].score' must be a number, got null (NaN)",
+            "baseline skipped *_main.json: record 1 (test_model.py::test_other): "
+            "field 'results' holds 1 result(s) but field 'n' says 2 inputs*",
+            "*test_gate [[]linear[]]*MISSING BASELINE",
+            "*test_other*MISSING BASELINE",
+        ]
+    )
+    strict = pytester.runpytest("--clever-compare=main", "--clever-baseline-missing=fail")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED and "INTERNALERROR" not in strict.stdout.str()

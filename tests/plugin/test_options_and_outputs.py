@@ -308,3 +308,41 @@ def test_xdist_workers_report_to_the_controller(pytester):
         return {r["nodeid"]: (r["settings"]["seed"], r["mean"]) for r in doc["records"]}
 
     assert by_node(_json(pytester, "xdist.json")) == by_node(_json(pytester, "serial.json"))
+
+
+def test_a_failing_call_among_several_says_which_call_and_where(pytester):
+    source = (
+        MODEL
+        + f"""
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})
+def test_two_calls(clever):
+    clever.scores(linear(), XS, name="easy", min_score=0.001)
+    clever.scores(linear(), XS, name="hard", min_score=50.0)
+
+
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})
+def test_unnamed(clever):
+    clever.scores(linear(), XS[:2])
+    clever.assert_robust(linear(), XS[:3], min_score=50.0)
+"""
+    )
+    path = pytester.makepyfile(test_where=source)
+    lines = path.read_text().splitlines()
+    hard = 1 + next(i for i, line in enumerate(lines) if 'name="hard"' in line)
+    robust = 1 + next(i for i, line in enumerate(lines) if "assert_robust(" in line)
+    result = pytester.runpytest("--tb=short")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*CLEVER robustness below threshold for test_where.py::test_two_calls [[]hard[]]:",
+            f"*where: call 2 in the test (name='hard'), test_where.py:{hard}",
+            "*mean score * < min_score 50*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*CLEVER robustness below threshold for test_where.py::test_unnamed #1:",
+            f"*where: call 2 in the test (no name=), test_where.py:{robust}",
+        ]
+    )
+    assert "where: call 1" not in result.stdout.str()  # the passing calls are not named as failing

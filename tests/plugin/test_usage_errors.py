@@ -35,6 +35,21 @@ def test_empty_values_and_unwritable_outputs_are_usage_errors_before_any_test_ru
     assert (pytester.path / "afile").read_text() == "not a folder"
 
 
+def test_a_dangling_symlink_as_storage_is_a_usage_error_before_any_test_runs(pytester):
+    # It does not exist, so it looked like a folder still to be created: the save failed ("File exists")
+    # only after every test ran, and the run was lost.
+    pytester.makepyfile(PLAIN)
+    (pytester.path / "baselines").symlink_to(pytester.path / "gone")
+    (pytester.path / "link_above").symlink_to(pytester.path / "gone_too")
+    for storage in ("baselines", "link_above/sub"):
+        result = pytester.runpytest("--clever-save=main", f"--clever-storage={storage}")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, _err(result)
+        assert "is a symbolic link to" in _err(result) and "which does not exist" in _err(result), _err(result)
+        assert "passed" not in result.stdout.str()
+    json_result = pytester.runpytest("--clever-json=link_above/out.json")
+    assert json_result.ret == pytest.ExitCode.USAGE_ERROR and "gone_too, which does not exist" in _err(json_result)
+
+
 @pytest.mark.slow  # real pytest subprocesses (xdist workers): CI runs it
 def test_a_bad_marker_under_xdist_is_the_same_usage_error_as_serially(pytester):
     pytest.importorskip("xdist")
@@ -45,3 +60,12 @@ def test_a_bad_marker_under_xdist_is_the_same_usage_error_as_serially(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR, _err(result)
     assert "unknown argument(s) colour" in result.stderr.str()
     assert "INTERNALERROR" not in _err(result) and "crashitem" not in _err(result)
+
+
+def test_comparing_with_a_dangling_symlink_storage_names_the_link(pytester):
+    pytester.makepyfile(PLAIN)
+    (pytester.path / "baselines").symlink_to(pytester.path / "gone")
+    result = pytester.runpytest("--clever-compare=main", "--clever-storage=baselines")
+    result.stdout.fnmatch_lines(
+        ["*no saved runs in *baselines (*baselines is a symbolic link to *gone, which does not exist)"]
+    )

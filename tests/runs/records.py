@@ -16,7 +16,7 @@ def make_record_dict(nodeid="t.py::test_a", name=None, mean=0.5, call=0, results
         "nodeid": nodeid,
         "name": name,
         "call": call,
-        "n": 3,
+        "n": len(results) if results else 3,
         "min": mean / 2,
         "mean": mean,
         "median": mean,

@@ -170,3 +170,43 @@ def test_the_seed_is_a_comparable_setting_only_for_random_targets():
     assert out[0].reasons == ("seed 0 -> 2 (targets random-3 draws its classes with the seed)",)
     out = compare_records([make_record(seed=2, targets="top-3")], [make_record(seed=0, targets="top-3")], rules)
     assert out[0].status == "ok"
+
+
+def _scored_spread(nodeid, scores, width=0.01):
+    """A record of ``scores`` (each with an interval of half-width ``width``), as the paired comparison reads."""
+    results = [{"score": s, "interval": [s - width, s + width], "confidence": 0.95} for s in scores]
+    record = make_record(nodeid, mean=sum(scores) / len(scores), results=results)
+    return record
+
+
+@pytest.mark.parametrize("significant", [False, True])
+def test_a_relative_rule_on_a_negative_baseline_compares_the_absolute_change(significant):
+    # A relative change of a negative mean flips sign: -0.5 -> +0.5 is "-200%", an improvement reported as a drop.
+    rule = ChangeRule.parse("mean:10%" + (":significant" if significant else ""))
+    before = _scored_spread("t.py::a", [-0.6, -0.5, -0.4])
+    better, worse = _scored_spread("t.py::a", [0.4, 0.5, 0.6]), _scored_spread("t.py::a", [-0.9, -0.8, -0.7])
+    (ok,) = compare_records([better], [before], [rule])
+    assert ok.status == "ok" and ok.reasons == ()
+    assert ok.notes and "baseline mean is -0.5 (<= 0)" in ok.notes[0] and "absolute change" in ok.notes[0]
+    assert any("note: baseline mean is -0.5" in line for line in comparison_table([ok]))
+    (bad,) = compare_records([worse], [before], [rule])
+    assert bad.status == "regressed" and "-0.5 -> -0.8" in bad.reasons[0] and "mean:0.05" in bad.reasons[0]
+
+
+def test_a_relative_rule_on_a_zero_baseline_allows_no_drop_and_never_divides_by_zero():
+    before = _scored_spread("t.py::a", [0.0, 0.0, 0.0], width=0.0)
+    (same,) = compare_records(
+        [_scored_spread("t.py::a", [0.0, 0.0, 0.0], 0.0)], [before], [ChangeRule.parse("mean:10%")]
+    )
+    assert same.status == "ok" and "baseline mean is 0 (<= 0)" in same.notes[0]
+    (up,) = compare_records(
+        [_scored_spread("t.py::a", [0.1, 0.2, 0.3])], [before], [ChangeRule.parse("mean:10%:significant")]
+    )
+    assert up.status == "ok" and up.reasons == ()
+
+
+def test_a_positive_baseline_has_no_note():
+    (c,) = compare_records(
+        [_scored_spread("t.py::a", [0.5] * 3)], [_scored_spread("t.py::a", [0.5] * 3)], [ChangeRule.parse("mean:10%")]
+    )
+    assert c.status == "ok" and c.notes == ()

@@ -159,7 +159,9 @@ def test_fingerprints_are_each_inputs_or_none_when_a_result_lacks_one():
     assert make_record(results=results).fingerprints is None  # old layouts: paired by position
     results[2]["fingerprint"] = "c"
     assert make_record(results=results).fingerprints == ("a", "b", "c")
-    assert make_record(results=results[:2]).fingerprints is None  # 2 results for 3 inputs: not every input
+    # 2 results for 3 inputs cannot vouch for every input: such a record is not read at all.
+    with pytest.raises(RecordError, match="holds 2 result"):
+        RunRecord.from_dict({**make_record_dict(results=results[:2]), "n": 3})
     assert make_record().fingerprints is None
     # Files without fingerprints still load (they pair by position).
     assert all(r.fingerprints is None for r in Storage(DATA).find("main").records)
@@ -278,3 +280,68 @@ def test_old_target_setting_loads_as_targets_and_targets_decide_comparability():
     assert top2.settings.differences(old_all.settings) == ["targets 'all' -> 'top-2'"]
     assert "minimum over targets top-2 only" in settings_text(top2)
     assert summary_table([top2])[1].split()[1:4] == ["L2", "1", "top-2"]
+
+
+def _results(n=3):
+    return [{"score": 0.5, "interval": [0.4, 0.6], "confidence": 0.95} for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda r: r["results"][1].update(score=None),
+            r"field 'results\[1\].score' must be a number, got null \(NaN\)",
+        ),
+        (lambda r: r["results"][1].update(score=math.nan), r"'results\[1\].score' must be a number, got null \(NaN\)"),
+        (lambda r: r["results"][0].pop("score"), r"results\[0\]: missing field 'score'"),
+        (lambda r: r["results"][2].update(interval=[0.4, None]), r"'results\[2\].interval' must be a number, got null"),
+        (lambda r: r["results"][2].update(interval=[0.6, 0.4]), r"'results\[2\].interval' must be an interval"),
+        (lambda r: r["results"][0].update(confidence=None), None),  # no level: the default applies
+        (lambda r: r.update(mean=None), r"field 'mean' must be a number, got null \(NaN\)"),
+        (lambda r: r.update(results=r["results"][:2]), r"'results' holds 2 result\(s\) but field 'n' says 3 inputs"),
+    ],
+)
+def test_null_and_truncated_values_in_a_record_name_the_field(edit, message):
+    data = make_record_dict(results=_results())
+    edit(data)
+    if message is None:
+        RunRecord.from_dict(data)
+        return
+    with pytest.raises(RecordError, match=r"record 2 \(t.py::test_a\).*" + message):
+        RunRecord.from_dict(data, "record 2")
+
+
+def test_a_baseline_with_a_null_score_is_skipped_by_name_and_compares_as_missing(tmp_path, capsys):
+    store = Storage(tmp_path)
+    path = store.save([make_record("t.py::a", results=_results()), make_record("t.py::b", results=_results())], "main")
+    doc = json.loads(path.read_text())
+    doc["records"][0]["results"][0]["score"] = None
+    path.write_text(json.dumps(doc))
+    run = store.find("main")
+    assert [r.nodeid for r in run.records] == ["t.py::b"]
+    assert len(run.problems) == 1 and f"{path}: record 0 (t.py::a): field 'results[0].score'" in run.problems[0]
+    current = [make_record("t.py::a", results=_results()), make_record("t.py::b", results=_results())]
+    out = compare_records(current, run.records, [DropRule.parse("mean:10%")])
+    assert [c.status for c in out] == ["missing baseline", "ok"]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda r: r.update(score=None), r"results\[1\]: field 'score' is null \(NaN\)"),
+        (lambda r: r.pop("per_target"), r"results\[1\]: missing field 'per_target'"),
+        (lambda r: r.pop("n_batches"), r"results\[1\]: missing field 'n_batches'"),
+        (lambda r: r.update(interval=[None, 1.0]), r"results\[1\]: field 'interval' must be two numbers"),
+        (lambda r: r.update(target=7), r"results\[1\]: field 'per_target' has no entry for the deciding target 7"),
+        (lambda r: r.update(radius="wide"), r"results\[1\]: malformed field"),
+    ],
+)
+def test_a_malformed_result_in_a_report_names_the_input_and_field(edit, message):
+    from pytest_clever.errors import InvalidInputError
+
+    result = _result(_target(score=0.4, lipschitz=2.5, lipschitz_lower_bound=0.0))
+    data = CleverReport((result, result), seed=1).to_dict()
+    edit(data["results"][1])
+    with pytest.raises(InvalidInputError, match=message):
+        CleverReport.from_dict(json.loads(json.dumps(data)))
