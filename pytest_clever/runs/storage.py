@@ -244,13 +244,14 @@ def _prefer_whole(candidates: list[SavedRun]) -> SavedRun:
     if not whole:
         run = candidates[-1]
         note = (
-            f"only a partial run exists ({run.id}: {run.partial}): compared with it, "
-            "so tests it did not run have no baseline"
+            f"run {run.id} is partial ({run.partial}) and no run of the whole suite is saved under this name: "
+            "tests it left out have no baseline"
         )
         return replace(run, problems=(note, *run.problems))
     run = whole[-1]
     notes = tuple(
-        f"newer partial run {r.id} ({r.partial}) not used: compared with the latest run of the whole suite"
+        f"run {r.id} is newer but partial ({r.partial}): not used; compared with {run.id}, "
+        "the latest run of the whole suite"
         for r in candidates
         if r.id > run.id
     )
