@@ -87,9 +87,9 @@ def _given_part(config: pytest.Config) -> str | None:
     if testpaths:
         wanted = [Path(p).resolve() for t in testpaths for p in sorted(glob.glob(str(root / t)))]
         wanted = wanted or [(root / t).resolve() for t in testpaths]
-        whole = "testpaths " + " ".join(testpaths)
+        whole = "the testpaths " + " ".join(testpaths)
     else:
-        wanted, whole = [root.resolve()], f"the rootdir {root}"
+        wanted, whole = [root.resolve()], "the rootdir"
     if all(any(w == g or g in w.parents for g in given) for w in wanted):
         return None
-    return f"only {' '.join(config.args)} of {whole}"
+    return f"only {' '.join(config.args)}, not all of {whole}"
