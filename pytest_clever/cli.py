@@ -145,14 +145,23 @@ def cmd_list(storage: Storage, args: argparse.Namespace) -> int:
     for run in runs:
         failed = sum(1 for r in run.records if r.status == "failed")
         complete = "yes" if run.incomplete is None else f"NO ({run.incomplete})"
+        complete += "" if run.partial is None else f", partial ({run.partial})"
         rows.append((run.id, run.name, run.created, _commit(run), str(len(run.records)), str(failed), complete))
     print("\n".join(format_table(rows)))
     return EXIT_OK
 
 
+def _rules(text: str) -> list[ChangeRule]:
+    """One ``--fail`` value; an empty list (an unset variable, a stray comma) would turn the gate off."""
+    rules = ChangeRule.parse_many(text)
+    if not rules:
+        raise ValueError(f"--fail {text!r} holds no rule: give STAT:DROP[:significant] or leave the option out")
+    return rules
+
+
 def cmd_compare(storage: Storage, args: argparse.Namespace) -> int:
     before, now = _find(storage, args.baseline), _find(storage, args.current)
-    rules = [rule for text in args.fail for rule in ChangeRule.parse_many(text)]
+    rules = [rule for text in args.fail for rule in _rules(text)]
     comparisons = compare_records(now.records, before.records, rules)
     print(f"baseline {before.name} ({before.id}, {_commit(before)}) -> {now.name} ({now.id}, {_commit(now)})")
     print("\n".join(comparison_table(comparisons)))

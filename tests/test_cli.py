@@ -260,3 +260,17 @@ def test_help_lists_the_exit_codes(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "exit codes:" in out and "1  compare: a regression past a --fail rule" in out and "2  an error" in out
+
+
+@pytest.mark.parametrize("rules", ["", ",", " ", " , "])
+def test_compare_with_an_empty_rule_list_is_an_error_not_a_gate_turned_off(store, capsys, rules):
+    assert run(store, "compare", "main", "feature", "--fail", rules) == 2
+    err = capsys.readouterr().err
+    assert "--fail" in err and "holds no rule" in err
+
+
+def test_list_shows_partial_runs(store, capsys):
+    store.save([make_record("t.py::test_gate")], "main", git={}, partial="-k test_gate")
+    assert run(store, "list") == 0
+    line = [row for row in capsys.readouterr().out.splitlines() if "partial" in row]
+    assert len(line) == 1 and "main" in line[0] and "-k test_gate" in line[0]

@@ -7,11 +7,11 @@ run's policies to it (``--clever-compare-fail`` rules, ``--clever-baseline-missi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pytest_clever.plugin.options import MISSING_OPTION, NOT_COMPARABLE_OPTION
+from pytest_clever.plugin.options import MISSING_OPTION, NOT_COMPARABLE_OPTION, SKIP_OPTION
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_clever.runs.compare import Comparison
@@ -29,6 +29,7 @@ class BaselineCheck:
     comparisons: list[Comparison] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)  # each one fails the run
     errors: list[str] = field(default_factory=list)  # records that cannot be paired (a key twice)
+    notes: list[str] = field(default_factory=list)  # what the reader must know, e.g. that nothing was compared
 
 
 def compare_with_baseline(
@@ -39,12 +40,16 @@ def compare_with_baseline(
     *,
     strict: bool,
     not_comparable: str,
+    failed_tests: Collection[str] = (),
+    skipped: bool = False,
 ) -> BaselineCheck:
     """Compare ``records`` with the baseline ``ref`` names in ``storage``.
 
     ``strict`` (``--clever-baseline-missing=fail``): a missing baseline, a test missing from
     it, or a run that recorded nothing is a regression. ``not_comparable="fail"``: so is an
-    entry recorded with other settings.
+    entry recorded with other settings. ``failed_tests``: node ids of tests that failed, whose
+    baseline entries show as failed rather than not run. ``skipped`` (``--clever-skip``): the
+    comparison says that nothing was compared, and ``not_comparable="fail"`` fails on it.
     """
     from pytest_clever.runs.compare import compare_records
     from pytest_clever.runs.record import RecordError
@@ -55,6 +60,11 @@ def compare_with_baseline(
         check.regressions.append(
             f"no test recorded a CLEVER score in this run, so nothing was compared ({MISSING_OPTION}=fail)"
         )
+    if skipped and not records:
+        note = f"nothing was compared: {SKIP_OPTION} skipped every test that uses the clever fixture"
+        check.notes.append(note)
+        if not_comparable == "fail" and not strict:  # strict already failed the run on it, just above
+            check.regressions.append(f"{note} ({NOT_COMPARABLE_OPTION}=fail)")
     try:
         check.baseline = baseline = storage.find(ref)
     except StorageError as exc:
@@ -63,7 +73,7 @@ def compare_with_baseline(
             check.regressions.append(f"baseline: {exc}")
         return check
     try:
-        check.comparisons = compare_records(records, baseline.records, rules)
+        check.comparisons = compare_records(records, baseline.records, rules, failed_tests=failed_tests)
     except RecordError as exc:
         check.errors.append(str(exc))
         return check

@@ -52,9 +52,14 @@ def rule_type(text: str) -> list[ChangeRule]:
     from pytest_clever.runs.gates import ChangeRule
 
     try:
-        return ChangeRule.parse_many(text)
+        rules = ChangeRule.parse_many(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{COMPARE_FAIL_OPTION}: {exc}") from None
+    if not rules:  # an empty list (an unset variable, a stray comma) would turn the gate off without a word
+        raise argparse.ArgumentTypeError(
+            f"{COMPARE_FAIL_OPTION}={text!r} holds no rule: give STAT:DROP[:significant] or leave the option out"
+        )
+    return rules
 
 
 def add_options(parser: pytest.Parser) -> None:

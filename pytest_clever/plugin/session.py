@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from pytest_clever.plugin.options import (
     option_or_ini,
     process_setting,
 )
+from pytest_clever.plugin.selection import partial_reason
 from pytest_clever.plugin.summary import write_summary
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 RECORDS = pytest.StashKey[list]()
 _REPORT_ATTR = "clever_records"  # the teardown report's attribute that carries them, as JSON
 _USAGE_ERRORS_KEY = "clever_usage_errors"  # worker -> controller, in workeroutput
+_DESELECTED_KEY = "clever_deselected"  # worker -> controller: how many tests its collection deselected
 
 
 class CleverSession:
@@ -61,6 +63,9 @@ class CleverSession:
         self.errors: list[str] = []  # records that cannot be trusted (e.g. a key recorded twice)
         self.saved_path: Path | None = None
         self.incomplete: str | None = None  # why a saved run is incomplete
+        self.partial: str | None = None  # how a saved run was narrowed to part of the suite
+        self.deselected = 0  # tests deselected at collection (any worker's count under xdist)
+        self.failed_tests: set[str] = set()  # node ids of tests that failed in any phase
         self.write_errors: list[str] = []  # outputs asked for that could not be written
         self.usage_errors: list[str] = []  # bad markers found on xdist workers
         self._ordered = False
@@ -116,11 +121,16 @@ class CleverSession:
         self.config.hook.pytest_deselected(items=list(items))
         items[:] = []
 
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        self.deselected += len(items)
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        payload = getattr(node, "workeroutput", {}).get(_USAGE_ERRORS_KEY)
+        output = getattr(node, "workeroutput", {})
+        payload = output.get(_USAGE_ERRORS_KEY)
         if payload:
             self.usage_errors.extend(e for e in json.loads(payload) if e not in self.usage_errors)
+        self.deselected = max(self.deselected, int(output.get(_DESELECTED_KEY, 0)))  # each worker collects all
 
     # -- running ----------------------------------------------------------------------
 
@@ -129,9 +139,17 @@ class CleverSession:
         result = yield
         from pytest_clever.runs.report import failure_message
 
-        failed = [r for r in item.stash.get(RECORDS, []) if r.status == "failed"]
+        records = item.stash.get(RECORDS, [])
+        failed = [r for r in records if r.status == "failed"]
         if failed:
             pytest.fail("\n\n".join(failure_message(r) for r in failed), pytrace=False)
+        bar = marker_of(item).get("min_score")
+        if not records and bar is not None:  # a bar over nothing checked nothing: not a pass
+            pytest.fail(
+                f"@pytest.mark.clever(min_score={bar:g}) on {item.nodeid}: the test recorded no CLEVER score, "
+                "so the bar checked nothing (score with clever.scores or clever.assert_robust, or drop min_score)",
+                pytrace=False,
+            )
         return result
 
     @pytest.hookimpl(wrapper=True)
@@ -145,6 +163,8 @@ class CleverSession:
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed:
+            self.failed_tests.add(report.nodeid)
         payload = getattr(report, _REPORT_ATTR, None)
         if payload and not self.is_worker:
             from pytest_clever.runs.record import RunRecord
@@ -192,6 +212,8 @@ class CleverSession:
             rules,
             strict=self.config.getoption("clever_baseline_missing") == "fail",
             not_comparable=self.not_comparable,
+            failed_tests=self.failed_tests,
+            skipped=bool(self.config.getoption("clever_skip")),
         )
         self.errors.extend(self.comparison.errors)
 
@@ -203,11 +225,13 @@ class CleverSession:
         if self.is_worker:
             if self.usage_errors:
                 self.config.workeroutput[_USAGE_ERRORS_KEY] = json.dumps(self.usage_errors)  # type: ignore[attr-defined]
+            self.config.workeroutput[_DESELECTED_KEY] = self.deselected  # type: ignore[attr-defined]
             return
         if self.usage_errors:
             return
         self._order_records()  # after an interrupt the loop wrapper never got to it
         self.incomplete = incomplete(session, exitstatus)
+        self.partial = partial_reason(self.config, self.deselected)
         self._write_outputs()
         if self.write_errors and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # outputs asked for are missing: not a pass
@@ -216,7 +240,9 @@ class CleverSession:
         """Save the baseline and write the JSON file asked for; a failure is an output error, not a crash."""
         if self.save_name and self.records and not self.errors:  # never save a run whose records collide
             try:
-                self.saved_path = self.storage().save(self.records, self.save_name, incomplete=self.incomplete)
+                self.saved_path = self.storage().save(
+                    self.records, self.save_name, incomplete=self.incomplete, partial=self.partial
+                )
             except (OSError, CleverError) as exc:
                 self.write_errors.append(f"could not save baseline {self.save_name!r} in {self.storage().root}: {exc}")
         if self.json_path:

@@ -28,6 +28,7 @@ class RunState(Protocol):
     json_path: str | None
     saved_path: Path | None
     incomplete: str | None
+    partial: str | None
     comparison: BaselineCheck | None
 
 
@@ -55,6 +56,12 @@ def write_summary(terminalreporter: pytest.TerminalReporter, state: RunState) ->
                 "never used as 'latest' or by name",
                 yellow=True,
             )
+        elif state.partial:
+            terminalreporter.write_line(
+                f"CLEVER run saved as PARTIAL ({state.partial}) to {state.saved_path}: "
+                "a run of the whole suite under the same name stays the baseline",
+                yellow=True,
+            )
         else:
             terminalreporter.write_line(f"CLEVER baseline saved to {state.saved_path}")
     elif state.save_name and not state.write_errors:
@@ -75,6 +82,8 @@ def write_comparison(terminalreporter: pytest.TerminalReporter, check: BaselineC
     from pytest_clever.runs.compare import comparison_table
 
     baseline = check.baseline
+    for note in check.notes:
+        terminalreporter.write_line(note, yellow=True)
     if baseline is None:
         terminalreporter.write_sep("=", "CLEVER baseline comparison", yellow=True)
         if check.problem:

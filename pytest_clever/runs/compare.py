@@ -23,7 +23,7 @@ the table says why.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from pytest_clever.core.validation import DEFAULT_CONFIDENCE
@@ -43,7 +43,8 @@ class Comparison:
     """One record against its baseline.
 
     ``status``: ok, regressed, not comparable, missing baseline (``before`` is
-    None), or not run (a baseline entry this run did not record; ``now`` is None).
+    None), not run (a baseline entry this run did not record; ``now`` is None), or
+    failed (a baseline entry whose test failed before recording it; ``now`` is None).
     ``by_points`` says why a comparable pair was compared by point values (None when
     paired with intervals); ``intervals`` holds the confidence interval of each
     table statistic's delta, when paired. ``pairing`` says which inputs are partners
@@ -185,10 +186,16 @@ def _check_pair(
 
 
 def compare_records(
-    current: Sequence[RunRecord], baseline: Sequence[RunRecord], rules: Sequence[ChangeRule | DropRule]
+    current: Sequence[RunRecord],
+    baseline: Sequence[RunRecord],
+    rules: Sequence[ChangeRule | DropRule],
+    *,
+    failed_tests: Collection[str] = (),
 ) -> list[Comparison]:
     """Compare each current record with the baseline record of the same key, in the current order;
-    then one "not run" comparison per baseline record this run did not record, in baseline order.
+    then one "not run" comparison per baseline record this run did not record, in baseline order;
+    "failed" instead when its test is in ``failed_tests`` (node ids): it ran and failed, which
+    must not read as deselected.
 
     ``rules`` are :class:`~pytest_clever.runs.rules.ChangeRule` objects (a plain
     :class:`~pytest_clever.runs.rules.DropRule` is a rule without significance). Raises
@@ -218,7 +225,14 @@ def compare_records(
         out.append(
             Comparison(record.label, status, record, before, reasons, why, intervals, pairing=pairing, notes=notes)
         )
-    out.extend(Comparison(record.label, "not run", None, record) for record in baseline if record.key not in now_keys)
+    failed_note = ("the test failed before recording this call",)
+    out.extend(
+        Comparison(record.label, "failed", None, record, failed_note)
+        if record.nodeid in failed_tests
+        else Comparison(record.label, "not run", None, record)
+        for record in baseline
+        if record.key not in now_keys
+    )
     return out
 
 

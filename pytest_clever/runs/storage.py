@@ -81,6 +81,8 @@ class SavedRun:
     schema: int = SCHEMA
     #: Why the run is incomplete (interrupted, internal error); None for a complete run.
     incomplete: str | None = None
+    #: How the run was narrowed to part of the suite (``-k``, ``-m``, deselection, some files); None for the whole.
+    partial: str | None = None
 
 
 def check_name(name: str) -> str:
@@ -103,6 +105,7 @@ class Storage:
         *,
         git: dict[str, Any] | None = None,
         incomplete: str | None = None,
+        partial: str | None = None,
     ) -> Path:
         """Write a new run file atomically and return its path.
 
@@ -110,6 +113,8 @@ class Storage:
         Records are saved in :func:`~pytest_clever.runs.record.sorted_records` order.
         ``incomplete`` says why the run did not finish (e.g. "interrupted"): such a
         run is kept for inspection but never found by ``latest`` or by name.
+        ``partial`` says how the run was narrowed to part of the suite (e.g. "-k test_two"):
+        ``latest`` and names prefer a run of the whole suite (see :meth:`find`).
         Temp files that crashed writers left in the folder are removed.
         """
         check_name(name)
@@ -128,6 +133,8 @@ class Storage:
         }
         if incomplete is not None:
             document["incomplete"] = str(incomplete)
+        if partial is not None:
+            document["partial"] = str(partial)
         path = self.root / f"{run_id}_{name}.json"
         files.write_json(path, document, indent=1)
         files.remove_stale_temp_files(self.root)
@@ -161,6 +168,7 @@ class Storage:
                     problems.append(f"skipped {exc}")
             index_records(records, str(path))
             incomplete = data.get("incomplete")
+            partial = data.get("partial")
             return SavedRun(
                 path=path,
                 id=str(data["id"]),
@@ -172,6 +180,7 @@ class Storage:
                 problems=tuple(problems),
                 schema=version,
                 incomplete=None if incomplete is None else str(incomplete),
+                partial=None if partial is None else str(partial),
             )
         except RecordError as exc:
             raise StorageError(str(exc)) from None
@@ -199,7 +208,11 @@ class Storage:
         """A run by ``latest``, name (its newest run), id, id prefix or file path.
 
         ``latest`` and names only pick complete runs; an incomplete run is
-        returned for an explicit id or path, with a problem saying so. Files
+        returned for an explicit id or path, with a problem saying so. Among
+        complete runs they pick the newest run of the whole suite, so a
+        partial run (``-k``, deselection, some files) never shadows it; a
+        newer partial run passed over, or a partial run picked because no
+        whole run exists, is named in ``problems``. Files
         skipped on the way (corrupt, newer schema) are listed in the run's
         ``problems``; a name whose only files were skipped says why.
         """
@@ -225,11 +238,11 @@ class Storage:
         complete = [r for r in runs if r.incomplete is None]
         if ref == "latest":
             if complete:
-                return complete[-1]
+                return _prefer_whole(complete)
         else:
             named = [r for r in complete if r.name == ref]
             if named:
-                return named[-1]
+                return _prefer_whole(named)
             by_id = [r for r in runs if r.id.startswith(ref)]
             if len(by_id) == 1:
                 return _flag_incomplete(by_id[0])
@@ -252,9 +265,32 @@ class Storage:
         raise StorageError(f"no saved run named {ref!r} in {self.root} (names: {', '.join(names)})")
 
 
+def _prefer_whole(candidates: list[SavedRun]) -> SavedRun:
+    """The newest run of the whole suite among ``candidates`` (complete runs, oldest first), with a
+    problem naming each newer partial run passed over; the newest partial run, said so, when none is whole."""
+    whole = [r for r in candidates if r.partial is None]
+    if not whole:
+        run = candidates[-1]
+        note = (
+            f"run {run.id} is partial ({run.partial}) and no run of the whole suite is saved under this name: "
+            "tests it left out have no baseline"
+        )
+        return replace(run, problems=(note, *run.problems))
+    run = whole[-1]
+    notes = tuple(
+        f"run {r.id} is newer but partial ({r.partial}): not used; compared with {run.id}, "
+        "the latest run of the whole suite"
+        for r in candidates
+        if r.id > run.id
+    )
+    return replace(run, problems=notes + run.problems)
+
+
 def _flag_incomplete(run: SavedRun) -> SavedRun:
-    """An incomplete run asked for by id or path: returned, with a problem that says what it is."""
-    if run.incomplete is None:
-        return run
-    note = f"run {run.id} is incomplete ({run.incomplete}): its records may not cover the whole suite"
-    return replace(run, problems=(note, *run.problems))
+    """An incomplete or partial run asked for by id or path: returned, with a problem that says what it is."""
+    notes: tuple[str, ...] = ()
+    if run.incomplete is not None:
+        notes += (f"run {run.id} is incomplete ({run.incomplete}): its records may not cover the whole suite",)
+    if run.partial is not None:
+        notes += (f"run {run.id} is partial ({run.partial}): it covers part of the suite",)
+    return replace(run, problems=notes + run.problems) if notes else run

@@ -78,6 +78,15 @@ def test_baseline_entries_missing_from_this_run_are_not_run_rows():
     assert row.split()[1:4] == ["0.4", "-", "-"] and row.endswith("NOT RUN")
 
 
+def test_baseline_entries_of_a_test_that_failed_are_failed_rows_not_not_run():
+    baseline = [make_record("t.py::a", mean=0.5), make_record("t.py::broken", mean=0.4)]
+    out = compare_records([make_record("t.py::a", mean=0.5)], baseline, [], failed_tests={"t.py::broken"})
+    assert [(c.label, c.status) for c in out] == [("t.py::a", "ok"), ("t.py::broken", "failed")]
+    table = comparison_table(out)
+    assert [line for line in table if line.startswith("t.py::broken ")][0].endswith("FAILED")
+    assert "  t.py::broken: the test failed before recording this call" in table
+
+
 @pytest.mark.parametrize("rule", ["mean:nan", "mean:nan%", "min:inf", "mean:-1"])
 def test_a_drop_rule_that_could_never_fire_is_refused(rule):
     with pytest.raises(ValueError, match="drop must be a finite number >= 0"):

@@ -184,3 +184,22 @@ def test_stale_temp_files_of_crashed_writers_are_removed_on_the_next_save(tmp_pa
     Storage(tmp_path).save([make_record()], "main")
     assert not stale.exists()
     assert fresh.exists()  # may belong to a writer still at work
+
+
+def test_a_partial_run_never_shadows_a_whole_run_of_the_same_name(tmp_path):
+    store = Storage(tmp_path)
+    whole = store.save([make_record(mean=0.5)], "main")
+    part = store.save([make_record(mean=0.1)], "main", partial="-k test_two")
+    assert json.loads(part.read_text())["partial"] == "-k test_two"
+    passed_over = f"run {store.read(part).id} is newer but partial (-k test_two): not used"
+    for ref in ("main", "latest"):
+        found = store.find(ref)
+        assert found.path == whole and found.partial is None
+        assert any(passed_over in p for p in found.problems)
+    by_id = store.find(store.read(part).id)
+    assert by_id.path == part and any("is partial (-k test_two)" in p for p in by_id.problems)
+    # Only partial runs under a name: the newest one, said so.
+    store.save([make_record(mean=0.2)], "feature", partial="--deselect t.py::test_one")
+    only = store.find("feature")
+    assert only.partial == "--deselect t.py::test_one"
+    assert any("no run of the whole suite is saved under this name" in p for p in only.problems)
