@@ -299,7 +299,10 @@ def _results(n=3):
         (lambda r: r["results"][2].update(interval=[0.6, 0.4]), r"'results\[2\].interval' must be an interval"),
         (lambda r: r["results"][0].update(confidence=None), None),  # no level: the default applies
         (lambda r: r["results"][1].update(target_classes=5), r"'results\[1\].target_classes' must be a list, got int"),
-        (lambda r: r["results"][1].update(target_classes=[1, "2"]), r"'results\[1\].target_classes' must be an integer"),
+        (
+            lambda r: r["results"][1].update(target_classes=[1, "2"]),
+            r"'results\[1\].target_classes' must be an integer",
+        ),
         (lambda r: r["results"][1].update(target_classes=None), None),  # no classes saved: nothing to compare
         (lambda r: r.update(mean=None), r"field 'mean' must be a number, got null \(NaN\)"),
         (lambda r: r.update(results=r["results"][:2]), r"'results' holds 2 result\(s\) but field 'n' says 3 inputs"),
