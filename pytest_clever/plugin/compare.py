@@ -73,7 +73,9 @@ def compare_with_baseline(
             check.regressions.append(f"baseline: {exc}")
         return check
     try:
-        check.comparisons = compare_records(records, baseline.records, rules, failed_tests=failed_tests)
+        check.comparisons = compare_records(
+            records, baseline.records, rules, failed_tests=failed_tests, unreadable=dict(baseline.unreadable)
+        )
     except RecordError as exc:
         check.errors.append(str(exc))
         return check

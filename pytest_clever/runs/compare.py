@@ -8,10 +8,15 @@ twice on either side is an error; a baseline recorded with different settings
 
 Rules (:mod:`.rules`) may require significance (``mean:10%:significant``).
 Two records of the same key are **paired** input by input, each input matched
-with the same input by its fingerprint (:func:`.gates.pair_inputs`). Unless
-every input of both sides pairs, the inputs differ: the pair is "not
-comparable", listing the inputs found on one side only, since statistics over
-other inputs say nothing about a change. With random-k targets the classes
+with the same input by its fingerprint (:func:`.gates.pair_inputs`). When
+some inputs pair but not all, the comparison is made on the shared inputs
+alone if they are at least :data:`MIN_SHARED_FRACTION` of each side's inputs
+(and at least two): both sides' statistics are recomputed from the per-input
+scores of the shared inputs, and the table and a note say so. With fewer
+shared inputs, the inputs differ: the pair is "not comparable", listing the
+inputs found on one side only, since statistics over other inputs say
+nothing about a change. A side without per-input results is compared by its
+saved statistics, with a note. With random-k targets the classes
 each paired input was scored against must agree too. A side without
 fingerprints (a layout without them) pairs input ``i`` with input ``i``, and the
 table says so. When both carry every score's interval, the deltas get
@@ -23,19 +28,35 @@ the table says why.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+import statistics
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from pytest_clever.core.validation import DEFAULT_CONFIDENCE
 from pytest_clever.runs.gates import InputPairing, compare_paired, pair_inputs
-from pytest_clever.runs.record import SEEDED_TARGETS, RunRecord, index_records
+from pytest_clever.runs.record import SEEDED_TARGETS, RecordKey, RunRecord, index_records
 from pytest_clever.runs.report import format_table
 from pytest_clever.runs.rules import ChangeRule, DropRule
 
-__all__ = ["TABLE_STATISTICS", "Comparison", "DropRule", "compare_records", "comparison_table", "points_reason"]
+__all__ = [
+    "MIN_SHARED_FRACTION",
+    "TABLE_STATISTICS",
+    "Comparison",
+    "DropRule",
+    "compare_records",
+    "comparison_table",
+    "points_reason",
+]
 
 #: Statistics whose deltas the comparison table shows.
 TABLE_STATISTICS = ("mean", "min")
+#: When the inputs of a run and its baseline pair only in part, they are compared on the shared inputs if
+#: these are at least this fraction of the baseline's inputs and of this run's (and at least two): a
+#: conftest that picks "the first 20 inputs the model gets right" swaps an input or two when the model
+#: changes, and that must not hide a regression on the other inputs. With fewer, the inputs differ.
+MIN_SHARED_FRACTION = 0.8
+#: How a paired comparison's intervals are named: each score's own interval, the inputs held fixed.
+PAIRED_INTERVAL_KIND = "estimator noise"
 
 
 @dataclass(frozen=True)
@@ -59,13 +80,23 @@ class Comparison:
     by_points: str | None = None
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     pairing: InputPairing | None = None
-    #: How a rule was applied when it could not be applied as written (a relative rule on a baseline <= 0).
+    #: How a rule was applied when it could not be applied as written (a relative rule on a baseline <= 0),
+    #: and on which inputs the pair was compared when not on all of them.
     notes: tuple[str, ...] = ()
+    #: ``(this run, baseline)`` restricted to the shared inputs, statistics recomputed, when the pair was
+    #: compared on the inputs both runs scored (:data:`MIN_SHARED_FRACTION`); None when compared whole.
+    shared: tuple[RunRecord, RunRecord] | None = None
+
+    @property
+    def compared(self) -> tuple[RunRecord | None, RunRecord | None]:
+        """``(now, before)`` as compared: restricted to the shared inputs when :attr:`shared` is set."""
+        return self.shared if self.shared is not None else (self.now, self.before)
 
     def delta(self, statistic: str) -> float | None:
-        if self.before is None or self.now is None or self.status == "not comparable":
+        now, before = self.compared
+        if before is None or now is None or self.status == "not comparable":
             return None
-        return self.now.statistic(statistic) - self.before.statistic(statistic)
+        return now.statistic(statistic) - before.statistic(statistic)
 
 
 def _confidence(record: RunRecord) -> float:
@@ -76,6 +107,9 @@ def _confidence(record: RunRecord) -> float:
 
 def points_reason(now: RunRecord, before: RunRecord) -> str | None:
     """Why two records of the same key cannot be paired with intervals; None when they can."""
+    for side, record in (("baseline", before), ("this run", now)):
+        if not record.results:
+            return f"{side} has no per-input results"
     if len(now.results) != len(before.results) or now.n != before.n:
         return f"input counts differ ({before.n} -> {now.n})"
     for side, record in (("baseline", before), ("this run", now)):
@@ -98,10 +132,47 @@ def _fingerprints(record: RunRecord) -> tuple[str | None, ...]:
     return record.fingerprints or (None,) * len(record.results)
 
 
+def _shares_enough(now: RunRecord, before: RunRecord, pairing: InputPairing) -> bool:
+    """Whether a partial pairing by fingerprint shares enough inputs to compare on them
+    (:data:`MIN_SHARED_FRACTION` of each side's inputs, and two at least)."""
+    shared = len(pairing.pairs) + 1e-9  # 0.8 * n in floating point must not turn 16 of 20 away
+    return shared >= 2 and shared >= MIN_SHARED_FRACTION * before.n and shared >= MIN_SHARED_FRACTION * now.n
+
+
+def _restricted(record: RunRecord, indices: Sequence[int]) -> RunRecord:
+    """``record`` on the inputs ``indices`` alone (in that order), its statistics recomputed from their scores."""
+    results = tuple(record.results[i] for i in indices)
+    scores = [float(r["score"]) for r in results]
+    mean = statistics.fmean(scores)
+    return replace(
+        record,
+        n=len(results),
+        results=results,
+        min=min(scores),
+        mean=mean,
+        median=statistics.median(scores),
+        max=max(scores),
+        value=mean,
+        interval=None,
+        attack=None,
+    )
+
+
+def _shared_note(pairing: InputPairing) -> str:
+    """The note of a pair compared on its shared inputs."""
+    left_out = len(pairing.only_before), len(pairing.only_now)
+    return (
+        f"compared on the {len(pairing.pairs)} inputs both runs scored; {left_out[0]} input"
+        f"{'s' if left_out[0] != 1 else ''} of the baseline and {left_out[1]} of this run left out "
+        "(inputs are matched by a hash of their bytes, dtype and shape)"
+    )
+
+
 def _identity_reasons(now: RunRecord, before: RunRecord, pairing: InputPairing) -> list[str]:
-    """Why two records of the same key scored different things: other inputs (by fingerprint), or,
-    with random-k targets, other classes for a paired input. Empty when the pair is comparable."""
-    if pairing.by_position is None and not pairing.complete:
+    """Why two records of the same key scored different things: other inputs (by fingerprint, too few
+    shared to compare on them), or, with random-k targets, other classes for a paired input. Empty when
+    the pair is comparable."""
+    if pairing.by_position is None and not pairing.complete and not _shares_enough(now, before, pairing):
         parts = [f"inputs differ: {len(pairing.pairs)} of the baseline's {before.n} inputs are in this run"]
         if pairing.only_before:
             parts.append(f"only in the baseline: {_listed(pairing.only_before)}")
@@ -191,11 +262,14 @@ def compare_records(
     rules: Sequence[ChangeRule | DropRule],
     *,
     failed_tests: Collection[str] = (),
+    unreadable: Mapping[RecordKey, str] | None = None,
 ) -> list[Comparison]:
     """Compare each current record with the baseline record of the same key, in the current order;
     then one "not run" comparison per baseline record this run did not record, in baseline order;
     "failed" instead when its test is in ``failed_tests`` (node ids): it ran and failed, which
-    must not read as deselected.
+    must not read as deselected. ``unreadable`` maps the keys of baseline records skipped as malformed
+    to why (``SavedRun.unreadable``): a current record with such a key is "not comparable", never a
+    missing baseline, so a corrupt record cannot quietly turn its test's gate off.
 
     ``rules`` are :class:`~pytest_clever.runs.rules.ChangeRule` objects (a plain
     :class:`~pytest_clever.runs.rules.DropRule` is a rule without significance). Raises
@@ -207,6 +281,10 @@ def compare_records(
     out = []
     for record in current:
         before = by_key.get(record.key)
+        if before is None and unreadable and record.key in unreadable:
+            reason = f"baseline record unreadable: {unreadable[record.key]}"
+            out.append(Comparison(record.label, "not comparable", record, None, (reason,)))
+            continue
         if before is None:
             out.append(Comparison(record.label, "missing baseline", record, None))
             continue
@@ -214,17 +292,33 @@ def compare_records(
         if differences:
             out.append(Comparison(record.label, "not comparable", record, before, tuple(differences)))
             continue
+        if not record.results or not before.results:  # nothing to pair: the saved statistics
+            side = "the baseline has" if not before.results else "this run has"
+            reasons, why, _ = _check_pair(record, before, change_rules, InputPairing(()))
+            notes = (
+                f"{side} no per-input results: compared by the saved statistics, without matching inputs",
+                *absolute_rules(before, change_rules)[1],
+            )
+            status = "regressed" if reasons else "ok"
+            out.append(Comparison(record.label, status, record, before, reasons, why, notes=notes))
+            continue
         pairing = pair_inputs(_fingerprints(record), _fingerprints(before))
         differ = _identity_reasons(record, before, pairing)
         if differ:
             out.append(Comparison(record.label, "not comparable", record, before, tuple(differ), pairing=pairing))
             continue
-        reasons, why, intervals = _check_pair(record, before, change_rules, pairing)
-        notes = tuple(absolute_rules(before, change_rules)[1])
+        shared = None
+        now_side, before_side, aligned = record, before, pairing
+        if pairing.by_position is None and not pairing.complete:  # enough shared inputs: compare on them
+            now_side = _restricted(record, [i for i, _ in pairing.pairs])
+            before_side = _restricted(before, [j for _, j in pairing.pairs])
+            shared, aligned = (now_side, before_side), InputPairing(tuple((k, k) for k in range(len(pairing.pairs))))
+        reasons, why, intervals = _check_pair(now_side, before_side, change_rules, aligned)
+        notes = tuple(absolute_rules(before_side, change_rules)[1])
+        if shared is not None:
+            notes = (_shared_note(pairing), *notes)
         status = "regressed" if reasons else "ok"
-        out.append(
-            Comparison(record.label, status, record, before, reasons, why, intervals, pairing=pairing, notes=notes)
-        )
+        out.append(Comparison(record.label, status, record, before, reasons, why, intervals, pairing, notes, shared))
     failed_note = ("the test failed before recording this call",)
     out.extend(
         Comparison(record.label, "failed", None, record, failed_note)
@@ -258,22 +352,28 @@ def comparison_table(comparisons: list[Comparison], regression_reasons: bool = T
         return "-" if value is None else f"{value:.4g}"
 
     for c in comparisons:
-        before = c.before
+        now, before = c.compared
         compared = "-"  # nothing was compared
         if c.status in ("ok", "regressed"):
-            assert c.now is not None  # compared pairs have both sides
+            assert now is not None  # compared pairs have both sides
             paired = "paired"
             if c.pairing is not None and c.pairing.by_position is not None:
                 paired = f"paired by position ({c.pairing.by_position})"
-            compared = f"by points ({c.by_points})" if c.by_points else f"{paired}, {_confidence(c.now):.0%} intervals"
+            compared = (
+                f"by points ({c.by_points})"
+                if c.by_points
+                else f"{paired}, {_confidence(now):.0%} intervals of {PAIRED_INTERVAL_KIND}"
+            )
+            if c.shared is not None:
+                compared = f"on {now.n} shared inputs, {compared}"
         rows.append(
             (
                 c.label,
                 cell(before.mean if before else None),
-                cell(c.now.mean if c.now else None),
+                cell(now.mean if now else None),
                 _delta_cell(c, "mean"),
                 cell(before.min if before else None),
-                cell(c.now.min if c.now else None),
+                cell(now.min if now else None),
                 _delta_cell(c, "min"),
                 compared,
                 c.status.upper(),

@@ -162,7 +162,8 @@ def compare_paired(
             else:
                 shown = f"{change:+.4g} [{lo:+.4g}, {hi:+.4g}]"
             failure = (
-                f"{stat} dropped {s_before:.4g} -> {s_now:.4g} ({shown}), significantly more than allowed ({rule})"
+                f"{stat} dropped {s_before:.4g} -> {s_now:.4g} ({shown}), significantly more than allowed ({rule}), "
+                f"by the paired {confidence:.0%} interval of estimator noise (inputs fixed)"
             )
     return ChangeVerdict(rule, s_before, s_now, change, (lo, hi), failure)
 

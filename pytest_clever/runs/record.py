@@ -418,7 +418,8 @@ def _interval_kind(value: Any, where: str) -> str | None:
 
 def check_results(results: Sequence[Any], n: int, where: str) -> None:
     """Raise :class:`RecordError` unless ``results`` are what comparisons read: one object per input
-    (or none at all), each with a number ``score`` and, when it has one, an ``interval`` of two numbers.
+    (or none at all), each with a number ``score`` and, when it has them, an ``interval`` of two numbers
+    and ``target_classes``, a list of integers.
 
     A record that says ``n`` inputs but holds fewer results (a truncated file) is an error here, so a
     comparison never pairs the inputs it lacks.
@@ -430,6 +431,9 @@ def check_results(results: Sequence[Any], n: int, where: str) -> None:
         read.optional_pair(result.get("interval"), f"{field}.interval", where)
         if result.get("confidence") is not None:
             read.number(result["confidence"], f"{field}.confidence", where)
+        if result.get("target_classes") is not None:  # random-k comparisons read them as a list of classes
+            for cls in read.array(result["target_classes"], f"{field}.target_classes", where):
+                read.integer(cls, f"{field}.target_classes", where)
     if results and len(results) != n:
         raise RecordError(
             f"{where}: field 'results' holds {len(results)} result(s) but field 'n' says {n} inputs "

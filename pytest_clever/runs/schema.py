@@ -8,7 +8,12 @@ reads the current layout only:
 - 1 -> 2: records gain ``call``, their index among the calls with the same
   test and name (layout 1 wrote each test's calls in call order);
 - 2 -> 3: the setting ``target`` (one class, or None for all) becomes
-  ``targets``, the canonical target specification ("all", "3").
+  ``targets``, the canonical target specification ("all", "3");
+- 3 -> 4: nothing to change: results gain ``fingerprint`` and ``capped``,
+  records ``interval_kind`` and run files ``partial``, all optional. The
+  version changes so that a reader of layout 3 refuses these files by name
+  rather than reading a partial run as a whole baseline, or inputs it cannot
+  match as the same inputs.
 
 Layout 1 needs a file's whole list of records to number the calls, so that
 step runs on a file's list before its records are read (:func:`upgrade_run`).
@@ -31,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 #: Layout version of the records this version writes.
-SCHEMA = 3
+SCHEMA = 4
 #: The oldest layout still read.
 OLDEST_SCHEMA = 1
 #: Layouts this version reads (upgraded on reading).
@@ -66,10 +71,15 @@ def _targets_setting(record: Any) -> Any:
     return {**record, "settings": {**rest, "targets": targets}}
 
 
+def _optional_fields(record: Any) -> Any:
+    """3 -> 4: the fields layout 4 adds are optional, so a layout-3 record is already a layout-4 one."""
+    return record
+
+
 #: Steps that need a file's whole list of records, by the version they upgrade from.
 _RUN_STEPS: dict[int, Callable[[list[Any]], list[Any]]] = {1: _number_calls}
 #: Steps that upgrade one record, by the version they upgrade from, in order.
-_RECORD_STEPS: dict[int, Callable[[Any], Any]] = {2: _targets_setting}
+_RECORD_STEPS: dict[int, Callable[[Any], Any]] = {2: _targets_setting, 3: _optional_fields}
 # One step per version, those on whole lists first.
 assert [*_RUN_STEPS, *_RECORD_STEPS] == list(range(OLDEST_SCHEMA, SCHEMA))
 assert all(version < RECORD_SCHEMA for version in _RUN_STEPS)

@@ -28,7 +28,7 @@ from typing import Any
 
 from pytest_clever.errors import CleverError
 from pytest_clever.runs import files
-from pytest_clever.runs.record import RecordError, RunRecord, index_records, sorted_records
+from pytest_clever.runs.record import RecordError, RecordKey, RunRecord, index_records, sorted_records
 from pytest_clever.runs.schema import SCHEMA, check_schema, upgrade_run
 
 KIND = "pytest-clever-run"
@@ -83,6 +83,9 @@ class SavedRun:
     incomplete: str | None = None
     #: How the run was narrowed to part of the suite (``-k``, ``-m``, deselection, some files); None for the whole.
     partial: str | None = None
+    #: ``(key, why)`` of each record skipped as malformed whose key could still be read, so a comparison
+    #: shows that test as not comparable rather than as missing from the baseline (its gate stays on).
+    unreadable: tuple[tuple[RecordKey, str], ...] = ()
 
 
 def check_name(name: str) -> str:
@@ -90,6 +93,18 @@ def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name == "latest" or name.lower().endswith(".json"):
         raise StorageError(f"invalid run name {name!r}: use 1-64 letters, digits, '.', '_' or '-' ({_RESERVED})")
     return name
+
+
+def _record_key(item: Any) -> RecordKey | None:
+    """The key of a malformed record, when its ``nodeid``, ``name`` and ``call`` are still well formed."""
+    if not isinstance(item, dict):
+        return None
+    nodeid, name, call = item.get("nodeid"), item.get("name"), item.get("call")
+    if not isinstance(nodeid, str) or not nodeid or not (name is None or (isinstance(name, str) and name)):
+        return None
+    if isinstance(call, bool) or not isinstance(call, int) or call < 0:
+        return None
+    return nodeid, name, call
 
 
 class Storage:
@@ -160,12 +175,15 @@ class Storage:
             raw = data["records"]
             if not isinstance(raw, list):
                 raise TypeError("'records' must be a list")
-            records, problems = [], []
+            records, problems, unreadable = [], [], []
             for i, item in enumerate(upgrade_run(raw, version)):
                 try:
                     records.append(RunRecord.from_dict(item, f"{path}: record {i}"))
                 except RecordError as exc:  # name it and keep the others
                     problems.append(f"skipped {exc}")
+                    key = _record_key(item)
+                    if key is not None:
+                        unreadable.append((key, str(exc)))
             index_records(records, str(path))
             incomplete = data.get("incomplete")
             partial = data.get("partial")
@@ -181,6 +199,7 @@ class Storage:
                 schema=version,
                 incomplete=None if incomplete is None else str(incomplete),
                 partial=None if partial is None else str(partial),
+                unreadable=tuple(unreadable),
             )
         except RecordError as exc:
             raise StorageError(str(exc)) from None

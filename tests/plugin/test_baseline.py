@@ -301,6 +301,38 @@ def test_a_filtered_input_set_that_lost_inputs_is_not_compared_by_its_statistics
     assert "REGRESSED" not in result.stdout.str()
 
 
+def _picked_module(pick: str, factor: float) -> str:
+    """test_gate scores ``linear(factor)`` (less robust for factor > 1) on ``XS[pick]`` of a pool of 12 inputs."""
+    test = f"""
+
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})
+def test_gate(clever):
+    clever.scores(linear({factor}), XS[{pick}], name="linear")
+"""
+    return linear_module(n_inputs=12, first_feature_zero=True) + test
+
+
+def test_a_worse_model_that_changed_one_input_is_compared_on_the_shared_inputs(pytester):
+    # The README walkthrough: the conftest keeps "the first N inputs the model gets right", so a worse
+    # model swaps one of them. 9 of 10 inputs pair on each side (>= 80%): compared on those, it regressed.
+    pytester.makepyfile(test_model=_picked_module("list(range(10))", 1.0))
+    pytester.runpytest("--clever-save=main").assert_outcomes(passed=1)
+    pytester.makepyfile(test_model=_picked_module("list(range(9)) + [10]", 4.0))
+    result = pytester.runpytest("--clever-compare=main", "--clever-compare-fail=mean:10%:significant")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*test_gate [[]linear[]]*on 9 shared inputs, paired, 95% intervals of estimator noise*REGRESSED",
+            "*test_gate [[]linear[]]: note: compared on the 9 inputs both runs scored; "
+            "1 input of the baseline and 1 of this run left out*",
+            "*CLEVER regressions (1):*",
+            "*test_gate [[]linear[]]: mean dropped * significantly more than allowed (mean:10%:significant), "
+            "by the paired 95% interval of estimator noise*",
+        ]
+    )
+    assert "NOT COMPARABLE" not in result.stdout.str()
+
+
 def test_the_same_inputs_in_another_order_pair_by_fingerprint(pytester):
     pytester.makepyfile(test_model=_inputs_module("[0, 1, 2, 3, 4, 5]"))
     pytester.runpytest("--clever-save=main").assert_outcomes(passed=1)
@@ -372,9 +404,35 @@ def test_odd_values_in_a_baseline_are_named_per_record_not_an_internal_error(pyt
             "field 'results[[]1[]].score' must be a number, got null (NaN)",
             "baseline skipped *_main.json: record 1 (test_model.py::test_other): "
             "field 'results' holds 1 result(s) but field 'n' says 2 inputs*",
-            "*test_gate [[]linear[]]*MISSING BASELINE",
-            "*test_other*MISSING BASELINE",
+            "*test_gate [[]linear[]]*NOT COMPARABLE",
+            "*test_other*NOT COMPARABLE",
+            "*test_gate [[]linear[]]: baseline record unreadable: *_main.json: record 0 (test_model.py::test_gate): "
+            "field 'results[[]1[]].score' must be a number, got null (NaN)",
         ]
     )
-    strict = pytester.runpytest("--clever-compare=main", "--clever-baseline-missing=fail")
+    # A corrupt record must not turn its test's gate off: it follows --clever-not-comparable, not the
+    # (warn-only by default) missing-baseline policy.
+    strict = pytester.runpytest("--clever-compare=main", "--clever-not-comparable=fail")
     assert strict.ret == pytest.ExitCode.TESTS_FAILED and "INTERNALERROR" not in strict.stdout.str()
+    strict.stdout.fnmatch_lines(
+        ["*test_gate [[]linear[]]: not comparable with baseline main (baseline record unreadable: *"]
+    )
+
+
+def test_a_non_list_target_classes_in_a_baseline_is_named_not_an_internal_error(pytester):
+    pytester.makepyfile(test_model=_inputs_module("[0, 1, 2, 3, 4, 5]", targets="random-1"))
+    pytester.runpytest("--clever-save=main").assert_outcomes(passed=1)
+    (saved,) = (pytester.path / ".clever").glob("*_main.json")
+    data = json.loads(saved.read_text())
+    data["records"][0]["results"][0]["target_classes"] = 5
+    saved.write_text(json.dumps(data))
+    result = pytester.runpytest("--clever-compare=main", "--clever-compare-fail=mean:10%")
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output and "Traceback" not in output, output
+    assert result.ret == 0, output
+    result.stdout.fnmatch_lines(
+        [
+            "*field 'results[[]0[]].target_classes' must be a list, got int*",
+            "*test_gate [[]linear[]]*NOT COMPARABLE",
+        ]
+    )

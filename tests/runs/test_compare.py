@@ -219,3 +219,78 @@ def test_a_positive_baseline_has_no_note():
         [_scored_spread("t.py::a", [0.5] * 3)], [_scored_spread("t.py::a", [0.5] * 3)], [ChangeRule.parse("mean:10%")]
     )
     assert c.status == "ok" and c.notes == ()
+
+
+def _twenty(scale=1.0, swap=0, nodeid="t.py::a"):
+    """Twenty inputs ``f0``..``f19`` scored 0.30..0.49 (times ``scale``); ``swap`` of the last ones replaced by
+    other inputs ``x0``.. scored 2.0, as when a conftest keeps "the first 20 inputs the model gets right"."""
+    scores = [(0.30 + 0.01 * i) * scale for i in range(20 - swap)] + [2.0] * swap
+    return _scored(scores, [f"f{i}" for i in range(20 - swap)] + [f"x{i}" for i in range(swap)], nodeid)
+
+
+@pytest.mark.parametrize("rules", [[ChangeRule.parse("mean:10%")], [ChangeRule.parse("mean:10%:significant")]])
+def test_nineteen_of_twenty_inputs_are_compared_on_the_shared_ones(rules):
+    # A worse model (scores x0.8) swapped the last input for one scored 2.0: over all 20 inputs the mean
+    # drops less than 10%, over the 19 both runs scored it drops 20%: a regression, reported.
+    before, now = _twenty(), _twenty(0.8, swap=1)
+    assert now.mean > 0.9 * before.mean  # the saved statistics alone would hide it
+    (c,) = compare_records([now], [before], rules)
+    assert c.status == "regressed" and "mean dropped" in c.reasons[0]
+    assert c.shared is not None
+    shared_now, shared_before = c.shared
+    expected_before = [0.30 + 0.01 * i for i in range(19)]
+    assert shared_before.n == shared_now.n == 19
+    assert shared_before.mean == pytest.approx(sum(expected_before) / 19)
+    assert shared_before.min == pytest.approx(0.30) and shared_before.max == pytest.approx(0.48)
+    assert shared_before.median == pytest.approx(0.39) and shared_now.median == pytest.approx(0.39 * 0.8)
+    assert shared_now.mean == pytest.approx(0.8 * shared_before.mean)
+    assert c.delta("mean") == pytest.approx(shared_now.mean - shared_before.mean)
+    assert c.notes[0].startswith(
+        "compared on the 19 inputs both runs scored; 1 input of the baseline and 1 of this run left out"
+    )
+    table = "\n".join(comparison_table([c]))
+    assert "on 19 shared inputs, paired, 95% intervals of estimator noise" in table
+    assert "note: compared on the 19 inputs both runs scored" in table
+    if rules[0].significant:
+        assert c.intervals and "by the paired 95% interval of estimator noise" in c.reasons[0]
+
+
+def test_a_shared_comparison_that_holds_is_ok_and_whole_pairs_keep_the_saved_statistics():
+    (c,) = compare_records([_twenty(swap=1)], [_twenty()], [ChangeRule.parse("mean:10%")])
+    assert c.status == "ok" and c.delta("mean") == pytest.approx(0.0)
+    (whole,) = compare_records([_twenty()], [_twenty()], [ChangeRule.parse("mean:10%")])
+    assert whole.shared is None and whole.notes == ()
+    assert "shared" not in comparison_table([whole])[1]
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        _twenty(swap=5),  # 15 of the baseline's 20: 75%
+        _scored([0.3] * 26, [f"f{i}" for i in range(20)] + [f"y{i}" for i in range(6)]),  # 20 of this run's 26
+    ],
+)
+def test_fewer_shared_inputs_than_the_fraction_are_not_comparable(now):
+    (c,) = compare_records([now], [_twenty()], [ChangeRule.parse("mean:10%")])
+    assert c.status == "not comparable" and c.shared is None and "inputs differ" in c.reasons[0]
+
+
+def test_a_baseline_without_per_input_results_is_compared_by_its_saved_statistics():
+    before = make_record("t.py::a", mean=0.5)  # statistics only, as RunRecord.from_dict accepts
+    assert before.results == () and before.n == 3
+    (ok,) = compare_records([_scored_spread("t.py::a", [0.5] * 3)], [before], [ChangeRule.parse("mean:10%")])
+    assert ok.status == "ok" and ok.by_points == "baseline has no per-input results"
+    assert ok.notes[0].startswith("the baseline has no per-input results: compared by the saved statistics")
+    (bad,) = compare_records([_scored_spread("t.py::a", [0.3] * 3)], [before], [ChangeRule.parse("mean:10%")])
+    assert bad.status == "regressed" and "mean dropped 0.5 -> 0.3" in bad.reasons[0]
+    assert "by points (baseline has no per-input results)" in comparison_table([bad])[1]
+
+
+def test_a_baseline_record_that_was_unreadable_is_not_comparable():
+    now = make_record("t.py::a")
+    key = ("t.py::a", None, 0)
+    (c,) = compare_records([now], [], [ChangeRule.parse("mean:10%")], unreadable={key: "field 'mean' is null"})
+    assert c.status == "not comparable" and c.reasons == ("baseline record unreadable: field 'mean' is null",)
+    assert "NOT COMPARABLE" in comparison_table([c])[1]
+    (missing,) = compare_records([now], [], [ChangeRule.parse("mean:10%")], unreadable={})
+    assert missing.status == "missing baseline"

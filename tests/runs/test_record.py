@@ -151,7 +151,7 @@ def test_schema_1_files_still_load_and_compare_call_by_call(tmp_path):
     # Saved again, it is a schema-2 file with the same keys.
     path = Storage(tmp_path / "new").save(list(run.records), "again", git={})
     data = json.loads(path.read_text())
-    assert data["schema"] == 3 and [r["call"] for r in data["records"]] == [0, 0, 1]  # sorted by test id
+    assert data["schema"] == 4 and [r["call"] for r in data["records"]] == [0, 0, 1]  # sorted by test id
 
 
 def test_fingerprints_are_each_inputs_or_none_when_a_result_lacks_one():
@@ -298,6 +298,12 @@ def _results(n=3):
         (lambda r: r["results"][2].update(interval=[0.4, None]), r"'results\[2\].interval' must be a number, got null"),
         (lambda r: r["results"][2].update(interval=[0.6, 0.4]), r"'results\[2\].interval' must be an interval"),
         (lambda r: r["results"][0].update(confidence=None), None),  # no level: the default applies
+        (lambda r: r["results"][1].update(target_classes=5), r"'results\[1\].target_classes' must be a list, got int"),
+        (
+            lambda r: r["results"][1].update(target_classes=[1, "2"]),
+            r"'results\[1\].target_classes' must be an integer",
+        ),
+        (lambda r: r["results"][1].update(target_classes=None), None),  # no classes saved: nothing to compare
         (lambda r: r.update(mean=None), r"field 'mean' must be a number, got null \(NaN\)"),
         (lambda r: r.update(results=r["results"][:2]), r"'results' holds 2 result\(s\) but field 'n' says 3 inputs"),
     ],
@@ -324,6 +330,21 @@ def test_a_baseline_with_a_null_score_is_skipped_by_name_and_compares_as_missing
     current = [make_record("t.py::a", results=_results()), make_record("t.py::b", results=_results())]
     out = compare_records(current, run.records, [DropRule.parse("mean:10%")])
     assert [c.status for c in out] == ["missing baseline", "ok"]
+    # The run keeps the skipped record's key: compared with it, that test is not comparable, not missing.
+    assert [key for key, _ in run.unreadable] == [("t.py::a", None, 0)]
+    out = compare_records(current, run.records, [DropRule.parse("mean:10%")], unreadable=dict(run.unreadable))
+    assert [c.status for c in out] == ["not comparable", "ok"]
+    assert out[0].reasons[0].startswith(f"baseline record unreadable: {path}: record 0 (t.py::a): field 'results[0]")
+
+
+def test_a_malformed_record_whose_key_cannot_be_read_is_only_named(tmp_path):
+    store = Storage(tmp_path)
+    path = store.save([make_record("t.py::a", results=_results())], "main")
+    doc = json.loads(path.read_text())
+    doc["records"][0].update(call="first", mean=None)
+    path.write_text(json.dumps(doc))
+    run = store.find("main")
+    assert run.records == () and run.unreadable == () and len(run.problems) == 1
 
 
 @pytest.mark.parametrize(

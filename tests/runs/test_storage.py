@@ -33,10 +33,21 @@ def test_save_then_find_by_latest_name_id_and_path(tmp_path):
 def test_saved_file_has_schema_and_metadata(tmp_path):
     path = Storage(tmp_path).save([make_record()], "main")
     data = json.loads(path.read_text())
-    assert data["schema"] == 3 and data["kind"] == "pytest-clever-run" and data["name"] == "main"
+    assert data["schema"] == 4 and data["kind"] == "pytest-clever-run" and data["name"] == "main"
     assert {"commit", "dirty"} <= set(data["git"])  # from files.git_info (stubbed: no git needed)
     assert data["git"] == GIT
     assert {"torch", "python", "pytest_clever"} <= set(data["environment"])
+
+
+def test_a_layout_3_file_reads_unchanged_as_layout_4(tmp_path):
+    # Layout 4 only adds optional fields (fingerprints, capped, interval_kind, partial): a layout-3 file reads
+    # as it is, while a reader of layout 3 refuses a layout-4 file by its schema number.
+    path = Storage(tmp_path).save([make_record(results=[{"score": 0.5}] * 3)], "main")
+    data = json.loads(path.read_text())
+    data["schema"] = 3
+    path.write_text(json.dumps(data))
+    run = Storage(tmp_path).read(path)
+    assert run.schema == 3 and run.problems == () and run.records == (make_record(results=[{"score": 0.5}] * 3),)
 
 
 def test_a_name_with_a_later_run_resolves_to_its_newest_run(tmp_path):
