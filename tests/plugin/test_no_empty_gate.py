@@ -64,6 +64,26 @@ def test_no_bar(clever):
     result.stdout.fnmatch_lines(["*min_score=0.5*test_forgot_to_score: the test recorded no CLEVER score*"])
 
 
+def test_a_module_marker_with_min_score_does_not_fail_plain_tests_beside_it(pytester):
+    pytester.makepyfile(
+        """
+import pytest
+
+pytestmark = pytest.mark.clever(radius=1.0, min_score=0.5)
+
+def test_plain():
+    assert 1 + 1 == 2
+
+def test_forgot_to_score(clever):
+    pass
+"""
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*min_score=0.5*test_forgot_to_score: the test recorded no CLEVER score*"])
+    assert "test_plain: the test recorded" not in result.stdout.str()
+
+
 def test_skip_with_compare_says_nothing_was_compared_and_fails_on_request(pytester):
     pytester.makepyfile(test_model=_module())
     pytester.runpytest("--clever-save=main").assert_outcomes(passed=2)
