@@ -130,8 +130,8 @@ def _runs(storage: Storage) -> list[SavedRun]:
     return runs
 
 
-def _find(storage: Storage, ref: str) -> SavedRun:
-    run = storage.find(ref)
+def _find(storage: Storage, ref: str, *, prefer_whole: bool = True) -> SavedRun:
+    run = storage.find(ref, prefer_whole=prefer_whole)
     _say_skipped(run.problems)
     return run
 
@@ -160,7 +160,13 @@ def _rules(text: str) -> list[ChangeRule]:
 
 
 def cmd_compare(storage: Storage, args: argparse.Namespace) -> int:
-    before, now = _find(storage, args.baseline), _find(storage, args.current)
+    # The baseline side prefers a run of the whole suite; the current side is the run asked for, partial or not.
+    before, now = _find(storage, args.baseline), _find(storage, args.current, prefer_whole=False)
+    if before.id == now.id:
+        raise CleverError(
+            f"both sides are run {now.id} ({args.baseline!r} and {args.current!r}): a run compared with itself "
+            "checks nothing; name two different runs"
+        )
     rules = [rule for text in args.fail for rule in _rules(text)]
     comparisons = compare_records(now.records, before.records, rules)
     print(f"baseline {before.name} ({before.id}, {_commit(before)}) -> {now.name} ({now.id}, {_commit(now)})")
@@ -306,7 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="compare two runs: deltas per test, non-zero exit past --fail")
     p.add_argument("baseline", help="name, id or path of the baseline run")
-    p.add_argument("current", nargs="?", default="latest", help="name, id or path (default: latest)")
+    p.add_argument(
+        "current",
+        nargs="?",
+        default="latest",
+        help="name, id or path (default: latest); the newest run, partial or not",
+    )
     p.add_argument(
         "--fail",
         action="append",

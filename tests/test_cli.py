@@ -274,3 +274,20 @@ def test_list_shows_partial_runs(store, capsys):
     assert run(store, "list") == 0
     line = [row for row in capsys.readouterr().out.splitlines() if "partial" in row]
     assert len(line) == 1 and "main" in line[0] and "-k test_gate" in line[0]
+
+
+def test_compare_latest_is_the_newest_run_even_partial_never_the_baseline_run_itself(store, capsys):
+    store.save([make_record("t.py::test_gate", mean=0.2)], "main", git={}, partial="-k test_gate")
+    runs = store.runs()[0]
+    whole = next(r.id for r in runs if r.name == "main" and r.partial is None)
+    partial = runs[-1].id
+    assert run(store, "compare", "main", "latest", "--fail", "mean:10%") == 1  # 0.5 -> 0.2: the partial run
+    captured = capsys.readouterr()
+    assert f"({whole}," in captured.out and f"({partial}," in captured.out
+    assert f"run {partial} is partial (-k test_gate)" in captured.err
+
+
+def test_compare_a_run_with_itself_is_an_error(store, capsys):
+    assert run(store, "compare", "feature", "latest") == 2
+    feature = store.find("feature").id
+    assert f"both sides are run {feature}" in capsys.readouterr().err

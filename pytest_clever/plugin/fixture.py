@@ -297,7 +297,7 @@ class CleverFixture:
                 problem = f"{type(exc).__name__}: {exc}"
         if problem is not None:
             _reissue(caught, self.nodeid)
-            pytest.fail(problem, pytrace=False)  # outside the except: no chained traceback
+            pytest.fail(f"{location}: {problem}", pytrace=False)  # outside the except: no chained traceback
         record = RunRecord.from_report(
             self.nodeid,
             name,
@@ -311,14 +311,16 @@ class CleverFixture:
             checks=checks,
         )
         record = replace(record, settings=replace(record.settings, threads=threads), location=location)
-        capped_gate = capped_gate_text(record)
-        if capped_gate is not None:  # the radius, not the model, decided the gate: say so where the call is
-            caught.append(warnings.WarningMessage(CleverWarning(capped_gate), CleverWarning, __file__, 0))
-        _reissue(caught, record.label)
         self.records.append(record)
         prefix = "clever" + (f"[{name}]" if name else "") + (f"#{call}" if call else "")
         for stat in ("min", "mean", "median"):
             self._user_properties.append((f"{prefix}.{stat}", round(record.statistic(stat), 6)))
         if record.attack is not None:
             self._user_properties.append((f"{prefix}.attack_contradicted", len(record.contradicted)))
+        capped_gate = capped_gate_text(record)
+        if capped_gate is not None:  # the radius, not the model, decided the gate: say so where the call is
+            caught.append(warnings.WarningMessage(CleverWarning(capped_gate), CleverWarning, __file__, 0))
+        # Last, once the record is kept: under -W error a warning raises here and ends the test, and its
+        # score must still reach the summary, the JSON file and the saved run.
+        _reissue(caught, record.label)
         return report

@@ -6,11 +6,19 @@ says how a run was narrowed, and storage keeps the whole run as the baseline
 (:meth:`pytest_clever.runs.storage.Storage.find`).
 
 The whole suite is what the project's own configuration runs: the ini ``testpaths``
-(relative to the rootdir), else the rootdir, with the ``-k``, ``-m`` and ``--deselect`` of
-the ini ``addopts`` (say ``-m "not slow"``). A run given paths on the command line is whole
-when every one of those folders is inside a given path; a node id (``file.py::test``) or a
-file under them is a part. Tests a collection hook deselects count only when no ``-k``,
-``-m`` or ``--deselect`` is in effect, since those deselect through the same hook.
+(relative to the rootdir), else the rootdir, with the ``-k``, ``-m``, ``--deselect``,
+``--ignore`` and ``--ignore-glob`` of the ini ``addopts`` (say ``-m "not slow"``). With
+``testpaths``, a run given paths on the command line is whole when every testpath is inside
+a given path. Without them, a folder given (``pytest tests/``, the usual CI command) is the
+whole suite; a file or a node id (``file.py::test``) is a part. ``--ignore`` and
+``--ignore-glob`` on the command line leave out part of the suite.
+
+``--lf`` and ``--sw`` make a run partial only when they left tests out (``--lf`` with
+nothing failed runs them all), so they count by what they did, not by the flag. Tests a
+collection hook or ``--sw`` deselects count only when no ``-k``, ``-m`` or ``--deselect``
+is in effect, since those deselect through the same hook; ``--lf`` acts after every other
+collection hook and while collecting, so its part is counted apart
+(:class:`pytest_clever.plugin.session.CleverSession`).
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ from typing import Any
 import pytest
 
 
-def partial_reason(config: pytest.Config, deselected: int) -> str | None:
+def partial_reason(config: pytest.Config, deselected: int, lf_deselected: int = 0, lf_reran: int = 0) -> str | None:
     """How this run was narrowed to part of the suite, or None when it covers it all.
 
-    ``deselected``: how many tests ``pytest_deselected`` removed (``-k``, ``-m``,
-    ``--deselect``, ``--lf``, or a plugin's or conftest's collection hook).
+    ``deselected``: how many tests ``pytest_deselected`` removed in the collection hooks
+    (``-k``, ``-m``, ``--deselect``, ``--sw``, or a plugin's or conftest's hook);
+    ``lf_deselected``: the tests ``--lf`` deselected after them; ``lf_reran``: the tests
+    that failed last time, when ``--lf`` ran only those (it drops the others while
+    collecting, uncounted).
     """
     reasons = []
     option = config.option
@@ -39,32 +50,44 @@ def partial_reason(config: pytest.Config, deselected: int) -> str | None:
         reasons.append(f"-m {markexpr!r}")
     if deselect:
         reasons.append("--deselect " + " ".join(deselect))
-    if getattr(option, "lf", False):
-        reasons.append("--lf")
-    selecting = keyword or markexpr or getattr(option, "deselect", None) or getattr(option, "lf", False)
-    if deselected and not selecting:  # a collection hook deselected tests: no option names it
-        reasons.append(f"{deselected} test{'s' if deselected != 1 else ''} deselected")
+    selecting = keyword or markexpr or getattr(option, "deselect", None)
+    if deselected and not selecting:  # a collection hook or --sw deselected tests: no selection option names it
+        by = "--sw: " if getattr(option, "stepwise", False) or getattr(option, "stepwise_skip", False) else ""
+        reasons.append(f"{by}{_tests(deselected)} deselected")
+    if lf_reran:
+        reasons.append(f"--lf: only the {_tests(lf_reran)} that failed last time")
+    elif lf_deselected:
+        reasons.append(f"--lf: {_tests(lf_deselected)} deselected")
+    for name in ("--ignore", "--ignore-glob"):
+        ignored = [i for i in getattr(option, name[2:].replace("-", "_"), None) or [] if i not in ini[name]]
+        if ignored:
+            reasons.append(f"{name} " + " ".join(ignored))
     paths = _given_part(config)
     if paths:
         reasons.append(paths)
     return "; ".join(reasons) or None
 
 
+def _tests(count: int) -> str:
+    return f"{count} test{'s' if count != 1 else ''}"
+
+
 def _ini_selection(config: pytest.Config) -> dict[str, Any]:
-    """The ``-k``, ``-m`` (last of each) and ``--deselect`` values of the ini ``addopts``: part of the suite's
-    definition, not a narrowing of one run."""
-    found: dict[str, Any] = {"-k": None, "-m": None, "--deselect": []}
+    """The ``-k``, ``-m`` (last of each), ``--deselect``, ``--ignore`` and ``--ignore-glob`` values of the ini
+    ``addopts``: part of the suite's definition, not a narrowing of one run."""
+    found: dict[str, Any] = {"-k": None, "-m": None, "--deselect": [], "--ignore": [], "--ignore-glob": []}
+    listed = ("--deselect", "--ignore", "--ignore-glob")
     args = list(config.getini("addopts") or [])
     for i, arg in enumerate(args):
         if arg in found:
             name, value = arg, args[i + 1] if i + 1 < len(args) else ""
-        elif arg.startswith("--deselect="):
-            name, value = "--deselect", arg.partition("=")[2]
+        elif arg.partition("=")[0] in listed:
+            name, _, value = arg.partition("=")
         elif arg[:2] in ("-k", "-m") and len(arg) > 2:
             name, value = arg[:2], arg[2:]
         else:
             continue
-        if name == "--deselect":
+        if name in listed:
             found[name].append(value)
         else:
             found[name] = value
@@ -84,12 +107,11 @@ def _given_part(config: pytest.Config) -> str | None:
         given.append((here / path).resolve())
     testpaths = config.getini("testpaths") or []
     root = config.rootpath
-    if testpaths:
-        wanted = [Path(p).resolve() for t in testpaths for p in sorted(glob.glob(str(root / t)))]
-        wanted = wanted or [(root / t).resolve() for t in testpaths]
-        whole = "the testpaths " + " ".join(testpaths)
-    else:
-        wanted, whole = [root.resolve()], "the rootdir"
+    if not testpaths:  # a folder given is the suite of that folder; only a file is a part
+        files = [arg for arg, path in zip(config.args, given, strict=True) if not path.is_dir()]
+        return f"only {' '.join(files)}" if files else None
+    wanted = [Path(p).resolve() for t in testpaths for p in sorted(glob.glob(str(root / t)))]
+    wanted = wanted or [(root / t).resolve() for t in testpaths]
     if all(any(w == g or g in w.parents for g in given) for w in wanted):
         return None
-    return f"only {' '.join(config.args)}, not all of {whole}"
+    return f"only {' '.join(config.args)}, not all of the testpaths {' '.join(testpaths)}"

@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 RECORDS = pytest.StashKey[list]()
 _REPORT_ATTR = "clever_records"  # the teardown report's attribute that carries them, as JSON
 _USAGE_ERRORS_KEY = "clever_usage_errors"  # worker -> controller, in workeroutput
-_DESELECTED_KEY = "clever_deselected"  # worker -> controller: how many tests its collection deselected
+_DESELECTED_KEY = "clever_deselected"  # worker -> controller: [tests deselected, of them by --lf, --lf reruns]
 
 
 class CleverSession:
@@ -65,6 +65,9 @@ class CleverSession:
         self.incomplete: str | None = None  # why a saved run is incomplete
         self.partial: str | None = None  # how a saved run was narrowed to part of the suite
         self.deselected = 0  # tests deselected at collection (any worker's count under xdist)
+        self.lf_deselected = 0  # of them, those --lf deselected (it does so after every other collection hook)
+        self.lf_reran = 0  # tests --lf ran because they failed last time, when it ran only those
+        self._hooks_deselected: int | None = None  # self.deselected once the collection hooks (not --lf) ran
         self.failed_tests: set[str] = set()  # node ids of tests that failed in any phase
         self.write_errors: list[str] = []  # outputs asked for that could not be written
         self.usage_errors: list[str] = []  # bad markers found on xdist workers
@@ -104,8 +107,12 @@ class CleverSession:
 
     # -- collection -------------------------------------------------------------------
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+    # A wrapper, innermost: its code after the yield runs once every collection hook has selected,
+    # and before --lf's outer wrapper deselects, so --lf's count can be told apart from the rest.
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Generator[None, None, None]:
+        yield
+        self._hooks_deselected = self.deselected
         if self.config.getoption("clever_skip"):
             for item in items:
                 if "clever" in getattr(item, "fixturenames", ()):
@@ -130,7 +137,10 @@ class CleverSession:
         payload = output.get(_USAGE_ERRORS_KEY)
         if payload:
             self.usage_errors.extend(e for e in json.loads(payload) if e not in self.usage_errors)
-        self.deselected = max(self.deselected, int(output.get(_DESELECTED_KEY, 0)))  # each worker collects all
+        counts = json.loads(output.get(_DESELECTED_KEY, "[0, 0, 0]"))  # each worker collects all: any one's counts
+        self.deselected = max(self.deselected, counts[0])
+        self.lf_deselected = max(self.lf_deselected, counts[1])
+        self.lf_reran = max(self.lf_reran, counts[2])
 
     # -- running ----------------------------------------------------------------------
 
@@ -144,7 +154,7 @@ class CleverSession:
         if failed:
             pytest.fail("\n\n".join(failure_message(r) for r in failed), pytrace=False)
         bar = marker_of(item).get("min_score")
-        if not records and bar is not None:  # a bar over nothing checked nothing: not a pass
+        if not records and bar is not None and _gated(item):  # a bar over nothing checked nothing: not a pass
             pytest.fail(
                 f"@pytest.mark.clever(min_score={bar:g}) on {item.nodeid}: the test recorded no CLEVER score, "
                 "so the bar checked nothing (score with clever.scores or clever.assert_robust, or drop min_score)",
@@ -225,16 +235,38 @@ class CleverSession:
         if self.is_worker:
             if self.usage_errors:
                 self.config.workeroutput[_USAGE_ERRORS_KEY] = json.dumps(self.usage_errors)  # type: ignore[attr-defined]
-            self.config.workeroutput[_DESELECTED_KEY] = self.deselected  # type: ignore[attr-defined]
+            self._count_lf()
+            counts = [self.deselected, self.lf_deselected, self.lf_reran]
+            self.config.workeroutput[_DESELECTED_KEY] = json.dumps(counts)  # type: ignore[attr-defined]
             return
         if self.usage_errors:
             return
         self._order_records()  # after an interrupt the loop wrapper never got to it
         self.incomplete = incomplete(session, exitstatus)
-        self.partial = partial_reason(self.config, self.deselected)
+        self._count_lf()
+        self.partial = partial_reason(
+            self.config, self.deselected - self.lf_deselected, self.lf_deselected, self.lf_reran
+        )
         self._write_outputs()
         if self.write_errors and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # outputs asked for are missing: not a pass
+
+    def _count_lf(self) -> None:
+        """What ``--lf`` left out in this process (nothing where nothing was collected here, as on an xdist
+        controller, whose counts come from its workers).
+
+        ``--lf`` also drops passed tests and files while collecting, where no hook names them: when it found
+        failures to rerun, it ran only those, so their count (pytest's own, a private attribute read defensively)
+        is what marks the run partial.
+        """
+        if self._hooks_deselected is None or not self.config.getoption("lf", False):
+            return
+        self.lf_deselected = self.deselected - self._hooks_deselected
+        lf = self.config.pluginmanager.get_plugin("lfplugin")
+        rerun = getattr(lf, "_previously_failed_count", None)
+        if rerun is None and getattr(lf, "lastfailed", None):  # a pytest without the count: failures were known
+            rerun = len(lf.lastfailed)  # type: ignore[union-attr]
+        self.lf_reran = int(rerun or 0)
 
     def _write_outputs(self) -> None:
         """Save the baseline and write the JSON file asked for; a failure is an output error, not a crash."""
@@ -264,3 +296,12 @@ def incomplete(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> st
     if session.shouldfail or session.shouldstop:
         return f"stopped early: {session.shouldfail or session.shouldstop}"
     return None
+
+
+def _gated(item: pytest.Item) -> bool:
+    """Whether a ``min_score`` bar that checked nothing fails this test: it asked for ``clever``, or its own
+    function carries the bar. A module's or class's marker sets defaults for its tests that score; a plain
+    test beside them never meant to record a score."""
+    if "clever" in getattr(item, "fixturenames", ()):
+        return True
+    return any(m.name == "clever" and "min_score" in m.kwargs for m in getattr(item, "own_markers", ()))

@@ -20,7 +20,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -223,7 +223,7 @@ class Storage:
         runs.sort(key=lambda r: r.id)
         return runs, skipped
 
-    def find(self, ref: str) -> SavedRun:
+    def find(self, ref: str, *, prefer_whole: bool = True) -> SavedRun:
         """A run by ``latest``, name (its newest run), id, id prefix or file path.
 
         ``latest`` and names only pick complete runs; an incomplete run is
@@ -231,14 +231,16 @@ class Storage:
         complete runs they pick the newest run of the whole suite, so a
         partial run (``-k``, deselection, some files) never shadows it; a
         newer partial run passed over, or a partial run picked because no
-        whole run exists, is named in ``problems``. Files
+        whole run exists, is named in ``problems``. ``prefer_whole=False`` picks
+        the newest complete run, partial or not (a partial one said so): the
+        run being checked, as opposed to the baseline it is checked against. Files
         skipped on the way (corrupt, newer schema) are listed in the run's
         ``problems``; a name whose only files were skipped says why.
         """
         if ref.endswith(".json") or os.sep in ref:
             return _flag_incomplete(self.read(self._run_file(ref)))
         runs, skipped = self._scan()
-        found = self._lookup(ref, runs, skipped)
+        found = self._lookup(ref, runs, skipped, _prefer_whole if prefer_whole else _newest)
         notes = tuple(f"skipped file {message}" for _, message in skipped)
         return replace(found, problems=notes + found.problems)
 
@@ -253,15 +255,21 @@ class Storage:
             f"no saved run at {path} (nor {self.root / path}); give the run file's path, or its name or id"
         )
 
-    def _lookup(self, ref: str, runs: list[SavedRun], skipped: list[tuple[Path, str]]) -> SavedRun:
+    def _lookup(
+        self,
+        ref: str,
+        runs: list[SavedRun],
+        skipped: list[tuple[Path, str]],
+        pick: Callable[[list[SavedRun]], SavedRun],
+    ) -> SavedRun:
         complete = [r for r in runs if r.incomplete is None]
         if ref == "latest":
             if complete:
-                return _prefer_whole(complete)
+                return pick(complete)
         else:
             named = [r for r in complete if r.name == ref]
             if named:
-                return _prefer_whole(named)
+                return pick(named)
             by_id = [r for r in runs if r.id.startswith(ref)]
             if len(by_id) == 1:
                 return _flag_incomplete(by_id[0])
@@ -303,6 +311,11 @@ def _prefer_whole(candidates: list[SavedRun]) -> SavedRun:
         if r.id > run.id
     )
     return replace(run, problems=notes + run.problems)
+
+
+def _newest(candidates: list[SavedRun]) -> SavedRun:
+    """The newest of ``candidates`` (complete runs, oldest first), partial or not; a partial one says so."""
+    return _flag_incomplete(candidates[-1])
 
 
 def _flag_incomplete(run: SavedRun) -> SavedRun:

@@ -88,3 +88,46 @@ def test_fixture_threads_under_xdist_keyword_typos_and_weak_fit_warnings(pyteste
     # Each worker gets its share of the cores, and the record keeps the count.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert record["settings"]["threads"] == max(1, cores // 2)
+
+
+def test_a_bad_input_in_the_second_call_says_which_call_and_where(pytester):
+    from .user_modules import SMALL_SAMPLE_ARGS, linear_module
+
+    pytester.makepyfile(
+        test_x=linear_module()
+        + f"""
+
+@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS})
+def test_two_calls(clever):
+    model = linear()
+    clever.scores(model, XS, name="a")
+    wrong = ((model(XS).argmax(dim=1) + 1) % 3).tolist()
+    clever.scores(model, XS, wrong, name="b")
+"""
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    line = next(
+        i for i, text in enumerate((pytester.path / "test_x.py").read_text().splitlines(), 1) if "wrong, name" in text
+    )
+    result.stdout.fnmatch_lines([f"*call 2 in the test (name='b'), test_x.py:{line}: MisclassifiedInputError: *"])
+
+
+def test_a_warning_turned_into_an_error_keeps_the_record(pytester):
+    from .user_modules import SMALL_SAMPLE_ARGS, linear_module
+
+    pytester.makepyfile(
+        test_x=linear_module()
+        + f"""
+
+@pytest.mark.clever(radius=1e-3, {SMALL_SAMPLE_ARGS})
+def test_capped(clever):
+    clever.assert_robust(linear(), XS, min_score=5e-4, name="m")
+"""
+    )
+    result = pytester.runpytest("-W", "error::pytest_clever.errors.CleverWarning", "--clever-json=out.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*CleverWarning: *test_capped [[]m[]]: the gate mean>=0.0005 was decided by capped*"])
+    (record,) = json.loads((pytester.path / "out.json").read_text())["records"]
+    assert record["nodeid"] == "test_x.py::test_capped" and record["name"] == "m"
+    assert record["capped"]["gate_decided_by_capped_scores"] is True

@@ -64,6 +64,26 @@ def test_no_bar(clever):
     result.stdout.fnmatch_lines(["*min_score=0.5*test_forgot_to_score: the test recorded no CLEVER score*"])
 
 
+def test_a_module_marker_with_min_score_does_not_fail_plain_tests_beside_it(pytester):
+    pytester.makepyfile(
+        """
+import pytest
+
+pytestmark = pytest.mark.clever(radius=1.0, min_score=0.5)
+
+def test_plain():
+    assert 1 + 1 == 2
+
+def test_forgot_to_score(clever):
+    pass
+"""
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*min_score=0.5*test_forgot_to_score: the test recorded no CLEVER score*"])
+    assert "test_plain: the test recorded" not in result.stdout.str()
+
+
 def test_skip_with_compare_says_nothing_was_compared_and_fails_on_request(pytester):
     pytester.makepyfile(test_model=_module())
     pytester.runpytest("--clever-save=main").assert_outcomes(passed=2)
@@ -186,3 +206,42 @@ def test_a_selection_in_the_ini_addopts_defines_the_suite_and_is_not_partial(pyt
     runs = {r.name: r for r in Storage(pytester.path / ".clever").runs()[0]}
     assert runs["main"].partial is None
     assert runs["narrow"].partial == "-m 'not slow and not nothing'"
+
+
+def test_without_testpaths_a_folder_given_is_the_whole_suite_and_a_file_is_a_part(pytester):
+    pytester.mkdir("tests")
+    (pytester.path / "tests" / "test_model.py").write_text(_module())
+    pytester.runpytest("tests", "--clever-save=folder").assert_outcomes(passed=2)
+    pytester.runpytest("tests/", "--clever-save=slash").assert_outcomes(passed=2)
+    pytester.runpytest("tests/test_model.py", "--clever-save=file").assert_outcomes(passed=2)
+    runs = {r.name: r for r in Storage(pytester.path / ".clever").runs()[0]}
+    assert [runs["folder"].partial, runs["slash"].partial] == [None, None]
+    assert runs["file"].partial == "only tests/test_model.py"
+
+
+def test_ignore_on_the_command_line_makes_a_partial_run_and_in_the_ini_addopts_does_not(pytester):
+    pytester.makepyfile(test_model=_module(), test_other="def test_other():\n    pass\n")
+    pytester.runpytest("--clever-save=glob", "--ignore-glob=*other*").assert_outcomes(passed=2)
+    pytester.runpytest("--clever-save=path", "--ignore", "test_other.py").assert_outcomes(passed=2)
+    runs = {r.name: r for r in Storage(pytester.path / ".clever").runs()[0]}
+    assert runs["glob"].partial == "--ignore-glob *other*"
+    assert runs["path"].partial == "--ignore test_other.py"
+    pytester.makeini("[pytest]\naddopts = --ignore=test_other.py --ignore-glob=*nothing*\n")
+    pytester.runpytest("--clever-save=ini").assert_outcomes(passed=2)
+    assert Storage(pytester.path / ".clever").find("ini").partial is None
+
+
+def test_lf_and_sw_make_a_partial_run_only_when_they_deselected_tests(pytester):
+    pytester.makepyfile(test_model=_module(), test_other="def test_other():\n    pass\n")
+    pytester.runpytest("-p", "cacheprovider").assert_outcomes(passed=3)
+    pytester.runpytest("-p", "cacheprovider", "--lf", "--clever-save=lf").assert_outcomes(passed=3)
+    pytester.runpytest("-p", "cacheprovider", "--sw", "--clever-save=sw").assert_outcomes(passed=3)
+    runs = {r.name: r for r in Storage(pytester.path / ".clever").runs()[0]}
+    assert [runs["lf"].partial, runs["sw"].partial] == [None, None]  # nothing had failed: every test ran
+
+    pytester.makepyfile(test_model=_module().replace('name="linear")', 'name="linear")\n    assert False'))
+    pytester.runpytest("-p", "cacheprovider").assert_outcomes(passed=2, failed=1)
+    pytester.makepyfile(test_model=_module())
+    pytester.runpytest("-p", "cacheprovider", "--lf", "--clever-save=rerun").assert_outcomes(passed=1)
+    rerun = Storage(pytester.path / ".clever").find("rerun")
+    assert rerun.partial == "--lf: only the 1 test that failed last time"
