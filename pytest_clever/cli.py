@@ -168,7 +168,7 @@ def cmd_compare(storage: Storage, args: argparse.Namespace) -> int:
             "checks nothing; name two different runs"
         )
     rules = [rule for text in args.fail for rule in _rules(text)]
-    comparisons = compare_records(now.records, before.records, rules)
+    comparisons = compare_records(now.records, before.records, rules, unreadable=dict(before.unreadable))
     print(f"baseline {before.name} ({before.id}, {_commit(before)}) -> {now.name} ({now.id}, {_commit(now)})")
     print("\n".join(comparison_table(comparisons)))
     regressed = [c for c in comparisons if c.status == "regressed"]
