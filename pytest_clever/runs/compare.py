@@ -34,7 +34,8 @@ from dataclasses import dataclass, field, replace
 
 from pytest_clever.core.validation import DEFAULT_CONFIDENCE
 from pytest_clever.runs.gates import InputPairing, compare_paired, pair_inputs
-from pytest_clever.runs.record import SEEDED_TARGETS, RecordKey, RunRecord, index_records
+from pytest_clever.runs.record import RecordKey, RunRecord, index_records
+from pytest_clever.runs.record_settings import SEEDED_TARGETS
 from pytest_clever.runs.report import format_table
 from pytest_clever.runs.rules import ChangeRule, DropRule
 
