@@ -32,9 +32,11 @@ import warnings
 
 import numpy as np
 import torch
+# The interval benchmark's input pool (benchmarks/ is on sys.path when a benchmark runs).
+from bench_intervals import correct_inputs
 
 from pytest_clever import clever_scores
-from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
+from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn
 from pytest_clever.runs.gates import threshold_gate
 from pytest_clever.stats.intervals import statistic_interval
 
@@ -46,14 +48,6 @@ MODES = (
     ("significant-pass", "estimator"),
     ("significant-pass", "inputs"),
 )
-
-
-def correct_inputs(model, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    data = load_digits_data()
-    with torch.no_grad():
-        ok = model(data.x_test).argmax(1) == data.y_test
-    idx = torch.nonzero(ok).flatten()[:n]
-    return data.x_test[idx], data.y_test[idx]
 
 
 def score_pool(model, xs, ys, seeds: int, settings: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
