@@ -32,6 +32,7 @@ import warnings
 
 import numpy as np
 import torch
+
 # The interval benchmark's input pool (benchmarks/ is on sys.path when a benchmark runs).
 from bench_intervals import correct_inputs
 
