@@ -33,7 +33,7 @@ RANDOM = "random"
 LEAST_LIKELY = "least-likely"
 EXPLICIT = "explicit"
 
-_RANKED = re.compile(r"^(top|random)-(\d+)$")
+_RANKED = re.compile(r"^(top|random)-([0-9]+)$")  # ASCII digits: int() also reads other scripts' digits
 _SYNTAX = '"all", "top-k", "random-k", "least-likely" or a list of class indices such as [3, 5] or "3,5"'
 
 
@@ -90,6 +90,12 @@ def parse_targets(spec: Any) -> TargetSpec:
     """
     if isinstance(spec, TargetSpec):
         return spec
+    if not isinstance(spec, (str, numbers.Number)) and hasattr(spec, "tolist") and hasattr(spec, "shape"):
+        # A tensor or array, read without importing torch or numpy: 0-d is one class, 1-d a list of them.
+        if len(spec.shape) > 1:
+            raise InvalidInputError(f"targets must be {_SYNTAX}; got an array of shape {tuple(spec.shape)}")
+        values = spec.tolist()
+        return _explicit(values if isinstance(values, list) else [values], spec)
     if isinstance(spec, (list, tuple)):
         return _explicit(spec, spec)
     if isinstance(spec, numbers.Integral) and not isinstance(spec, bool):
@@ -106,7 +112,7 @@ def parse_targets(spec: Any) -> TargetSpec:
             raise InvalidInputError(f"targets {spec!r}: k must be >= 1")
         return TargetSpec(ranked.group(1), k=k)
     parts = [p.strip() for p in text.split(",")]
-    if all(re.fullmatch(r"\d+", p) for p in parts):
+    if all(re.fullmatch(r"[0-9]+", p) for p in parts):
         return _explicit([int(p) for p in parts], spec)
     raise InvalidInputError(f"unknown targets {spec!r}: use {_SYNTAX}")
 

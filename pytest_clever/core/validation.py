@@ -141,7 +141,9 @@ def check_confidence(confidence: Any) -> float:
 def parse_statistic(value: Any) -> str:
     """Parse "min", "mean", "median", "max" or "qNN" with 0 <= NN <= 100 (case and blanks ignored)."""
     text = str(value).strip().lower()
-    if text in STATISTICS or (text.startswith("q") and text[1:].isdigit() and 0 <= int(text[1:]) <= 100):
+    if text in STATISTICS or (
+        text.startswith("q") and text[1:].isascii() and text[1:].isdigit() and 0 <= int(text[1:]) <= 100
+    ):
         return text
     raise InvalidInputError(f"unknown statistic {value!r}: use min, mean, median, max or qNN (e.g. q10)")
 

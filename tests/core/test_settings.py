@@ -48,3 +48,11 @@ def test_the_executor_setting_accepts_factories_and_dask_addresses_only():
     for bad in ("mypkg.cluster", "dask://", "a b:c", "pkg:1x"):
         with pytest.raises(ValueError, match="module:factory .* or dask://HOST:PORT"):
             check(bad, "ini")
+
+
+def test_a_quantile_statistic_takes_ascii_digits_only():
+    from pytest_clever.core.validation import parse_statistic
+
+    assert parse_statistic(" Q10 ") == "q10"
+    with pytest.raises(InvalidInputError, match="unknown statistic"):
+        parse_statistic("q\u0661\u0660")  # Arabic-Indic "10": int() would read it as q10

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -233,3 +234,19 @@ def test_api_rejects_bad_targets_before_scoring(six_class):
         clever_scores(model, x[None], targets="nearest", **SIX_CLASS_SETTINGS)
     with pytest.raises(InvalidInputError, match="k = 9 must be below"):
         clever_score(model, x, targets="top-9", **SIX_CLASS_SETTINGS)
+
+
+def test_targets_accept_what_target_accepts_tensors_and_arrays():
+    assert parse_targets(torch.tensor(2)) == parse_targets([2]) == parse_targets(np.int64(2))
+    assert parse_targets(np.array([3, 1])) == parse_targets(torch.tensor([1, 3])) == parse_targets("1,3")
+    with pytest.raises(InvalidInputError, match=r"2\.0 is not a class index"):
+        parse_targets(torch.tensor(2.0))
+    with pytest.raises(InvalidInputError, match=r"array of shape \(1, 2\)"):
+        parse_targets(np.array([[1, 2]]))
+
+
+@pytest.mark.parametrize("spec", ["\u0662", "1,\u0662", "top-\u0662", "random-\u0663"])
+def test_digits_of_other_scripts_are_not_class_indices(spec):
+    # int() reads Arabic-Indic digits, so "\u0662" would silently mean class 2.
+    with pytest.raises(InvalidInputError, match="unknown targets"):
+        parse_targets(spec)
