@@ -65,6 +65,11 @@ def _call(model: Model, batch: torch.Tensor) -> torch.Tensor:
             f"the model must return a tensor of logits, got {type(out).__name__}; "
             "wrap it, e.g. lambda x: model(x).logits" + see("Usage")
         )
+    if not out.is_floating_point():  # integer logits have no gradient; complex ones no order
+        raise InvalidInputError(
+            f"the model must return real floating-point logits, got dtype {out.dtype}; "
+            "cast them, e.g. lambda x: model(x).float()"
+        )
     if not torch.equal(given, batch):
         raise ModelError(
             "the model changed its input in place (the batch differs after the forward pass), so the "

@@ -106,3 +106,14 @@ def test_order_2_with_a_half_precision_model_is_a_clear_error():
         clever_score(tanh_net(torch.float16), TANH_X0, order=2, **TANH_SETTINGS)
     # First order works in half precision.
     assert 0 < clever_score(tanh_net(torch.float16), TANH_X0, **TANH_SETTINGS).score <= TANH_SETTINGS["radius"]
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.complex64])
+def test_logits_that_are_not_real_floats_are_named_not_a_torch_error(dtype):
+    net = tanh_net()
+
+    def model(x):
+        return net(x).to(dtype)
+
+    with pytest.raises(InvalidInputError, match=rf"real floating-point logits, got dtype {dtype}"):
+        clever_score(model, TANH_X0, **TANH_SETTINGS)
