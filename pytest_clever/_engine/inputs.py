@@ -155,7 +155,9 @@ def check_rows_independent(
             f"shape {tuple(both.shape)} (for 1 input, {(1, logits0.shape[0])}); it ignores the batch dimension "
             "(e.g. indexes x[0] or reshapes over the batch)"
         )
-    eps = torch.finfo(logits0.dtype).eps ** 0.5
+    # The rounding of the computation, not of the output: a float32 model may return float64 logits.
+    computed_in = x0.dtype if x0.is_floating_point() else logits0.dtype
+    eps = max(torch.finfo(logits0.dtype).eps, torch.finfo(computed_in).eps) ** 0.5
     tolerance = eps * (1 + float(logits0.abs().max()))
     deviation = max(float((both[1] - logits0).abs().max()), float((both[0] - alone[0]).abs().max()))
     if deviation > tolerance:

@@ -117,3 +117,15 @@ def test_logits_that_are_not_real_floats_are_named_not_a_torch_error(dtype):
 
     with pytest.raises(InvalidInputError, match=rf"real floating-point logits, got dtype {dtype}"):
         clever_score(model, TANH_X0, **TANH_SETTINGS)
+
+
+def test_a_float32_model_returning_float64_logits_scores_like_the_bare_model():
+    # Batch-size rounding of the float32 computation (~1e-6 here) is not a model that mixes its batch.
+    from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
+
+    model, x = cached_digits_cnn(), load_digits_data().x_test[0]
+    settings = dict(radius=2.0, bounds=DIGITS_BOUNDS, n_batches=10, batch_size=16, seed=0)
+    bare = clever_score(model, x, **settings)
+    widened = clever_score(lambda batch: model(batch).double(), x, **settings)
+    assert widened.target == bare.target
+    assert widened.score == pytest.approx(bare.score, rel=1e-5)
