@@ -137,12 +137,21 @@ def tracking(setting: ProgressSetting, inputs_total: int, points_total: int) -> 
         raise InvalidInputError(f"progress must be True, False or a callable taking ProgressEvent, got {setting!r}")
     tracker = _Tracker(sink, inputs_total, points_total)
     token = _current.set(tracker)
+    failed = False
     try:
         tracker.start()
         yield tracker
+    except BaseException:
+        failed = True
+        raise
     finally:
         _current.reset(token)
-        tracker.done()
+        if failed:
+            # The call's own error is the one to see: a sink that also fails on "done" must not replace it.
+            with contextlib.suppress(Exception):
+                tracker.done()
+        else:
+            tracker.done()
 
 
 def _seconds(s: float) -> str:

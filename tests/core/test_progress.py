@@ -9,7 +9,7 @@ from torch import nn
 
 from pytest_clever import clever_score, clever_scores
 from pytest_clever.core.progress import ProgressEvent, ProgressLine, describe
-from pytest_clever.errors import InvalidInputError
+from pytest_clever.errors import InvalidInputError, MisclassifiedInputError
 
 
 def tiny() -> nn.Module:
@@ -46,6 +46,20 @@ def test_done_is_sent_when_scoring_fails():
     with pytest.raises(InvalidInputError):
         clever_score(tiny(), xs(1)[0], radius=1.0, n_batches=10, batch_size=2, label=99, progress=events.append)
     assert events[0].stage == "start" and events[-1].stage == "done"
+
+
+def test_a_sink_failing_on_done_does_not_replace_the_calls_error():
+    def sink(event: ProgressEvent) -> None:
+        if event.stage == "done":
+            raise OSError("the progress log is gone")
+
+    x = xs(1)[0]
+    wrong = (int(tiny()(x[None]).argmax()) + 1) % 5
+    with pytest.raises(MisclassifiedInputError):
+        clever_score(tiny(), x, radius=1.0, n_batches=10, batch_size=2, label=wrong, progress=sink)
+    # Without an error of its own, the call reports the sink's failure.
+    with pytest.raises(OSError, match="the progress log is gone"):
+        clever_score(tiny(), x, radius=1.0, n_batches=10, batch_size=2, progress=sink)
 
 
 def test_nothing_is_printed_by_default(capfd):
