@@ -180,12 +180,13 @@ class Option:
 OPTIONS: dict[str, Option] = {
     o.name: o
     for o in [
-        Option("norm", lambda v: parse_norm(v), 2.0, "perturbation norm: 1, 2 or inf"),
+        Option("norm", lambda v: parse_norm(v), 2.0, "perturbation norm: 1, 2 or inf", cli=True),
         Option(
             "radius",
             _positive_float("radius"),
             None,
             "radius of the sampling ball",
+            cli=True,
             shown="none, it depends on your data's scale",
         ),
         Option(
@@ -198,7 +199,7 @@ OPTIONS: dict[str, Option] = {
         Option(
             "batch_size", _int_at_least("batch_size", 1), DEFAULT_BATCH_SIZE, "fresh sampled points per batch", cli=True
         ),
-        Option("order", _order, 1, "1 for first-order CLEVER, 2 for second order"),
+        Option("order", _order, 1, "1 for first-order CLEVER, 2 for second order", cli=True),
         Option("seed", _seed, 0, "base seed; each test derives its own from it and its node id", cli=True),
         Option("device", _device, None, "device to compute on", cli=True, marker=False, shown="the model's device"),
         Option("bounds", _bounds, None, "valid input range 'lo, hi' (e.g. '0, 1'); samples are clipped to it"),

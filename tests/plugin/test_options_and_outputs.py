@@ -108,6 +108,33 @@ def test_marker(clever):
     assert records["test_marker"]["settings"]["radius"] == 4.0  # marker over ini
 
 
+def test_norm_radius_and_order_are_command_line_options_below_the_marker(pytester):
+    pytester.makepyfile(
+        MODEL
+        + f"""
+@pytest.mark.clever({SMALL_SAMPLE_ARGS})
+def test_cli(clever):
+    clever.scores(linear(), XS)
+
+
+@pytest.mark.clever(radius=4.0, norm=2, {SMALL_SAMPLE_ARGS})
+def test_marker(clever):
+    clever.scores(linear(), XS)
+"""
+    )
+    result = pytester.runpytest(
+        "--clever-radius=0.5", "--clever-norm=inf", "--clever-order=1", "--clever-json=out.json"
+    )
+    result.assert_outcomes(passed=2)
+    records = {r["nodeid"].split("::")[1]: r for r in _json(pytester)["records"]}
+    assert records["test_cli"]["settings"]["radius"] == 0.5
+    assert records["test_cli"]["settings"]["norm"] == "inf"
+    assert records["test_cli"]["settings"]["order"] == 1
+    assert all(r["score"] <= 0.5 for r in records["test_cli"]["results"])  # the radius reached the scores
+    assert records["test_marker"]["settings"]["radius"] == 4.0  # marker over the command line
+    assert records["test_marker"]["settings"]["norm"] == 2
+
+
 def test_seeds_are_per_test_and_follow_the_base_seed(pytester):
     pytester.makepyfile(
         MODEL
