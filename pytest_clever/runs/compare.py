@@ -58,6 +58,8 @@ TABLE_STATISTICS = ("mean", "min")
 MIN_SHARED_FRACTION = 0.8
 #: How a paired comparison's intervals are named: each score's own interval, the inputs held fixed.
 PAIRED_INTERVAL_KIND = "estimator noise"
+#: How inputs are told apart, said wherever a comparison reports inputs on one side only.
+MATCHED_BY = "inputs are matched by a hash of their bytes, dtype and shape"
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def points_reason(now: RunRecord, before: RunRecord) -> str | None:
     if len(now.results) != len(before.results) or now.n != before.n:
         return f"input counts differ ({before.n} -> {now.n})"
     for side, record in (("baseline", before), ("this run", now)):
-        if not record.results or any(r.get("interval") is None for r in record.results):
+        if any(r.get("interval") is None for r in record.results):
             return f"{side} has no intervals"
     if _confidence(now) != _confidence(before):
         return f"confidence levels differ ({_confidence(before):g} -> {_confidence(now):g})"
@@ -165,7 +167,7 @@ def _shared_note(pairing: InputPairing) -> str:
     return (
         f"compared on the {len(pairing.pairs)} inputs both runs scored; {left_out[0]} input"
         f"{'s' if left_out[0] != 1 else ''} of the baseline and {left_out[1]} of this run left out "
-        "(inputs are matched by a hash of their bytes, dtype and shape)"
+        f"({MATCHED_BY})"
     )
 
 
@@ -179,7 +181,7 @@ def _identity_reasons(now: RunRecord, before: RunRecord, pairing: InputPairing) 
             parts.append(f"only in the baseline: {_listed(pairing.only_before)}")
         if pairing.only_now:
             parts.append(f"only in this run: {_listed(pairing.only_now)}")
-        parts.append("inputs are matched by a hash of their bytes, dtype and shape")
+        parts.append(MATCHED_BY)
         return ["; ".join(parts)]
     if not now.settings.targets.startswith(SEEDED_TARGETS):
         return []
