@@ -1,7 +1,7 @@
 """``pytest-clever`` / ``python -m pytest_clever``: inspect and compare saved runs.
 
 Commands: ``list``, ``compare A B``, ``history TEST``, ``plot trend``,
-``plot fit RUN TEST``. Exit codes (:data:`EXIT_CODES`): 0 fine, 1 a regression
+``plot fit RUN TEST``, ``report [RUN] --html PATH``. Exit codes (:data:`EXIT_CODES`): 0 fine, 1 a regression
 past the ``--fail`` rule, 2 any error (usage, storage, output, or an unexpected one),
 so no error reads as "regression found".
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 from pytest_clever.errors import CleverError
 from pytest_clever.runs.compare import compare_records, comparison_table
-from pytest_clever.runs.record import RunRecord
+from pytest_clever.runs.plot_data import deciding_fit, matching, trend_series
 from pytest_clever.runs.report import format_table
 from pytest_clever.runs.rules import ChangeRule
 from pytest_clever.runs.storage import (
@@ -107,10 +107,6 @@ def _commit(run: SavedRun) -> str:
     return commit + ("*" if run.git.get("dirty") else "")
 
 
-def _matching(run: SavedRun, test: str, name: str | None) -> list[RunRecord]:
-    return [r for r in run.records if test in r.nodeid and (name is None or r.name == name)]
-
-
 _said: set[str] = set()  # each skipped file or record is named once per command
 
 
@@ -182,7 +178,7 @@ def cmd_history(storage: Storage, args: argparse.Namespace) -> int:
     runs = _runs(storage)
     rows = [("run", "name", "commit", "test", "n", "min", "mean", "median")]
     for run in runs:
-        for r in _matching(run, args.test, args.name):
+        for r in matching(run.records, args.test, args.name):
             rows.append(
                 (run.id, run.name, _commit(run), r.label, str(r.n), f"{r.min:.4g}", f"{r.mean:.4g}", f"{r.median:.4g}")
             )
@@ -204,18 +200,18 @@ def _pyplot() -> ModuleType:
     return plt
 
 
-def check_output(path: str) -> Path:
-    """The PNG file ``-o`` names, checked before any work: a file name in an existing, writable folder."""
+def check_output(path: str, option: str = "-o/--output", example: str = "plot.png") -> Path:
+    """The file an output option names, checked before any work: a file name in an existing, writable folder."""
     if not path.strip():
-        raise CleverError("-o/--output: give a file name, e.g. -o fit.png (got an empty name)")
+        raise CleverError(f"{option}: give a file name, e.g. {example} (got an empty name)")
     target = Path(path)
     if target.is_dir():
-        raise CleverError(f"-o/--output: {path} is a folder; give a file name such as {target / 'plot.png'}")
+        raise CleverError(f"{option}: {path} is a folder; give a file name such as {target / example}")
     folder = target.absolute().parent
     if not folder.is_dir():
-        raise CleverError(f"-o/--output: folder {folder} does not exist; create it or write elsewhere")
+        raise CleverError(f"{option}: folder {folder} does not exist; create it or write elsewhere")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise CleverError(f"-o/--output: folder {folder} is not writable")
+        raise CleverError(f"{option}: folder {folder} is not writable")
     return target
 
 
@@ -234,10 +230,7 @@ def _save(plt: ModuleType, fig: Any, path: str) -> int:
 def cmd_plot_trend(storage: Storage, args: argparse.Namespace) -> int:
     check_output(args.output)
     runs = _runs(storage)
-    series: dict[str, list[tuple[int, float]]] = {}
-    for i, run in enumerate(runs):
-        for r in _matching(run, args.test or "", args.name):
-            series.setdefault(r.label, []).append((i, r.statistic(args.statistic)))
+    series = trend_series(runs, args.statistic, args.test or "", args.name)
     if not series:
         print(f"nothing to plot in {storage.root}", file=sys.stderr)
         return EXIT_ERROR
@@ -256,41 +249,64 @@ def cmd_plot_fit(storage: Storage, args: argparse.Namespace) -> int:
     """The reverse Weibull fit against the histogram of the batch maxima it was fitted to."""
     check_output(args.output)
     run = _find(storage, args.run)
-    records = _matching(run, args.test, args.name)
+    records = matching(run.records, args.test, args.name)
     if not records:
         raise StorageError(f"no result for tests matching {args.test!r} in run {run.id}")
     results = records[0].results
     if not 0 <= args.input < len(results):
         raise StorageError(f"input {args.input} out of range: the record has {len(results)} result(s)")
-    result = results[args.input]
-    where = f"{run.path}: {records[0].label}, input {args.input}"
-    per_target = result.get("per_target")
-    fit = per_target.get(str(result.get("target"))) if isinstance(per_target, dict) else None
-    if not isinstance(fit, dict):
-        raise StorageError(f"{where}: no fit saved for its deciding target (fields 'target' and 'per_target')")
-    missing = [k for k in ("fit_method", "lipschitz") if not isinstance(fit.get(k), (str, int, float))]
-    if missing:
-        raise StorageError(f"{where}: the deciding target's fit lacks {', '.join(missing)}")
-    maxima = result.get("batch_maxima") or []
-    if not maxima:
-        raise StorageError(f"{where}: this result has no batch maxima saved (older run file)")
-    import numpy as np
-    from scipy import stats
-
+    fit = deciding_fit(results[args.input], f"{run.path}: {records[0].label}, input {args.input}")
+    maxima = fit.maxima
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.hist(maxima, bins=max(10, int(math.sqrt(len(maxima)))), density=True, alpha=0.5, label="batch maxima")
-    if fit["fit_method"] == "weibull":
+    if fit.shape is not None:
         lo = min(maxima) - 0.1 * (max(maxima) - min(maxima))
-        grid = np.linspace(lo, fit["lipschitz"], 400)
-        density = stats.weibull_min.pdf(-grid, fit["shape"], fit["loc"], fit["scale"])
-        ax.plot(grid, density, "r-", label=f"reverse Weibull (c={fit['shape']:.3g}, KS p={fit['ks_pvalue']:.2g})")
-    ax.axvline(fit["lipschitz"], color="k", ls="--", label=f"estimate {fit['lipschitz']:.4g} ({fit['fit_method']})")
+        grid = [lo + (fit.estimate - lo) * k / 399 for k in range(400)]
+        ax.plot(grid, fit.density(grid), "r-", label=f"reverse Weibull (c={fit.shape:.3g}, KS p={fit.ks_pvalue:.2g})")
+    ax.axvline(fit.estimate, color="k", ls="--", label=f"estimate {fit.estimate:.4g} ({fit.method})")
     ax.axvline(max(maxima), color="g", ls=":", label=f"sample max {max(maxima):.4g}")
-    ax.set_xlabel("largest gradient norm in a batch")
-    ax.set_title(f"{records[0].label}, input {args.input}, target {result['target']}", fontsize=9)
+    ax.set_xlabel(fit.quantity)
+    ax.set_title(f"{records[0].label}, input {args.input}, target {fit.target}", fontsize=9)
     ax.legend(fontsize=8)
     return _save(plt, fig, args.output)
+
+
+def cmd_report(storage: Storage, args: argparse.Namespace) -> int:
+    """The HTML report and/or markdown summary of a saved run, compared with ``--baseline`` when given."""
+    from pytest_clever.runs.files import atomic_write_bytes
+    from pytest_clever.runs.html import html_report
+    from pytest_clever.runs.markdown import markdown_summary
+    from pytest_clever.runs.verdict import saved_run_verdict
+
+    if args.html is None and args.md is None:
+        raise CleverError("report: give --html PATH, --md PATH or both")
+    outputs = [
+        (check_output(p, o, e), f)
+        for p, o, e, f in (
+            (args.html, "--html", "report.html", html_report),
+            (args.md, "--md", "summary.md", markdown_summary),
+        )
+        if p is not None
+    ]
+    run = _find(storage, args.run, prefer_whole=False)
+    baseline, comparisons, regressions = None, [], []
+    if args.baseline is not None:
+        baseline = _find(storage, args.baseline)
+        if baseline.id == run.id:
+            raise CleverError(f"--baseline {args.baseline!r} is run {run.id} itself; name another run")
+        rules = [rule for text in args.fail for rule in _rules(text)]
+        comparisons = compare_records(run.records, baseline.records, rules, unreadable=dict(baseline.unreadable))
+        regressions = [f"{c.label}: {reason}" for c in comparisons if c.status == "regressed" for reason in c.reasons]
+    history = [r for r in _runs(storage) if r.incomplete is None and r.id <= run.id]
+    verdict = saved_run_verdict(run, baseline, comparisons, regressions, history)
+    for path, render in outputs:
+        try:
+            atomic_write_bytes(path, render(verdict).encode("utf-8"))
+        except OSError as exc:
+            raise CleverError(f"could not write {path}: {exc}") from None
+        print(f"wrote {path}")
+    return EXIT_REGRESSION if regressions else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,6 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=int, default=0, help="index of the input in the record (default 0)")
     p.add_argument("-o", "--output", default="clever-fit.png")
     p.set_defaults(func=cmd_plot_fit)
+    p = sub.add_parser("report", help="HTML report (--html) or markdown summary (--md) of a saved run")
+    p.add_argument("run", nargs="?", default="latest", help="name, id or path (default: latest)")
+    p.add_argument("--html", metavar="PATH", help="write the self-contained HTML report to PATH")
+    p.add_argument("--md", metavar="PATH", help="write the markdown summary to PATH")
+    p.add_argument("--baseline", metavar="RUN", help="compare with this run (name, id or path)")
+    p.add_argument("--fail", action="append", default=[], metavar="STAT:DROP[:significant]", help="as in compare")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -3,7 +3,8 @@
 Thin by design: this module holds only the hooks and the ``clever`` fixture, each
 delegating to its own module: ``options`` (flags, ini keys, the marker), ``session``
 (the run's state and hooks), ``compare`` and ``summary`` (the end of the run),
-``fixture`` (the fixture object). Numerics live in the public API. Nothing here
+``reports`` (the markdown job summary and the HTML report), ``fixture`` (the fixture
+object). Numerics live in the public API. Nothing here
 imports torch; the ``clever`` fixture imports it on first use.
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_clever.plugin.options import add_options, marker_help
+from pytest_clever.plugin.reports import CleverReports, add_report_options
 from pytest_clever.plugin.session import RECORDS, CleverSession
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,10 +24,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _SESSION = pytest.StashKey[CleverSession]()
 _SESSION_PLUGIN = "clever-session"
+_REPORTS = pytest.StashKey[CleverReports]()
+_REPORTS_PLUGIN = "clever-reports"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+    add_report_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,6 +38,9 @@ def pytest_configure(config: pytest.Config) -> None:
     state = CleverSession(config)
     config.stash[_SESSION] = state
     config.pluginmanager.register(state, _SESSION_PLUGIN)
+    reports = CleverReports(config, state)
+    config.stash[_REPORTS] = reports
+    config.pluginmanager.register(reports, _REPORTS_PLUGIN)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -41,6 +49,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         del config.stash[_SESSION]
         config.pluginmanager.unregister(state)
         state.close()
+    reports = config.stash.get(_REPORTS, None)
+    if reports is not None:
+        del config.stash[_REPORTS]
+        config.pluginmanager.unregister(reports)
 
 
 @pytest.fixture

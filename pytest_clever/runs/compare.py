@@ -45,7 +45,9 @@ __all__ = [
     "Comparison",
     "DropRule",
     "compare_records",
+    "compared_text",
     "comparison_table",
+    "delta_cell",
     "points_reason",
 ]
 
@@ -333,13 +335,29 @@ def compare_records(
     return out
 
 
-def _delta_cell(comparison: Comparison, statistic: str) -> str:
+def delta_cell(comparison: Comparison, statistic: str) -> str:
     """A statistic's delta, with its interval when the pair was compared with intervals."""
     value = comparison.delta(statistic)
     if value is None:
         return "-"
     interval = comparison.intervals.get(statistic)
     return f"{value:+.4g}" + ("" if interval is None else f" [{interval[0]:+.4g}, {interval[1]:+.4g}]")
+
+
+def compared_text(c: Comparison) -> str:
+    """How a pair was compared: paired with intervals, by points (and why), on shared inputs; "-" when not."""
+    now = c.compared[0]
+    if c.status not in ("ok", "regressed") or now is None:
+        return "-"  # nothing was compared
+    paired = "paired"
+    if c.pairing is not None and c.pairing.by_position is not None:
+        paired = f"paired by position ({c.pairing.by_position})"
+    text = (
+        f"by points ({c.by_points})"
+        if c.by_points
+        else f"{paired}, {_confidence(now):.0%} intervals of {PAIRED_INTERVAL_KIND}"
+    )
+    return f"on {now.n} shared inputs, {text}" if c.shared is not None else text
 
 
 def comparison_table(comparisons: list[Comparison], regression_reasons: bool = True) -> list[str]:
@@ -356,29 +374,16 @@ def comparison_table(comparisons: list[Comparison], regression_reasons: bool = T
 
     for c in comparisons:
         now, before = c.compared
-        compared = "-"  # nothing was compared
-        if c.status in ("ok", "regressed"):
-            assert now is not None  # compared pairs have both sides
-            paired = "paired"
-            if c.pairing is not None and c.pairing.by_position is not None:
-                paired = f"paired by position ({c.pairing.by_position})"
-            compared = (
-                f"by points ({c.by_points})"
-                if c.by_points
-                else f"{paired}, {_confidence(now):.0%} intervals of {PAIRED_INTERVAL_KIND}"
-            )
-            if c.shared is not None:
-                compared = f"on {now.n} shared inputs, {compared}"
         rows.append(
             (
                 c.label,
                 cell(before.mean if before else None),
                 cell(now.mean if now else None),
-                _delta_cell(c, "mean"),
+                delta_cell(c, "mean"),
                 cell(before.min if before else None),
                 cell(now.min if now else None),
-                _delta_cell(c, "min"),
-                compared,
+                delta_cell(c, "min"),
+                compared_text(c),
                 c.status.upper(),
             )
         )
