@@ -97,7 +97,7 @@ class CleverReports:
             runs, skipped = state.storage().runs()
             history = [run for run in runs if run.incomplete is None]
             if state.saved_path is None or state.incomplete:
-                history.append(SavedRun(Path(), "this run", "this run", "", {}, {}, tuple(state.records)))
+                history.append(SavedRun(Path(), "", "this run", "", {}, {}, tuple(state.records)))
         env = environment()
         about = [(k, str(env[k])) for k in ("pytest_clever", "torch", "python", "platform") if env.get(k)]
         if state.saved_path is not None:

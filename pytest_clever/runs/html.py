@@ -129,7 +129,7 @@ def _trend(record: RunRecord, verdict: Verdict) -> str:
         return (
             f"<p>Trend: {len(points)} saved run{'s' if len(points) != 1 else ''} with this call; two make a line.</p>"
         )
-    labels = [f"{run.name} {run.id[:8]}" for run in verdict.history]
+    labels = [f"{run.name} {run.id[:15]}".strip() for run in verdict.history]  # the id starts with the time
     return line_svg(series, labels, title=f"{statistic} over saved runs", ylabel=f"{statistic} score")
 
 

@@ -152,8 +152,12 @@ def histogram_svg(
     xs = [*values, *(line.x for line in lines if math.isfinite(line.x)), *(x for x, _ in curve)]
     lo, hi = min(xs), max(xs)
     data_lo, data_hi = min(values), max(values)
-    count = bins or max(5, min(30, int(math.sqrt(len(values))) + 1))
-    width = (data_hi - data_lo) / count or max(abs(data_lo) * 0.05, 1e-3)
+    if data_hi == data_lo:  # every value the same (an exact maximum): one narrow bar around it
+        count, width = 1, max(abs(data_lo) * 0.02, 1e-3)
+        data_lo -= width / 2
+    else:
+        count = bins or max(5, min(30, int(math.sqrt(len(values))) + 1))
+        width = (data_hi - data_lo) / count
     heights = [0] * count
     for v in values:
         heights[min(int((v - data_lo) / width), count - 1)] += 1
@@ -201,7 +205,7 @@ def line_svg(series: dict[str, list[tuple[int, float]]], x_labels: Sequence[str]
             for x, y in pts
         )
         entries.append((label, color, ""))
-    step = max(1, math.ceil(len(x_labels) / 8))  # at most about 8 run labels under the axis
+    step = max(1, math.ceil(len(x_labels) / 4))  # at most 4 run labels under the axis, so they never overlap
     frame.axes("saved run", ylabel, [(float(i), x_labels[i]) for i in range(0, len(x_labels), step)])
     frame.legend(entries[:6])
     return frame.svg(title)
