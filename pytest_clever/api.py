@@ -111,6 +111,8 @@ def clever_score(
         profile likelihood of the deciding target's end point), strictly
         between 0 and 1.
 
+    Notes
+    -----
     Scoring runs in IEEE float32: TF32 (and oneDNN's bf16) for float32
     matmuls and convolutions is off during the call, whatever the session set
     (``torch.backends.cudnn.allow_tf32`` is on by default), and the settings are

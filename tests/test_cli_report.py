@@ -55,7 +55,7 @@ def test_the_trend_stops_at_the_run_reported(store, tmp_path):
     first = store.runs()[0][0]
     assert run(store, "report", first.id, "--html", str(tmp_path / "r.html")) == 0
     text = (tmp_path / "r.html").read_text()
-    assert "Trend: 1 saved run with this call; two make a line." in text and "<circle" not in text
+    assert "Trend over runs: 1 run with this call; two make a line." in text and "<circle" not in text
 
 
 @pytest.mark.parametrize(

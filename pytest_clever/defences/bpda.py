@@ -71,6 +71,8 @@ class BPDA(nn.Module):
         its vector-Jacobian product replaces ``T``'s. ``None`` (default) is
         the identity, which needs ``T`` to keep the input's shape.
 
+    Notes
+    -----
     First order: the gradient of ``f(BPDA(T, h)(x))`` is
     ``J_h(x)^T ∇f(T(x))``: the network's gradient at the transformed input,
     pulled back through the surrogate. Margins, and so CLEVER's numerator,

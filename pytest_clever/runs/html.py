@@ -126,9 +126,8 @@ def _trend(record: RunRecord, verdict: Verdict) -> str:
     }
     points = series.get(record.label, [])
     if len(points) < 2:
-        return (
-            f"<p>Trend: {len(points)} saved run{'s' if len(points) != 1 else ''} with this call; two make a line.</p>"
-        )
+        runs = f"{len(points)} run{'s' if len(points) != 1 else ''}"
+        return f"<p>Trend over runs: {runs} with this call; two make a line.</p>"
     labels = [f"{run.name} {run.id[:15]}".strip() for run in verdict.history]  # the id starts with the time
     return line_svg(series, labels, title=f"{statistic} over saved runs", ylabel=f"{statistic} score")
 
