@@ -5,6 +5,8 @@ the markdown of :mod:`pytest_clever.runs.markdown`; ``--clever-html=PATH`` write
 :mod:`pytest_clever.runs.html`. Only the controller writes (under xdist the workers hand it their records),
 after the baseline comparison and the saved run; the paths are checked at startup, so an unwritable one
 is a usage error before any test runs, and a write that still fails is an output error of the run.
+With pytest-html installed and ``--html`` given, each test's report also carries its calls' score
+distribution and worst fit as extras.
 
 Thin by design: the rendering is in ``runs`` (pure Python); this module holds the options and the hooks.
 """
@@ -12,6 +14,7 @@ Thin by design: the rendering is in ``runs`` (pure Python); this module holds th
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +22,7 @@ import pytest
 
 from pytest_clever.plugin.checks import check_writable_folder
 from pytest_clever.plugin.options import GROUP, nonempty
+from pytest_clever.plugin.session import RECORDS
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_clever.plugin.session import CleverSession
@@ -66,6 +70,9 @@ class CleverReports:
         # Set by GitHub Actions, never typed by hand: an empty value means "not on GitHub", not a mistake.
         self.step_summary = os.environ.get(STEP_SUMMARY_ENV) or None
         self.written: list[str] = []
+        # pytest-html (when installed and writing a report): the plots of each test's calls as its extras.
+        # Workers attach them too: the extras travel with the test's report to the controller.
+        self.html_extras = config.pluginmanager.hasplugin("html") and bool(config.getoption("htmlpath", None))
         if state.is_worker:
             return
         if self.md_path:
@@ -111,6 +118,24 @@ class CleverReports:
             history=tuple(history),
             about=tuple(about),
         )
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        records = item.stash.get(RECORDS, None) if self.html_extras and report.when == "call" else None
+        if records:
+            from pytest_clever.runs.html import record_plots
+
+            plots = [record_plots(r) for r in records]
+            extras = [
+                {"name": "CLEVER", "format_type": "html", "content": p, "mime_type": None, "extension": None}
+                for p in plots
+                if p
+            ]
+            report.extras = [*getattr(report, "extras", []), *extras]  # type: ignore[attr-defined]
+        return report
 
     # trylast: after CleverSession's own sessionfinish has ordered the records and saved the run.
     @pytest.hookimpl(trylast=True)

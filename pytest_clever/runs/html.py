@@ -116,6 +116,15 @@ def _fit(record: RunRecord, i: int) -> str:
     return histogram_svg(fit.maxima, title=title, xlabel=fit.quantity, lines=lines, curve=curve, curve_label=label)
 
 
+def record_plots(record: RunRecord, fits: int = 1) -> str:
+    """One recorded call's score distribution and the fits of its ``fits`` worst inputs, as one HTML block
+    (the pytest-html extra of its test); empty when the record keeps no per-input results."""
+    if not record.results:
+        return ""
+    plots = [_distribution(record), *(_fit(record, i) for i in worst_inputs(record, fits))]
+    return f'<div class="clever"><p>{escape(record.label)}</p>{"".join(plots)}</div>'
+
+
 def _trend(record: RunRecord, verdict: Verdict) -> str:
     statistic = record.threshold.statistic if record.threshold else "mean"
     statistic = statistic if statistic in _TREND_STATISTICS else "mean"

@@ -150,3 +150,20 @@ def test_under_xdist_the_controller_writes_the_summary_once(pytester, step_summa
         "test_model.py::test_b [m|&lt;b&gt;]",
     ]
     assert os.path.getsize(pytester.path / "report.html") > 0
+
+
+def test_with_pytest_html_each_test_gets_its_plots_as_extras(pytester):
+    pytest.importorskip("pytest_html")
+    import html
+    import json
+    import re
+
+    pytester.makepyfile(test_model=_module(1.0))
+    pytester.runpytest("--html=page.html", "--self-contained-html").assert_outcomes(passed=2)
+    page = (pytester.path / "page.html").read_text()
+    blob = json.loads(html.unescape(re.search(r'data-jsonblob="([^"]*)"', page)[1]))
+    extras = {test_id: [e["content"] for row in rows for e in row["extras"]] for test_id, rows in blob["tests"].items()}
+    (b_plots,) = extras["test_model.py::test_b"]
+    assert b_plots.count("<svg") == 2 and 'aria-label="scores over the inputs"' in b_plots
+    assert "test_model.py::test_b [m|&lt;b&gt;]" in b_plots and "<b>" not in b_plots
+    assert len(extras["test_model.py::test_a"]) == 1
