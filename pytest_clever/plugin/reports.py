@@ -97,6 +97,8 @@ class CleverReports:
         state = self.state
         check = state.comparison
         problems = [*state.errors, *state.write_errors]
+        if state.incomplete:
+            problems.append(f"the run is incomplete ({state.incomplete}): tests it did not reach have no row")
         if check is not None:
             problems = [*([check.problem] if check.problem else []), *check.notes, *problems]
         history: list[SavedRun] = []

@@ -160,7 +160,7 @@ def headline(verdict: Verdict) -> str:
     if verdict.problems:
         parts.append(f"{len(verdict.problems)} problem{'s' if len(verdict.problems) != 1 else ''}")
     if not (regressed or failed or verdict.problems):
-        parts.append("nothing failed")
+        parts.append("no gate failed or regressed")
     return ", ".join(parts)
 
 

@@ -167,3 +167,26 @@ def test_with_pytest_html_each_test_gets_its_plots_as_extras(pytester):
     assert b_plots.count("<svg") == 2 and 'aria-label="scores over the inputs"' in b_plots
     assert "test_model.py::test_b [m|&lt;b&gt;]" in b_plots and "<b>" not in b_plots
     assert len(extras["test_model.py::test_a"]) == 1
+
+
+def test_a_run_stopped_early_says_so_in_the_summary(pytester):
+    pytester.makepyfile(
+        test_model=_module(1.0)
+        + """
+
+def test_b_breaks():
+    raise AssertionError("boom")
+
+
+def test_c_never_reached(clever):
+    clever.scores(linear(), XS, radius=5.0)
+"""
+    )
+    result = pytester.runpytest("-x", "--clever-md=out.md")
+    result.assert_outcomes(passed=2, failed=1)
+    text = (pytester.path / "out.md").read_text()
+    assert "**2 recorded calls, 1 problem**" in text
+    assert (
+        "- **problem**: the run is incomplete (stopped early: " in text and "tests it did not reach have no row" in text
+    )
+    assert _body_rows(text) == ["test_model.py::test_a", "test_model.py::test_b [m|&lt;b&gt;]"]

@@ -125,4 +125,4 @@ def test_cell_escapes_control_characters_and_markup():
 def test_a_run_without_records_says_so():
     text = markdown_summary(Verdict(()))
     assert "No test recorded a CLEVER score in this run." in text and "<table" not in text
-    assert "**0 recorded calls, nothing failed**" in text
+    assert "**0 recorded calls, no gate failed or regressed**" in text
