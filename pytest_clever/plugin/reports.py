@@ -104,6 +104,7 @@ class CleverReports:
         history: list[SavedRun] = []
         if self.html_path:
             runs, skipped = state.storage().runs()
+            problems += [f"trends: {message}" for message in skipped]  # a run file left out is named, never lost
             history = [run for run in runs if run.incomplete is None]
             if state.saved_path is None or state.incomplete:
                 history.append(SavedRun(Path(), "", "this run", "", {}, {}, tuple(state.records)))

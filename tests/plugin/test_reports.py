@@ -190,3 +190,13 @@ def test_c_never_reached(clever):
         "- **problem**: the run is incomplete (stopped early: " in text and "tests it did not reach have no row" in text
     )
     assert _body_rows(text) == ["test_model.py::test_a", "test_model.py::test_b [m|&lt;b&gt;]"]
+
+
+def test_a_saved_run_the_trend_cannot_read_is_named_in_the_report(pytester):
+    pytester.makepyfile(test_model=_module(1.0))
+    pytester.runpytest("--clever-save=main").assert_outcomes(passed=2)
+    (pytester.path / ".clever" / "broken.json").write_text("{not json")
+    pytester.runpytest("--clever-html=report.html").assert_outcomes(passed=2)
+    page = (pytester.path / "report.html").read_text()
+    assert '<p class="problem">trends: skipped file ' in page and "broken.json" in page
+    assert page.count('aria-label="mean over saved runs"') == 2  # the saved run and this one still make a line
