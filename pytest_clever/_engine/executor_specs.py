@@ -8,10 +8,11 @@ waiting for the connection timeout again.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
 
 from pytest_clever.errors import ExecutorError
@@ -20,7 +21,7 @@ from pytest_clever.errors import ExecutorError
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 _open: dict[str, tuple[Executor, Callable[[], None]]] = {}
-_failed: dict[str, ExecutorError] = {}
+_failed: dict[str, str] = {}
 
 
 class RayExecutor(Executor):
@@ -96,6 +97,12 @@ def _from_factory(spec: str) -> tuple[Executor, Callable[[], None]]:
         raise ExecutorError(
             f"executor {spec!r}: {name}() returned {type(executor).__name__}, not a concurrent.futures.Executor"
         )
+    if isinstance(executor, ProcessPoolExecutor):
+        from pytest_clever._engine.executor_pools import close_pool
+
+        # At the end of the run a worker still busy scores an input of a call that already failed (e.g. on
+        # executor_timeout): shutdown() would wait for it, possibly for ever, so the pool's workers are ended.
+        return executor, functools.partial(close_pool, executor)
     return executor, executor.shutdown
 
 
@@ -112,11 +119,11 @@ def executor_from_spec(spec: str, connect_timeout: float = DEFAULT_CONNECT_TIMEO
     if spec in _open:
         return _open[spec][0]
     if spec in _failed:
-        raise _failed[spec]
+        raise ExecutorError(_failed[spec]) from None
     try:
         opened = _connect(spec, connect_timeout) if "://" in spec else _from_factory(spec)
     except ExecutorError as exc:
-        _failed[spec] = exc
+        _failed[spec] = str(exc)
         raise
     _open[spec] = opened
     return opened[0]

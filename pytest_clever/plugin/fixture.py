@@ -117,7 +117,7 @@ def _reissue(caught: list[warnings.WarningMessage], label: str) -> None:
 def _executor(setting: Any, connect_timeout: float) -> Any:
     """The executor of the ``executor`` setting: built from its ini/CLI spec once per process, or the object given."""
     if isinstance(setting, str):
-        from pytest_clever._engine.executor import executor_from_spec
+        from pytest_clever._engine.executor_specs import executor_from_spec
 
         return executor_from_spec(setting, connect_timeout)
     return setting
