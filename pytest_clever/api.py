@@ -15,7 +15,12 @@ import torch
 from pytest_clever._engine.pipeline import score_inputs
 from pytest_clever.core import progress
 from pytest_clever.core.options import ScoreOptions
-from pytest_clever.core.validation import DEFAULT_BATCH_SIZE, DEFAULT_CONFIDENCE, DEFAULT_N_BATCHES
+from pytest_clever.core.validation import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_EXECUTOR_TIMEOUT,
+    DEFAULT_N_BATCHES,
+)
 from pytest_clever.stats.results import CleverReport, CleverResult
 
 if TYPE_CHECKING:
@@ -138,6 +143,7 @@ def clever_scores(
     seed: int | None = None,
     device: str | torch.device | None = None,
     executor: Executor | None = None,
+    executor_timeout: float = DEFAULT_EXECUTOR_TIMEOUT,
     order: int = 1,
     chunk_size: int | None = None,
     curvature: str = "spectral",
@@ -155,7 +161,10 @@ def clever_scores(
     ``ProcessPoolExecutor``, ``dask.distributed.Client.get_executor()``, ...)
     each input is one task there, with the same result as the serial run on
     the same device and torch build; the model travels to each worker once
-    (see docs/cluster.md).
+    (see docs/cluster.md). A wait in which no input comes back for
+    ``executor_timeout`` seconds raises :class:`~pytest_clever.errors.ExecutorError`
+    naming the pending inputs. With an executor the device is checked where it
+    is used: the caller checks its name, each worker that it exists there.
     With ``progress=True`` a long call shows the first input's time and the estimate
     for the rest on stderr.
     """

@@ -1,53 +1,47 @@
 """Score the inputs of one ``clever_scores`` call on a ``concurrent.futures.Executor``.
 
-Each input is one task. The model is serialised once in the caller and
-reaches each worker process once (see :func:`_ship`), where it is
-deserialised once and cached by the content hash of its bytes:
+Each input is one task (:func:`~.executor_worker.score_task`); the model is
+serialised once in the caller and loaded once per worker process
+(:mod:`.executor_ship`). Per-input seeds are computed by the caller (the
+same function as the serial path), so a worker's result is bit-identical to
+the serial one on the same device and torch build. Results come back in input
+order, with the warnings the workers raised, re-emitted here once per call.
 
-- ``dask.distributed`` (``client.get_executor()``): the bytes are scattered
-  to every worker with ``broadcast=True``; each task carries only a
-  reference to them.
-- ``ProcessPoolExecutor`` / ``ThreadPoolExecutor`` (one machine): the bytes
-  go to a temporary file whose path travels with each task; a worker reads
-  it on its first task.
-- Any other executor (Ray through an adapter, ...): the bytes travel with
-  each task, but are still deserialised only once per worker process.
-
-Per-input seeds are computed by the caller (the same function as the
-serial path), so a worker's result is bit-identical to the serial one on
-the same device and torch build. Results come back in input order; a task
-lost with its worker is resubmitted once, then reported by input index.
+Nothing waits for ever: a wait in which no input comes back for ``timeout``
+seconds raises :class:`ExecutorError` naming the pending inputs. A task lost
+with its worker is submitted again; a process pool that broke is replaced
+by a fresh one of the same kind (:mod:`.executor_pools`), and an input lost
+again there is tried once more alone, so that one input that kills its
+worker does not take the others with it. What was tried is in the error.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import io
-import os
-import tempfile
-import threading
 import warnings
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import (
-    BrokenExecutor,
-    CancelledError,
-    Executor,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    as_completed,
-)
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, CancelledError, Executor, Future, wait
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from pytest_clever._engine.model_state import Model, borrowed_model, find_modules
-from pytest_clever._engine.numerics import exact_float32
+from pytest_clever._engine.executor_pools import (
+    check_executor,
+    close_pool,
+    describe,
+    fresh_pool,
+    is_broken,
+    refused_shutdown,
+    sigterm_unwinds,
+    start_method,
+    worker_setup,
+)
+from pytest_clever._engine.executor_ship import PICKLE_FIX, serialise_model, ship, slow_malloc_workers
+from pytest_clever._engine.executor_specs import close_executors, executor_from_spec
+from pytest_clever._engine.executor_worker import RawInput, TaskResult, score_task
+from pytest_clever._engine.model_state import Model, borrowed_model
+from pytest_clever.core.validation import DEFAULT_EXECUTOR_TIMEOUT
 from pytest_clever.errors import CleverError, CleverWarning, ExecutorError, InvalidInputError
 
 #: Exceptions (by class name, so that no cluster library is imported) meaning the
@@ -55,165 +49,19 @@ from pytest_clever.errors import CleverError, CleverWarning, ExecutorError, Inva
 LOST_WORKER_ERRORS = frozenset(
     {"KilledWorker", "CommClosedError", "FutureCancelledError", "WorkerCrashedError", "NodeDiedError", "OwnerDiedError"}
 )
-#: What to do when the model cannot be pickled, shown in the error.
-PICKLE_FIX = (
-    "a model scored on an executor travels to the workers by pickle, so it must be importable there: "
-    "define its class at module level (not inside a function or test), replace lambdas by a "
-    "module-level function or functools.partial of one, or compile it with torch.jit.script / "
-    "torch.jit.trace and score the scripted module"
-)
-#: Models kept deserialised per worker process (one per distinct model scored recently).
-CACHE_SIZE = 2
-
-# -- in the worker ----------------------------------------------------------------------
-
-_cache: OrderedDict[tuple[str, str], Model] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def _cached_model(key: str, path: str | None, data: bytes | None, device: torch.device) -> Model:
-    """The model with content hash ``key`` on ``device``, deserialised on first use in this process."""
-    with _cache_lock:  # threads of one worker share the model, and load it once
-        entry = (key, str(device))
-        if entry in _cache:
-            _cache.move_to_end(entry)
-            return _cache[entry]
-        if path is not None:
-            with open(path, "rb") as f:
-                data = f.read()
-        assert data is not None, "a task carries the model's file or its bytes"
-        model = torch.load(io.BytesIO(data), map_location=device, weights_only=False)
-        # Every module the callable uses (a Module, or one inside a lambda/partial/method) is
-        # prepared for good: borrowed_model then restores these same flags, so concurrent
-        # tasks in threads of one process never see the train mode.
-        for module in find_modules(model)[0]:
-            module.eval()
-            module.requires_grad_(False)
-        _cache[entry] = model
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-        return model
-
-
-@dataclass(frozen=True)
-class _RawInput:
-    """An input as its raw bytes, dtype and shape: how inputs travel to the workers.
-
-    A tensor sent as itself costs far more: to a process pool it goes through
-    torch's shared-memory reductions (file-descriptor passing per task), and
-    unpickling a tensor runs ``torch.load``; these bytes cost microseconds
-    (measured in ``benchmarks/bench_executor.py``). The values are on the CPU:
-    the worker's scoring moves the input to the device, as the serial path does.
-    """
-
-    data: bytes
-    dtype: torch.dtype
-    shape: tuple[int, ...]
-
-    @classmethod
-    def of(cls, x: torch.Tensor) -> _RawInput:
-        x = x.detach().cpu().resolve_conj().resolve_neg().contiguous()
-        return cls(x.reshape(-1).view(torch.uint8).numpy().tobytes(), x.dtype, tuple(x.shape))
-
-    def tensor(self) -> torch.Tensor:
-        if not self.data:  # frombuffer refuses an empty buffer
-            return torch.empty(self.shape, dtype=self.dtype)
-        return torch.frombuffer(bytearray(self.data), dtype=torch.uint8).view(self.dtype).reshape(self.shape)
-
-
-def _score_task(
-    key: str,
-    path: str | None,
-    data: bytes | None,
-    device: torch.device,
-    score: Callable,
-    raw: _RawInput,
-    label: int | None,
-    seed: int,
-) -> Any:
-    """One input, in a worker: what the serial loop does for it."""
-    x = raw.tensor()
-    model = _cached_model(key, path, data, device)
-    with borrowed_model(model, device) as prepared, exact_float32():
-        return score(prepared, x, label=label, seed=seed)
-
-
-# -- in the caller ----------------------------------------------------------------------
-
-
-def serialise_model(model: Model) -> bytes:
-    """The model as bytes (``torch.save``), or :class:`ExecutorError` saying how to make it shippable."""
-    buffer = io.BytesIO()
-    try:
-        torch.save(model, buffer)
-    except Exception as exc:  # PicklingError, AttributeError (local objects), TypeError (modules, locks)
-        raise ExecutorError(
-            f"cannot send the model to the executor's workers ({type(exc).__name__}: {exc}): {PICKLE_FIX}"
-        ) from exc
-    return buffer.getvalue()
-
-
-def _dask_client(executor: Executor) -> Any | None:
-    """The ``distributed.Client`` behind ``client.get_executor()``, without importing dask."""
-    if type(executor).__module__.startswith("distributed.") and hasattr(executor, "_client"):
-        return executor._client
-    return None
-
-
-#: Dask clients whose workers' malloc settings were checked (once per client).
-_malloc_checked: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _malloc_environment() -> tuple[str | None, str | None]:
-    """In a worker: glibc's trim and mmap thresholds as its environment set them at start."""
-    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("MALLOC_MMAP_THRESHOLD_")
-
-
-def slow_malloc_workers(environments: dict[str, tuple[str | None, str | None]]) -> list[str]:
-    """Workers whose fixed trim threshold turned off glibc's dynamic mmap threshold (no mmap threshold set)."""
-    return sorted(w for w, (trim, mmap) in environments.items() if trim is not None and mmap is None)
-
-
-def _check_dask_malloc(client: Any, device: torch.device) -> None:
-    """Warn once per client when CPU scoring would run slower for dask's malloc setting (docs/cluster.md)."""
-    if device.type != "cpu" or client in _malloc_checked:
-        return
-    _malloc_checked.add(client)
-    try:
-        environments = client.run(_malloc_environment)
-    except Exception:  # noqa: BLE001 - only a performance hint: a cluster that refuses client.run scores all the same
-        return
-    slow = slow_malloc_workers(environments)
-    if slow:
-        warnings.warn(
-            f"{len(slow)} dask worker(s) run with MALLOC_TRIM_THRESHOLD_ and no MALLOC_MMAP_THRESHOLD_ "
-            "(dask's default): glibc then maps and unmaps every large temporary, and CPU scoring ran "
-            "about 1.5x slower in measurements. Add MALLOC_MMAP_THRESHOLD_ (e.g. 33554432) to "
-            "distributed.nanny.pre-spawn-environ before the workers start; see docs/cluster.md",
-            CleverWarning,
-            stacklevel=4,
-        )
-
-
-def _ship(executor: Executor, data: bytes, stack: ExitStack, device: torch.device) -> tuple[str | None, Any]:
-    """Make the model bytes reachable from every worker once; return the task's ``(path, data)``."""
-    client = _dask_client(executor)
-    if client is not None:
-        _check_dask_malloc(client, device)
-        scattered = client.scatter(data, broadcast=True, hash=False)
-        stack.callback(scattered.release)
-        return None, scattered  # dask resolves the reference to the bytes already on the worker
-    if isinstance(executor, (ProcessPoolExecutor, ThreadPoolExecutor)):
-        fd, path = tempfile.mkstemp(prefix="pytest-clever-model-", suffix=".pt")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        stack.callback(os.unlink, path)
-        return path, None
-    return None, data
+#: Characters of an exception's message kept in a "what was tried" line.
+REASON_CHARS = 120
 
 
 def _is_lost(exc: BaseException) -> bool:
     return isinstance(exc, (BrokenExecutor, CancelledError)) or type(exc).__name__ in LOST_WORKER_ERRORS
+
+
+def _reason(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    text = text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _failure(index: int, exc: BaseException) -> CleverError:
@@ -226,42 +74,116 @@ def _failure(index: int, exc: BaseException) -> CleverError:
     return error
 
 
+def _stuck(executor: Executor, timeout: float, pending: list[int]) -> str:
+    return (
+        f"no input came back from the executor {describe(executor)} for {timeout:g} s; input(s) "
+        f"{', '.join(map(str, pending))} still pending (cancelled where not started). Its workers may be "
+        "stuck (e.g. dead, or waiting on a lock they inherited), or one input takes longer than that: raise "
+        "executor_timeout (--clever-executor-timeout) if so; see docs/cluster.md"
+    )
+
+
 def _run_round(
-    submit: Callable[[int], Future],
+    executor: Executor,
+    task: Callable[[int], tuple],
     indices: Sequence[int],
-    results: dict[int, Any],
-    on_result: Callable[[int], None] | None = None,
-) -> list[int]:
+    results: dict[int, TaskResult],
+    on_result: Callable[[int], None] | None,
+    timeout: float,
+) -> dict[int, str]:
     """Submit ``indices`` and fill ``results``, calling ``on_result(i)`` as each arrives.
 
-    Returns the inputs lost with their worker; the first input that fails for another reason cancels the rest
-    and raises.
+    Returns the inputs lost with their worker, with what happened to each; the
+    first input that fails for another reason, a wait of ``timeout`` seconds
+    with no input back, or an interrupt cancel the rest and raise.
     """
     futures: dict[Future, int] = {}
-    lost: list[int] = []
-    for n, i in enumerate(indices):
-        try:
-            futures[submit(i)] = i
-        except BrokenExecutor:  # the pool died under an earlier task: nothing more goes in
-            lost.extend(indices[n:])
-            break
+    lost: dict[int, str] = {}
     try:
-        for future in as_completed(futures):
-            i = futures[future]
-            exc = CancelledError() if future.cancelled() else future.exception()  # cancelled by the cluster
-            if exc is None:
-                results[i] = future.result()
-                if on_result is not None:
-                    on_result(i)
-            elif _is_lost(exc):
-                lost.append(i)
-            else:
-                raise _failure(i, exc)
-    except BaseException:  # a failed input, a failing progress callable, Ctrl-C: nothing more runs
+        for n, i in enumerate(indices):
+            try:
+                futures[executor.submit(score_task, *task(i))] = i
+            except BrokenExecutor as exc:  # the pool died under an earlier task: nothing more goes in
+                lost.update((j, f"not started, the executor was broken ({_reason(exc)})") for j in indices[n:])
+                break
+            except RuntimeError as exc:
+                if "shutdown" in str(exc) or "shut down" in str(exc):
+                    raise InvalidInputError(refused_shutdown(executor)) from None
+                raise
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            if not done:
+                raise ExecutorError(_stuck(executor, timeout, sorted(futures[f] for f in pending)))
+            for future in sorted(done, key=futures.__getitem__):
+                i = futures[future]
+                error = CancelledError() if future.cancelled() else future.exception()  # cancelled by the cluster
+                if error is None:
+                    results[i] = future.result()
+                    if on_result is not None:
+                        on_result(i)
+                elif _is_lost(error):
+                    lost[i] = f"its worker was lost ({_reason(error)})"
+                else:
+                    raise _failure(i, error)
+    except BaseException:  # a failed input, a failing progress callable, Ctrl-C, SIGTERM, a timeout
         for other in futures:
             other.cancel()
         raise
-    return sorted(lost)
+    return lost
+
+
+def _lost_error(history: dict[int, list[str]]) -> ExecutorError:
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, tried in sorted(history.items()):
+        groups.setdefault(tuple(tried), []).append(i)
+    parts = [
+        f"input(s) {', '.join(map(str, indices))}: the worker scoring them was lost each time they were tried "
+        f"({'; then '.join(tried)})"
+        for tried, indices in groups.items()
+    ]
+    return ExecutorError(
+        "; ".join(parts) + ". No score was computed for them. A worker that dies on the same inputs every time "
+        "points to the model (e.g. its memory per input); otherwise rerun"
+    )
+
+
+class _Retries:
+    """The executor each round runs on, and what happened to each lost input on each round."""
+
+    def __init__(self, executor: Executor, stack: ExitStack) -> None:
+        self.current = executor
+        self.stack = stack
+        self.where = f"on the {describe(executor)} passed"
+        self.history: dict[int, list[str]] = {}
+        self.replaced = 0
+
+    def record(self, lost: dict[int, str]) -> list[int]:
+        for i, what in lost.items():
+            self.history.setdefault(i, []).append(f"{self.where}: {what}")
+        return sorted(lost)
+
+    def next_executor(self, alone: bool = False) -> Executor:
+        """The executor of the next round: a fresh pool for a broken process pool, else the same one."""
+        if is_broken(self.current):
+            self.current = fresh_pool(self.current)  # type: ignore[arg-type]
+            self.stack.callback(close_pool, self.current)
+            self.replaced += 1
+            self.where = f"{'alone ' if alone else ''}on a fresh {describe(self.current)} replacing the broken one"
+        else:
+            self.where = f"{'alone ' if alone else 'again '}on the same {describe(self.current)}"
+        return self.current
+
+
+def _reemit(results: Sequence[TaskResult]) -> None:
+    """The workers' warnings, each distinct one once per call, at the user's line (as the serial path)."""
+    seen: set[tuple[type[Warning], str]] = set()
+    for result in results:
+        for category, text in result.warnings:
+            if (category, text) not in seen:
+                seen.add((category, text))
+                # Five frames up: _reemit, score_on_executor, score_inputs, the public function, the user's line.
+                warnings.warn(text, category, stacklevel=5)
 
 
 def score_on_executor(
@@ -273,6 +195,7 @@ def score_on_executor(
     device: torch.device,
     score: Callable,
     on_result: Callable[[int], None] | None = None,
+    timeout: float = DEFAULT_EXECUTOR_TIMEOUT,
 ) -> list[Any]:
     """Score ``inputs[i]`` with ``seeds[i]`` as one task each; results in input order.
 
@@ -281,75 +204,56 @@ def score_on_executor(
     of a module-level function). The model is checked for picklability before
     any task is submitted, and handed back unchanged. ``on_result(i)`` is
     called in the caller as input ``i``'s result arrives (completion order).
+    ``timeout``: seconds a wait may go with no input back before it fails.
     """
-    if not callable(getattr(executor, "submit", None)):
-        raise InvalidInputError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+    check_executor(executor)
     with borrowed_model(model, None) as prepared:  # ship it in eval mode; warn like the serial path
         data = serialise_model(prepared)
     key = hashlib.sha256(data).hexdigest()
-    results: dict[int, Any] = {}
-    with ExitStack() as stack:
-        path, shipped = _ship(executor, data, stack, device)
+    results: dict[int, TaskResult] = {}
+    with sigterm_unwinds(), ExitStack() as stack:
+        path, shipped = ship(executor, data, stack, device)
+        raw = [RawInput.of(x) for x in inputs]
 
-        raw = [_RawInput.of(x) for x in inputs]
-
-        def submit(i: int) -> Future:
-            return executor.submit(_score_task, key, path, shipped, device, score, raw[i], labels[i], seeds[i])
-
-        lost = _run_round(submit, list(range(len(inputs))), results, on_result)
-        if lost:  # once more, on whatever workers are left
-            lost = _run_round(submit, lost, results, on_result)
-    if lost:
-        raise ExecutorError(
-            f"input(s) {', '.join(map(str, lost))}: the worker scoring them was lost (killed, out of "
-            "memory, or the executor broke), and so was the retry; no score was computed for them. A "
-            "worker that dies on the same inputs every time points to the model (e.g. its memory per "
-            "input); otherwise rerun"
-        )
-    return [results[i] for i in range(len(inputs))]
-
-
-# -- executors from a setting (the pytest route) ----------------------------------------
-
-_open: dict[str, tuple[Executor, Callable[[], None]]] = {}
-
-
-def executor_from_spec(spec: str) -> Executor:
-    """The executor named by ``module:factory`` or ``dask://HOST:PORT``; one per spec and process.
-
-    ``module:factory`` is called without arguments and must return a
-    ``concurrent.futures.Executor``; ``dask://HOST:PORT`` connects a
-    ``distributed.Client`` to that scheduler and uses its executor.
-    """
-    if spec in _open:
-        return _open[spec][0]
-    if spec.startswith("dask://"):
-        from distributed import Client  # only when asked for: the plugin never imports dask otherwise
-
-        address = spec[len("dask://") :]
-        client = Client(address if "://" in address else "tcp://" + address)
-        executor, close = client.get_executor(), client.close
-    else:
-        module, _, name = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as exc:
-            raise ExecutorError(f"executor {spec!r}: cannot import {name} from {module}: {exc}") from exc
-        executor = factory()
-        if not isinstance(executor, Executor):
-            raise ExecutorError(
-                f"executor {spec!r}: {name}() returned {type(executor).__name__}, not a concurrent.futures.Executor"
+        def run(on: Executor, indices: Sequence[int]) -> dict[int, str]:
+            setup = worker_setup(on)
+            return _run_round(
+                on,
+                lambda i: (key, path, shipped, device, score, raw[i], labels[i], seeds[i], setup),
+                indices,
+                results,
+                on_result,
+                timeout,
             )
-        close = executor.shutdown
-    _open[spec] = (executor, close)
-    return executor
+
+        retries = _Retries(executor, stack)
+        lost = retries.record(run(executor, range(len(inputs))))
+        if lost:  # once more, on whatever workers are left (or a fresh pool)
+            lost = retries.record(run(retries.next_executor(), lost))
+        if lost and start_method(retries.current) is not None:
+            # One worker's death breaks a whole process pool: alone, an input is lost only for itself.
+            lost = [i for i in lost if retries.record(run(retries.next_executor(alone=True), [i]))]
+        if lost:
+            raise _lost_error({i: retries.history[i] for i in lost})
+        if retries.replaced:
+            warnings.warn(
+                f"the {describe(executor)} passed broke when a worker died (input(s) "
+                f"{', '.join(map(str, sorted(retries.history)))} lost): they were scored on a fresh pool of the "
+                "same kind, closed again at the end of this call. The pool passed stays broken: make a new one "
+                "for later calls",
+                CleverWarning,
+                stacklevel=4,
+            )
+    ordered = [results[i] for i in range(len(inputs))]
+    _reemit(ordered)
+    return [r.result for r in ordered]
 
 
-def close_executors() -> None:
-    """Shut down every executor made by :func:`executor_from_spec` in this process."""
-    while _open:
-        _, (_, close) = _open.popitem()
-        close()
-
-
-__all__ = ["score_on_executor", "serialise_model", "executor_from_spec", "close_executors", "PICKLE_FIX"]
+__all__ = [
+    "PICKLE_FIX",
+    "close_executors",
+    "executor_from_spec",
+    "score_on_executor",
+    "serialise_model",
+    "slow_malloc_workers",
+]

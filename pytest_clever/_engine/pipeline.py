@@ -175,7 +175,8 @@ def score_inputs(
     tensors = _tensors(inputs, indexed)
     if labels is not None and len(labels) != len(tensors):
         raise InvalidInputError(f"got {len(labels)} labels for {len(tensors)} inputs")
-    dev, dtype = resolve_device(model, tensors[0], options.device)
+    # With an executor the workers compute: a CPU-only caller may drive GPU workers, so only the name is checked here.
+    dev, dtype = resolve_device(model, tensors[0], options.device, here=options.executor is None)
     check_dtype(options.order, dtype)
     seeds = [derive_seed(options.seed, i) if indexed else options.seed for i in range(len(tensors))]
     # The per-input settings travel to executor workers by pickle: without the executor and the progress sink.
@@ -195,6 +196,7 @@ def score_inputs(
                 device=dev,
                 score=score,
                 on_result=None if tracker is None else (lambda _index: tracker.scored()),
+                timeout=options.executor_timeout,
             )
         else:
             results = []

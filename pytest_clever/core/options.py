@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 from pytest_clever.core.seeds import resolve_seed
 from pytest_clever.core.targets import TargetSpec, combine_target_and_targets
 from pytest_clever.core.validation import (
+    DEFAULT_EXECUTOR_TIMEOUT,
     Settings,
     check_chunk_size,
     check_confidence,
     check_curvature,
     check_settings,
+    check_timeout,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ class ScoreOptions:
     seed: int
     device: Any
     executor: Executor | None
+    executor_timeout: float
     order: int
     chunk_size: int | None
     curvature: str
@@ -62,7 +65,7 @@ class ScoreOptions:
 
     @classmethod
     def from_keywords(cls, given: Mapping[str, Any]) -> ScoreOptions:
-        """Validate the keywords of a public call (its ``locals()``; only ``executor`` may be absent).
+        """Validate the keywords of a public call (its ``locals()``; only the executor's two may be absent).
 
         The checks run in a fixed order (the sampling settings, chunk_size,
         curvature, confidence, seed, target/targets), so a call with several
@@ -79,6 +82,7 @@ class ScoreOptions:
             target=given["target"],
             device=given["device"],
             executor=given.get("executor"),
+            executor_timeout=check_timeout("executor_timeout", given.get("executor_timeout", DEFAULT_EXECUTOR_TIMEOUT)),
             progress=given["progress"],
         )
 

@@ -16,6 +16,8 @@ from pytest_clever.core.targets import parse_targets
 from pytest_clever.core.validation import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONFIDENCE,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_EXECUTOR_TIMEOUT,
     DEFAULT_N_BATCHES,
     MIN_BATCHES,
     check_bound_pair,
@@ -26,6 +28,7 @@ from pytest_clever.core.validation import (
     check_number,
     check_order,
     check_seed,
+    check_timeout,
     parse_statistic,
 )
 from pytest_clever.errors import InvalidInputError
@@ -121,18 +124,27 @@ def _targets(value: Any) -> str:
     return str(parse_targets(value))
 
 
+def _seconds(name: str) -> Callable[[Any], float]:
+    return lambda value: check_timeout(name, _as_number(name, value))
+
+
+#: Schemes of executor addresses: the plugin connects to the scheduler there.
+EXECUTOR_SCHEMES = ("dask://", "ray://")
+
+
 def _executor(value: Any) -> Any:
-    """``module:factory``, ``dask://HOST:PORT``, or (as a fixture argument) an executor object."""
+    """``module:factory``, ``dask://HOST:PORT``, ``ray://HOST:PORT``, or (as a fixture argument) an executor object."""
     if hasattr(value, "submit"):
         return value
     text = str(value).strip()
     module, sep, name = text.partition(":")
-    if (text.startswith("dask://") and len(text) > len("dask://")) or (
+    if any(text.startswith(s) and len(text) > len(s) for s in EXECUTOR_SCHEMES) or (
         sep and name.isidentifier() and all(part.isidentifier() for part in module.split("."))
     ):
         return text
     raise InvalidInputError(
-        f"executor must be module:factory (e.g. mypkg.cluster:make_executor) or dask://HOST:PORT, got {value!r}"
+        "executor must be module:factory (e.g. mypkg.cluster:make_executor), dask://HOST:PORT or ray://HOST:PORT, "
+        f"got {value!r}"
     )
 
 
@@ -251,10 +263,26 @@ OPTIONS: dict[str, Option] = {
             _executor,
             None,
             "score each input as a task on this concurrent.futures executor: module:factory (called once "
-            "per process) or dask://HOST:PORT",
+            "per process), dask://HOST:PORT or ray://HOST:PORT",
             cli=True,
             marker=False,
             shown="none, in the test's process",
+        ),
+        Option(
+            "executor_timeout",
+            _seconds("executor_timeout"),
+            DEFAULT_EXECUTOR_TIMEOUT,
+            "seconds an executor run may go with no input coming back before it fails naming the pending inputs",
+            cli=True,
+            marker=False,
+        ),
+        Option(
+            "executor_connect_timeout",
+            _seconds("executor_connect_timeout"),
+            DEFAULT_CONNECT_TIMEOUT,
+            "seconds a dask:// or ray:// executor address is given to answer (one try per pytest process)",
+            cli=True,
+            marker=False,
         ),
         Option(
             "attack_check",

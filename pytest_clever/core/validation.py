@@ -205,3 +205,15 @@ def check_interval_kind(kind: object) -> str:
             f"or input sampling with the inputs resampled too), got {kind!r}"
         )
     return text
+
+
+#: Seconds an executor run may go with no input coming back before it fails naming the pending inputs:
+#: longer than one input at the paper's high-fidelity settings on a GPU (minutes), shorter than a CI job's limit.
+DEFAULT_EXECUTOR_TIMEOUT = 1800.0
+#: Seconds a ``dask://`` or ``ray://`` executor address is given to answer, once per pytest process.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+def check_timeout(name: str, value: Any) -> float:
+    """A number of seconds: finite and > 0."""
+    return check_number(name, value)

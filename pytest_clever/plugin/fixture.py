@@ -114,12 +114,12 @@ def _reissue(caught: list[warnings.WarningMessage], label: str) -> None:
             warnings.warn(text, WeakFitWarning, stacklevel=2)
 
 
-def _executor(setting: Any) -> Any:
+def _executor(setting: Any, connect_timeout: float) -> Any:
     """The executor of the ``executor`` setting: built from its ini/CLI spec once per process, or the object given."""
     if isinstance(setting, str):
-        from pytest_clever._engine.executor import executor_from_spec
+        from pytest_clever._engine.executor_specs import executor_from_spec
 
-        return executor_from_spec(setting)
+        return executor_from_spec(setting, connect_timeout)
     return setting
 
 
@@ -287,7 +287,8 @@ class CleverFixture:
             warnings.simplefilter("always")
             try:
                 if settings["executor"] is not None:
-                    engine["executor"] = _executor(settings["executor"])
+                    engine["executor"] = _executor(settings["executor"], settings["executor_connect_timeout"])
+                    engine["executor_timeout"] = settings["executor_timeout"]
                 report = clever_scores(model, xs, labels, seed=seed, **engine, **passthrough)
                 if settings["attack_check"]:
                     from pytest_clever.attack import attack_checks

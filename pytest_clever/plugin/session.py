@@ -101,7 +101,7 @@ class CleverSession:
 
     def close(self) -> None:
         """Shut down the executors the fixture opened in this process (``clever_executor``)."""
-        executors = sys.modules.get("pytest_clever._engine.executor")  # loaded only if an executor was used
+        executors = sys.modules.get("pytest_clever._engine.executor_specs")  # loaded only if an executor was used
         if executors is not None:
             executors.close_executors()
 

@@ -15,4 +15,4 @@ def test_every_keyword_of_clever_scores_is_a_field():
 
 
 def test_clever_score_takes_the_same_keywords_but_label_for_executor():
-    assert sorted(keyword_only(clever_score)) == sorted(set(KEYWORDS) - {"executor"} | {"label"})
+    assert sorted(keyword_only(clever_score)) == sorted(set(KEYWORDS) - {"executor", "executor_timeout"} | {"label"})

@@ -41,13 +41,22 @@ def test_settings_parsers_accept_ini_text():
         OPTIONS["radius"].parse("wide")
 
 
-def test_the_executor_setting_accepts_factories_and_dask_addresses_only():
+def test_the_executor_setting_accepts_factories_and_dask_or_ray_addresses_only():
     check = OPTIONS["executor"].check
     assert check("mypkg.cluster:make_executor", "ini") == "mypkg.cluster:make_executor"
     assert check("dask://scheduler:8786", "ini") == "dask://scheduler:8786"
-    for bad in ("mypkg.cluster", "dask://", "a b:c", "pkg:1x"):
-        with pytest.raises(ValueError, match="module:factory .* or dask://HOST:PORT"):
+    assert check("ray://head:10001", "ini") == "ray://head:10001"
+    for bad in ("mypkg.cluster", "dask://", "ray://", "a b:c", "pkg:1x"):
+        with pytest.raises(ValueError, match="module:factory .*, dask://HOST:PORT or ray://HOST:PORT"):
             check(bad, "ini")
+
+
+@pytest.mark.parametrize("name", ["executor_timeout", "executor_connect_timeout"])
+def test_the_executor_timeouts_are_positive_seconds(name):
+    assert OPTIONS[name].check("2.5", "ini") == 2.5
+    for bad in ("0", "-1", "inf", "soon"):
+        with pytest.raises(ValueError, match=f"ini: {name} must be"):
+            OPTIONS[name].check(bad, "ini")
 
 
 def test_a_quantile_statistic_takes_ascii_digits_only():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 from torch import nn
@@ -80,3 +81,33 @@ class UnloadableLinear(Linear):
 def call_model(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A module-level function to wrap a model in ``functools.partial`` (picklable, unlike a lambda)."""
     return model(x)
+
+
+class SleepyLinear(Linear):
+    """Sleeps ``seconds`` in every forward on the POISON input (or on every input with ``always``).
+
+    Each process that scores with it appends its pid to ``log`` (when given) on its first forward.
+    """
+
+    def __init__(
+        self, weight: torch.Tensor, bias: torch.Tensor, seconds: float, always: bool = False, log: str | None = None
+    ) -> None:
+        super().__init__(weight, bias)
+        self.seconds, self.always, self.log = seconds, always, log
+        self._logged: int | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.log is not None and self._logged != os.getpid():
+            self._logged = os.getpid()
+            with open(self.log, "a") as f:
+                f.write(f"{os.getpid()}\n")
+        if self.always or bool((x.reshape(x.shape[0], -1)[:, 0] == POISON).any()):
+            time.sleep(self.seconds)
+        return self.fc(x)
+
+
+class ProbabilityLinear(Linear):
+    """Returns softmax probabilities: scoring it warns (CleverWarning) that the outputs are not logits."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x).softmax(-1)

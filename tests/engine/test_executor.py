@@ -159,7 +159,7 @@ def test_workers_are_slow_for_malloc_only_with_a_trim_and_no_mmap_threshold():
 def test_inputs_travel_as_raw_bytes_that_give_back_the_same_tensor(x):
     import pickle
 
-    from pytest_clever._engine.executor import _RawInput
+    from pytest_clever._engine.executor_worker import RawInput as _RawInput
 
     back = pickle.loads(pickle.dumps(_RawInput.of(x))).tensor()
     assert back.dtype == x.dtype and back.shape == x.shape and torch.equal(back, x)
@@ -168,7 +168,8 @@ def test_inputs_travel_as_raw_bytes_that_give_back_the_same_tensor(x):
 def test_a_worker_prepares_the_modules_inside_a_wrapped_model_for_good():
     """Threads of one worker share the loaded model: a partial over a train-mode module must come out of
     the worker's cache already in eval mode, so no thread's restore can switch another's module back."""
-    from pytest_clever._engine.executor import _cached_model, serialise_model
+    from pytest_clever._engine.executor import serialise_model
+    from pytest_clever._engine.executor_worker import cached_model as _cached_model
 
     model = DropoutLinear(*linear())
     model.train()

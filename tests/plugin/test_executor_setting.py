@@ -72,3 +72,36 @@ def test_a_bad_executor_setting_is_a_usage_error(pytester):
     result = pytester.runpytest("--clever-executor=not-a-spec")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--clever-executor*module:factory*"])
+
+
+@pytest.mark.slow  # a real pytest subprocess with a process pool forked after torch ran on two threads
+def test_a_default_process_pool_from_the_setting_scores_after_an_earlier_test_ran_torch_on_threads(pytester):
+    pytester.makepyfile(
+        poolfactory="""
+        from concurrent.futures import ProcessPoolExecutor
+
+        def make_executor():
+            return ProcessPoolExecutor(2)  # the platform's default start method: fork on Linux before Python 3.14
+        """
+    )
+    pytester.makepyfile(
+        test_order="""
+        import torch
+
+        def test_a_threads():
+            torch.set_num_threads(2)
+            a = torch.randn(512, 512)
+            for _ in range(5):
+                a @ a
+
+        def test_b_scores(clever):
+            torch.manual_seed(0)
+            clever.assert_robust(torch.nn.Linear(6, 4), torch.randn(4, 6), min_score=0)
+        """
+    )
+    pytester.makeini(
+        "[pytest]\nclever_radius = 1\nclever_n_batches = 20\nclever_batch_size = 32\n"
+        "clever_executor = poolfactory:make_executor\n"
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=2)
