@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from pytest_clever._engine.model_state import Model
+from pytest_clever._engine.outputs import output_hint
 from pytest_clever.core.validation import as_class_index
 from pytest_clever.errors import CleverWarning, InvalidInputError, MisclassifiedInputError, ModelError, see
 
@@ -62,8 +63,8 @@ def _call(model: Model, batch: torch.Tensor) -> torch.Tensor:
         ) from exc
     if not isinstance(out, torch.Tensor):
         raise InvalidInputError(
-            f"the model must return a tensor of logits, got {type(out).__name__}; "
-            "wrap it, e.g. lambda x: model(x).logits" + see("Usage")
+            "the model must return a tensor of logits, or a mapping or object holding that tensor under "
+            f"'logits' (as Hugging Face models do); {output_hint(out)}" + see("Troubleshooting")
         )
     if not out.is_floating_point():  # integer logits have no gradient; complex ones no order
         raise InvalidInputError(
