@@ -47,8 +47,9 @@ def clever_score(
     Parameters
     ----------
     model:
-        A ``torch.nn.Module`` or any callable mapping a batch to 2-D logits.
-        It is scored in eval mode and handed back exactly as it was.
+        A ``torch.nn.Module`` or any callable mapping a batch to 2-D logits, or to
+        an output holding them under ``"logits"`` or ``.logits`` (a Hugging Face
+        ``ModelOutput``; the result's notes say so). It is scored in eval mode and handed back exactly as it was.
     x:
         One input, without batch dimension (e.g. ``(1, 8, 8)``); a leading
         batch dimension of 1 is accepted when the model's output settles it.
