@@ -52,8 +52,9 @@ def clever_score(
     Parameters
     ----------
     model:
-        A ``torch.nn.Module`` or any callable mapping a batch to 2-D logits.
-        It is scored in eval mode and handed back exactly as it was.
+        A ``torch.nn.Module`` or any callable mapping a batch to 2-D logits, or to
+        an output holding them under ``"logits"`` or ``.logits`` (a Hugging Face
+        ``ModelOutput``; the result's notes say so). It is scored in eval mode and handed back exactly as it was.
     x:
         One input, without batch dimension (e.g. ``(1, 8, 8)``); a leading
         batch dimension of 1 is accepted when the model's output settles it.
@@ -121,7 +122,7 @@ def clever_score(
     Scoring runs in IEEE float32: TF32 (and oneDNN's bf16) for float32
     matmuls and convolutions is off during the call, whatever the session set
     (``torch.backends.cudnn.allow_tf32`` is on by default), and the settings are
-    restored afterwards (README, "Scaling up: GPUs, budgets, clusters").
+    restored afterwards (docs/how-to/budgets.md).
     """
     options = ScoreOptions.from_keywords(locals())  # the keywords by name: one field of ScoreOptions each
     (result,) = score_inputs(model, [x], None if label is None else [label], options, indexed=False)

@@ -8,9 +8,9 @@ where it helps, the fix. This module imports nothing heavy.
 from __future__ import annotations
 
 
-def see(section: str) -> str:
-    """A pointer to a README section, appended to messages that need more context."""
-    return f" (see the README section '{section}')"
+def see(page: str) -> str:
+    """A pointer to a documentation page (a path under ``docs/``), appended to messages that need more context."""
+    return f" (see the documentation page docs/{page})"
 
 
 class CleverError(ValueError):

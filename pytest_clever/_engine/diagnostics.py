@@ -51,7 +51,7 @@ def check_masking(sampled: SampleMaxima, model: Model, x0: torch.Tensor) -> None
             f"margin gradients are NaN or infinite at {sampled.nonfinite_share:.0%} of the sampled "
             "points: the model (or an input transform) is not differentiable there -- e.g. sqrt, "
             "log or a division at 0, a custom autograd function, or a transform that returns NaN. "
-            "CLEVER cannot estimate a Lipschitz constant from them" + see("Troubleshooting") + "." + BPDA_FIX
+            "CLEVER cannot estimate a Lipschitz constant from them" + see("how-to/troubleshooting.md") + "." + BPDA_FIX
         )
     if sampled.zero_share >= MASKED_SHARE and sampled.margin_varies:
         evidence = (
@@ -73,7 +73,7 @@ def check_masking(sampled: SampleMaxima, model: Model, x0: torch.Tensor) -> None
             )
         raise GradientMaskingError(
             f"{evidence}: {cause} CLEVER would report a meaningless, too large score"
-            + see("Troubleshooting")
+            + see("how-to/troubleshooting.md")
             + "."
             + BPDA_FIX
         )
@@ -142,13 +142,13 @@ def score_notes(per_target: dict[int, TargetScore], deciding: int, *, radius: fl
             f"{estimate:.4g} was used as {what} estimate (the score may be too high"
             + (f", down to {s.interval[0]:.4g}" if s.interval is not None else "")
             + ": raise n_batches/batch_size)"
-            + see("Troubleshooting")
+            + see("how-to/troubleshooting.md")
         )
     elif s.weak:
         of = " of the curvature" if order == 2 else ""
         notes.append(
             f"target {deciding}: weak Weibull fit{of} (KS p-value {s.ks_pvalue:.2g}); "
-            "raise n_batches/batch_size for a steadier estimate" + see("Troubleshooting")
+            "raise n_batches/batch_size for a steadier estimate" + see("how-to/troubleshooting.md")
         )
     if order == 2 and s.solver_converged < 1:
         notes.append(

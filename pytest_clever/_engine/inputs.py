@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from pytest_clever._engine.model_state import Model
+from pytest_clever._engine.outputs import output_hint
 from pytest_clever.core.validation import as_class_index
 from pytest_clever.errors import CleverWarning, InvalidInputError, MisclassifiedInputError, ModelError, see
 
@@ -62,8 +63,8 @@ def _call(model: Model, batch: torch.Tensor) -> torch.Tensor:
         ) from exc
     if not isinstance(out, torch.Tensor):
         raise InvalidInputError(
-            f"the model must return a tensor of logits, got {type(out).__name__}; "
-            "wrap it, e.g. lambda x: model(x).logits" + see("Usage")
+            "the model must return a tensor of logits, or a mapping or object holding that tensor under "
+            f"'logits' (as Hugging Face models do); {output_hint(out)}" + see("how-to/troubleshooting.md")
         )
     if not out.is_floating_point():  # integer logits have no gradient; complex ones no order
         raise InvalidInputError(
@@ -95,7 +96,7 @@ def resolve_single_input(model: Model, x: torch.Tensor) -> tuple[torch.Tensor, t
     """Return ``(x0, logits0)``: the single input without batch dimension and its logits ``(K,)``.
 
     ``x`` is one batch element; an explicit leading batch dimension of 1 is
-    accepted only when the model's output settles it (README, "API settings").
+    accepted only when the model's output settles it (docs/how-to/models.md).
     """
     first_error: Exception | None = None
     try:
@@ -178,7 +179,7 @@ def warn_if_probabilities(logits0: torch.Tensor) -> None:
         warnings.warn(
             "the model's outputs look like probabilities (in [0, 1], summing to 1): CLEVER is "
             "defined on logits. Scores of softmax outputs are valid for the probability margin "
-            "but not comparable with logit scores; drop the final softmax to score the logits" + see("Troubleshooting"),
+            "but not comparable with logit scores; drop the final softmax to score the logits" + see("how-to/troubleshooting.md"),
             CleverWarning,
             stacklevel=5,
         )
@@ -204,7 +205,7 @@ def check_prediction(logits0: torch.Tensor, label: Any, target: Any) -> int:
             raise MisclassifiedInputError(
                 f"the model predicts class {predicted} but the label is {int(label)}: the CLEVER "
                 "score of a misclassified input is meaningless (it measures the distance to "
-                "the boundary of the wrong class); drop the input or fix the model" + see("Troubleshooting")
+                "the boundary of the wrong class); drop the input or fix the model" + see("how-to/troubleshooting.md")
             )
     if target is not None:
         index = as_class_index(target)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pytest_clever._engine.outputs import as_logits_model
 from pytest_clever.errors import CleverError, CleverWarning, InvalidInputError
 
 #: What the engine scores: a batch of inputs in, a batch of logits out (an ``nn.Module`` or any callable).
@@ -157,7 +158,12 @@ def _describe(model: Model) -> str:
 
 @contextlib.contextmanager
 def borrowed_model(model: Model, device: torch.device | None = None) -> Iterator[Model]:
-    """Yield ``model`` prepared for input-gradient computations; restore it (and the modules it uses) afterwards."""
+    """Yield ``model`` prepared for input-gradient computations; restore it (and the modules it uses) afterwards.
+
+    What is yielded calls ``model`` and returns the logits tensor also when the model returns a
+    Hugging Face-style output (:class:`~pytest_clever._engine.outputs.LogitsModel`): every call the
+    engine makes goes through this one boundary.
+    """
     roots, complete = find_modules(model)
     if not roots and not complete:
         warnings.warn(
@@ -203,7 +209,7 @@ def borrowed_model(model: Model, device: torch.device | None = None) -> Iterator
         for p in params:
             p.requires_grad_(False)
         with torch.inference_mode(False), torch.enable_grad():
-            yield model
+            yield as_logits_model(model)
     except BaseException as exc:
         error = exc
         raise

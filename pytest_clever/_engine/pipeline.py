@@ -36,6 +36,7 @@ from pytest_clever._engine.inputs import (
 from pytest_clever._engine.maxima import Problem
 from pytest_clever._engine.model_state import borrowed_model
 from pytest_clever._engine.numerics import exact_float32
+from pytest_clever._engine.outputs import is_output_note, output_note, unwrapped_kind
 from pytest_clever.core import progress
 from pytest_clever.core.options import ScoreOptions
 from pytest_clever.core.seeds import derive_seed
@@ -112,10 +113,16 @@ def _score_one(
         label=None if label is None else int(label),
         bounds=settings.bounds,
         device=str(device),
-        notes=score_notes(per_target, deciding.target, radius=settings.radius, order=settings.order),
+        notes=_output_notes(model)
+        + score_notes(per_target, deciding.target, radius=settings.radius, order=settings.order),
         batch_maxima=tuple(maxima.tolist()),
         confidence=options.confidence,
     )
+
+
+def _output_notes(model: Callable) -> tuple[str, ...]:
+    kind = unwrapped_kind(model)
+    return () if kind is None else (output_note(kind),)
 
 
 #: Hex digits of an input fingerprint kept: 64 bits tell apart the inputs of any realistic run.
@@ -137,7 +144,8 @@ def input_fingerprint(x: torch.Tensor) -> str:
 
 def _warn(result: CleverResult, index: int | None = None) -> None:
     where = "" if index is None else f"input {index}: "
-    for note in result.notes:
+    # The output note states what was scored (the user's model chose its output type): recorded, not warned.
+    for note in (n for n in result.notes if not is_output_note(n)):
         # Four frames up: _warn, score_inputs, the public function, the user's line.
         warnings.warn(f"CLEVER {where}{note}", WeakFitWarning, stacklevel=4)
 

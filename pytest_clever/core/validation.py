@@ -60,7 +60,7 @@ def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = 
         or not math.isfinite(value)
         or (value <= minimum if strict else value < minimum)
     ):
-        hint = see("Choosing radius and thresholds") if name == "radius" and strict else ""
+        hint = see("how-to/gate-a-release.md") if name == "radius" and strict else ""
         raise InvalidInputError(f"{name} must be a finite number {bound}, got {value!r}{hint}")
     return float(value)
 

@@ -18,6 +18,11 @@ import pytest
 from pytest_clever.plugin.options import add_options, marker_help
 from pytest_clever.plugin.reports import CleverReports, add_report_options
 from pytest_clever.plugin.session import RECORDS, CleverSession
+from pytest_clever.plugin.threads import prefer_passive_openmp
+
+# At import, not in a hook: pytest imports its plugins before any conftest or test module,
+# and torch's OpenMP runtime reads the wait policy once, when torch is first imported.
+prefer_passive_openmp()
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_clever.plugin.fixture import CleverFixture

@@ -23,6 +23,7 @@ from pytest_clever.core.seeds import derive_seed
 from pytest_clever.core.settings import ENGINE_SETTINGS, OPTIONS, fold_target
 from pytest_clever.core.validation import parse_statistic
 from pytest_clever.errors import CleverWarning
+from pytest_clever.plugin.threads import share_cores
 from pytest_clever.runs.record import RunRecord
 from pytest_clever.runs.report import capped_gate_text, failure_message
 
@@ -30,31 +31,6 @@ if TYPE_CHECKING:
     from pytest_clever.stats.results import CleverReport, CleverResult
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent)  # the whole package, not only plugin/
-#: Environment variables through which a user already chose torch's thread count.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-_threads: int | None = None  # this process's torch thread count, once the fixture set it up
-
-
-def share_cores(threads: int | None) -> int:
-    """Set torch's intra-op threads once per process and return the count in use.
-
-    ``threads`` (``--clever-threads`` / ``clever_threads``) wins. Otherwise, on
-    an xdist worker, the cores are shared among the workers (at least one
-    each), since every worker running torch on all cores makes ``-n`` slower
-    than serial; unless the user set ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``.
-    """
-    global _threads
-    import torch
-
-    if _threads is None:
-        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
-        if threads is not None:
-            torch.set_num_threads(threads)
-        elif workers > 1 and not any(os.environ.get(v) for v in THREAD_VARIABLES):
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            torch.set_num_threads(max(1, cores // workers))
-        _threads = torch.get_num_threads()
-    return _threads
 
 
 def _user_frame() -> FrameType | None:
