@@ -179,7 +179,8 @@ def warn_if_probabilities(logits0: torch.Tensor) -> None:
         warnings.warn(
             "the model's outputs look like probabilities (in [0, 1], summing to 1): CLEVER is "
             "defined on logits. Scores of softmax outputs are valid for the probability margin "
-            "but not comparable with logit scores; drop the final softmax to score the logits" + see("how-to/troubleshooting.md"),
+            "but not comparable with logit scores; drop the final softmax to score the logits"
+            + see("how-to/troubleshooting.md"),
             CleverWarning,
             stacklevel=5,
         )
