@@ -30,7 +30,7 @@ def test_both_orders_share_the_weak_fit_and_fallback_notes(order):
     extra = second if order == 2 else {}
     assert score_notes({1: _target(**extra)}, 1, radius=1.0, order=order) == ()
     (weak,) = score_notes({1: _target(ks_pvalue=0.01, **extra)}, 1, radius=1.0, order=order)
-    assert "weak Weibull fit" in weak and "KS p-value 0.01" in weak and "Troubleshooting" in weak
+    assert "weak Weibull fit" in weak and "KS p-value 0.01" in weak and "docs/how-to/troubleshooting.md" in weak
     fallback = _target(fit_method="max", fit_reason="every Weibull fit diverged", **extra)
     (note,) = score_notes({1: fallback}, 1, radius=1.0, order=order)
     what = "curvature" if order == 2 else "Lipschitz"
