@@ -53,7 +53,10 @@ def _fmt(value: float) -> str:
 class _Frame:
     """Data-to-pixel mapping of one plot, and the SVG pieces drawn on it."""
 
-    def __init__(self, x_range: tuple[float, float], y_range: tuple[float, float], title: str) -> None:
+    def __init__(
+        self, x_range: tuple[float, float], y_range: tuple[float, float], title: str, height: int = HEIGHT
+    ) -> None:
+        self.height = height
         x0, x1 = x_range
         y0, y1 = y_range
         pad = (x1 - x0) * 0.04 or max(abs(x0) * 0.1, 1e-3)
@@ -68,12 +71,12 @@ class _Frame:
         return self.left + (x - self.x0) / (self.x1 - self.x0) * (WIDTH - self.left - self.right)
 
     def py(self, y: float) -> float:
-        return HEIGHT - self.bottom - (y - self.y0) / (self.y1 - self.y0) * (HEIGHT - self.top - self.bottom)
+        return self.height - self.bottom - (y - self.y0) / (self.y1 - self.y0) * (self.height - self.top - self.bottom)
 
     def axes(
         self, xlabel: str, ylabel: str, x_ticks: Sequence[tuple[float, str]] | None = None, y_ticks: bool = True
     ) -> None:
-        base, top = HEIGHT - self.bottom, self.top
+        base, top = self.height - self.bottom, self.top
         self.parts.append(
             f'<path d="M{self.left},{top} V{base} H{WIDTH - self.right}" fill="none" stroke="#444" stroke-width="1"/>'
         )
@@ -93,7 +96,7 @@ class _Frame:
                 f'<text x="{self.left - 6}" y="{py + 3:.1f}" text-anchor="end" font-size="10">{_fmt(y)}</text>'
             )
         self.parts.append(
-            f'<text x="{(self.left + WIDTH - self.right) / 2:.1f}" y="{HEIGHT - 6}" text-anchor="middle" '
+            f'<text x="{(self.left + WIDTH - self.right) / 2:.1f}" y="{self.height - 6}" text-anchor="middle" '
             f'font-size="11">{escape(xlabel)}</text>'
         )
         mid = (top + base) / 2
@@ -123,7 +126,7 @@ class _Frame:
             if self.x0 <= line.x <= self.x1:
                 px = self.px(line.x)
                 self.parts.append(
-                    f'<line x1="{px:.1f}" y1="{self.top}" x2="{px:.1f}" y2="{HEIGHT - self.bottom}" '
+                    f'<line x1="{px:.1f}" y1="{self.top}" x2="{px:.1f}" y2="{self.height - self.bottom}" '
                     f'stroke="{line.color}" stroke-width="1.5" stroke-dasharray="{line.dash}"/>'
                 )
 
@@ -131,7 +134,7 @@ class _Frame:
         body = "".join(self.parts)
         return (
             f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" aria-label="{escape(label)}" '
-            f'width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif">'
+            f'width="{WIDTH}" height="{self.height}" viewBox="0 0 {WIDTH} {self.height}" font-family="sans-serif">'
             f"<title>{escape(label)}</title>{body}</svg>"
         )
 
@@ -216,9 +219,9 @@ def intervals_svg(rows: Sequence[tuple[str, float, tuple[float, float] | None]],
     if not rows:
         raise ValueError("an interval chart needs at least one row")
     xs = [0.0, *(v for _, v, _ in rows), *(b for _, _, i in rows if i for b in i)]
-    frame = _Frame((min(xs), max(xs)), (0.0, 1.0), title)
+    frame = _Frame((min(xs), max(xs)), (0.0, 1.0), title, height=80 + 36 * len(rows))  # a band of 36 px a row
     frame.top, frame.bottom = 30, 40
-    band = (HEIGHT - frame.top - frame.bottom) / len(rows)
+    band = (frame.height - frame.top - frame.bottom) / len(rows)
     for k, (label, value, interval) in enumerate(rows):
         y = frame.top + band * (k + 0.5)
         if interval is not None:
