@@ -14,6 +14,7 @@ from html import escape
 
 WIDTH, HEIGHT = 560, 260
 _MARGIN = (48, 16, 34, 44)  # left, right, top, bottom: room for tick labels and the title
+_LEGEND_CHARS = 40  # what fits the legend's box at 10 px; the plot's title and <title> hold the full text
 #: Colours of series and marker lines, in order (readable on white, distinct in grey scale too).
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
 
@@ -83,9 +84,11 @@ class _Frame:
         ticks = x_ticks if x_ticks is not None else [(t, _fmt(t)) for t in nice_ticks(self.x0, self.x1)]
         for x, text in ticks:
             px = self.px(x)
+            # A label near either edge grows inwards, so a long one (a run's name and time) is never cut off.
+            anchor = "start" if px - self.left < 60 else "end" if WIDTH - self.right - px < 60 else "middle"
             self.parts.append(f'<line x1="{px:.1f}" y1="{base}" x2="{px:.1f}" y2="{base + 4}" stroke="#444"/>')
             self.parts.append(
-                f'<text x="{px:.1f}" y="{base + 15}" text-anchor="middle" font-size="10">{escape(text)}</text>'
+                f'<text x="{px:.1f}" y="{base + 15}" text-anchor="{anchor}" font-size="10">{escape(text)}</text>'
             )
         for y in nice_ticks(self.y0, self.y1, 4) if y_ticks else []:
             py = self.py(y)
@@ -108,18 +111,19 @@ class _Frame:
     def legend(self, entries: Sequence[tuple[str, str, str]]) -> None:
         """``(label, colour, dash)`` entries, top right, one per line, on a light box over the data."""
         if entries:
-            x, height = WIDTH - self.right - 194, 13 * len(entries) + 4
+            x, height = WIDTH - self.right - 234, 13 * len(entries) + 4
             self.parts.append(
-                f'<rect x="{x}" y="{self.top}" width="190" height="{height}" fill="#ffffff" fill-opacity="0.8"/>'
+                f'<rect x="{x}" y="{self.top}" width="230" height="{height}" fill="#ffffff" fill-opacity="0.8"/>'
             )
         for k, (label, color, dash) in enumerate(entries):
             y = self.top + 10 + 13 * k
-            x = WIDTH - self.right - 190
+            x = WIDTH - self.right - 230
             self.parts.append(
                 f'<line x1="{x}" y1="{y - 3}" x2="{x + 16}" y2="{y - 3}" stroke="{color}" stroke-width="2" '
                 f'stroke-dasharray="{dash}"/>'
             )
-            self.parts.append(f'<text x="{x + 20}" y="{y}" font-size="10">{escape(label)}</text>')
+            short = label if len(label) <= _LEGEND_CHARS else label[: _LEGEND_CHARS - 1] + "…"
+            self.parts.append(f'<text x="{x + 20}" y="{y}" font-size="10">{escape(short)}</text>')
 
     def vlines(self, lines: Sequence[VLine]) -> None:
         for line in lines:
