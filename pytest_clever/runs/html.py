@@ -137,7 +137,8 @@ def _trend(record: RunRecord, verdict: Verdict) -> str:
     if len(points) < 2:
         runs = f"{len(points)} run{'s' if len(points) != 1 else ''}"
         return f"<p>Trend over runs: {runs} with this call; two make a line.</p>"
-    labels = [f"{run.name} {run.id[:15]}".strip() for run in verdict.history]  # the id starts with the time
+    # A run id starts with its UTC time, 20261206T105729...: the label keeps month, day, hour and minute.
+    labels = [f"{run.name} {run.id[4:8]}-{run.id[9:13]}" if run.id else run.name for run in verdict.history]
     return line_svg(series, labels, title=f"{statistic} over saved runs", ylabel=f"{statistic} score")
 
 

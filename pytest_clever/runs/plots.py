@@ -14,6 +14,7 @@ from html import escape
 
 WIDTH, HEIGHT = 560, 260
 _MARGIN = (48, 16, 34, 44)  # left, right, top, bottom: room for tick labels and the title
+_LEGEND_CHARS = 40  # what fits the legend's box at 10 px; the plot's title and <title> hold the full text
 #: Colours of series and marker lines, in order (readable on white, distinct in grey scale too).
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
 
@@ -53,7 +54,10 @@ def _fmt(value: float) -> str:
 class _Frame:
     """Data-to-pixel mapping of one plot, and the SVG pieces drawn on it."""
 
-    def __init__(self, x_range: tuple[float, float], y_range: tuple[float, float], title: str) -> None:
+    def __init__(
+        self, x_range: tuple[float, float], y_range: tuple[float, float], title: str, height: int = HEIGHT
+    ) -> None:
+        self.height = height
         x0, x1 = x_range
         y0, y1 = y_range
         pad = (x1 - x0) * 0.04 or max(abs(x0) * 0.1, 1e-3)
@@ -68,21 +72,23 @@ class _Frame:
         return self.left + (x - self.x0) / (self.x1 - self.x0) * (WIDTH - self.left - self.right)
 
     def py(self, y: float) -> float:
-        return HEIGHT - self.bottom - (y - self.y0) / (self.y1 - self.y0) * (HEIGHT - self.top - self.bottom)
+        return self.height - self.bottom - (y - self.y0) / (self.y1 - self.y0) * (self.height - self.top - self.bottom)
 
     def axes(
         self, xlabel: str, ylabel: str, x_ticks: Sequence[tuple[float, str]] | None = None, y_ticks: bool = True
     ) -> None:
-        base, top = HEIGHT - self.bottom, self.top
+        base, top = self.height - self.bottom, self.top
         self.parts.append(
             f'<path d="M{self.left},{top} V{base} H{WIDTH - self.right}" fill="none" stroke="#444" stroke-width="1"/>'
         )
         ticks = x_ticks if x_ticks is not None else [(t, _fmt(t)) for t in nice_ticks(self.x0, self.x1)]
         for x, text in ticks:
             px = self.px(x)
+            # A label near either edge grows inwards, so a long one (a run's name and time) is never cut off.
+            anchor = "start" if px - self.left < 60 else "end" if WIDTH - self.right - px < 60 else "middle"
             self.parts.append(f'<line x1="{px:.1f}" y1="{base}" x2="{px:.1f}" y2="{base + 4}" stroke="#444"/>')
             self.parts.append(
-                f'<text x="{px:.1f}" y="{base + 15}" text-anchor="middle" font-size="10">{escape(text)}</text>'
+                f'<text x="{px:.1f}" y="{base + 15}" text-anchor="{anchor}" font-size="10">{escape(text)}</text>'
             )
         for y in nice_ticks(self.y0, self.y1, 4) if y_ticks else []:
             py = self.py(y)
@@ -93,7 +99,7 @@ class _Frame:
                 f'<text x="{self.left - 6}" y="{py + 3:.1f}" text-anchor="end" font-size="10">{_fmt(y)}</text>'
             )
         self.parts.append(
-            f'<text x="{(self.left + WIDTH - self.right) / 2:.1f}" y="{HEIGHT - 6}" text-anchor="middle" '
+            f'<text x="{(self.left + WIDTH - self.right) / 2:.1f}" y="{self.height - 6}" text-anchor="middle" '
             f'font-size="11">{escape(xlabel)}</text>'
         )
         mid = (top + base) / 2
@@ -105,25 +111,26 @@ class _Frame:
     def legend(self, entries: Sequence[tuple[str, str, str]]) -> None:
         """``(label, colour, dash)`` entries, top right, one per line, on a light box over the data."""
         if entries:
-            x, height = WIDTH - self.right - 194, 13 * len(entries) + 4
+            x, height = WIDTH - self.right - 234, 13 * len(entries) + 4
             self.parts.append(
-                f'<rect x="{x}" y="{self.top}" width="190" height="{height}" fill="#ffffff" fill-opacity="0.8"/>'
+                f'<rect x="{x}" y="{self.top}" width="230" height="{height}" fill="#ffffff" fill-opacity="0.8"/>'
             )
         for k, (label, color, dash) in enumerate(entries):
             y = self.top + 10 + 13 * k
-            x = WIDTH - self.right - 190
+            x = WIDTH - self.right - 230
             self.parts.append(
                 f'<line x1="{x}" y1="{y - 3}" x2="{x + 16}" y2="{y - 3}" stroke="{color}" stroke-width="2" '
                 f'stroke-dasharray="{dash}"/>'
             )
-            self.parts.append(f'<text x="{x + 20}" y="{y}" font-size="10">{escape(label)}</text>')
+            short = label if len(label) <= _LEGEND_CHARS else label[: _LEGEND_CHARS - 1] + "…"
+            self.parts.append(f'<text x="{x + 20}" y="{y}" font-size="10">{escape(short)}</text>')
 
     def vlines(self, lines: Sequence[VLine]) -> None:
         for line in lines:
             if self.x0 <= line.x <= self.x1:
                 px = self.px(line.x)
                 self.parts.append(
-                    f'<line x1="{px:.1f}" y1="{self.top}" x2="{px:.1f}" y2="{HEIGHT - self.bottom}" '
+                    f'<line x1="{px:.1f}" y1="{self.top}" x2="{px:.1f}" y2="{self.height - self.bottom}" '
                     f'stroke="{line.color}" stroke-width="1.5" stroke-dasharray="{line.dash}"/>'
                 )
 
@@ -131,7 +138,7 @@ class _Frame:
         body = "".join(self.parts)
         return (
             f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" aria-label="{escape(label)}" '
-            f'width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif">'
+            f'width="{WIDTH}" height="{self.height}" viewBox="0 0 {WIDTH} {self.height}" font-family="sans-serif">'
             f"<title>{escape(label)}</title>{body}</svg>"
         )
 
@@ -216,9 +223,9 @@ def intervals_svg(rows: Sequence[tuple[str, float, tuple[float, float] | None]],
     if not rows:
         raise ValueError("an interval chart needs at least one row")
     xs = [0.0, *(v for _, v, _ in rows), *(b for _, _, i in rows if i for b in i)]
-    frame = _Frame((min(xs), max(xs)), (0.0, 1.0), title)
+    frame = _Frame((min(xs), max(xs)), (0.0, 1.0), title, height=80 + 36 * len(rows))  # a band of 36 px a row
     frame.top, frame.bottom = 30, 40
-    band = (HEIGHT - frame.top - frame.bottom) / len(rows)
+    band = (frame.height - frame.top - frame.bottom) / len(rows)
     for k, (label, value, interval) in enumerate(rows):
         y = frame.top + band * (k + 0.5)
         if interval is not None:

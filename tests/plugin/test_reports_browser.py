@@ -26,7 +26,8 @@ const found = {errors: [], plots: []};
 window.addEventListener("error", (e) => found.errors.push(String(e.message)));
 for (const svg of document.querySelectorAll("svg.plot")) {
   const box = svg.getBoundingClientRect();
-  found.plots.push({label: svg.getAttribute("aria-label"), width: box.width, height: box.height});
+  found.plots.push({label: svg.getAttribute("aria-label"), width: box.width, height: box.height,
+                    declared: [Number(svg.getAttribute("width")), Number(svg.getAttribute("height"))]});
 }
 const out = document.createElement("pre");
 out.id = "probe";
@@ -88,7 +89,10 @@ def test_the_report_renders_in_chromium_without_errors_and_with_sized_plots(repo
     assert found["errors"] == []
     # Two tests, each: the score distribution, three fits and the trend; and the comparison's delta chart.
     assert len(found["plots"]) == 2 * 5 + 1
-    assert all(p["width"] >= 500 and p["height"] >= 200 for p in found["plots"]), found["plots"]
+    # Laid out at the size each plot declares (560 wide; 260 high, the delta chart 80 + 36 a row), plus the
+    # page's 1 px border on each side.
+    assert all([p["width"] - 2, p["height"] - 2] == p["declared"] for p in found["plots"]), found["plots"]
+    assert all(p["declared"][0] == 560 and p["declared"][1] >= 116 for p in found["plots"]), found["plots"]
     assert "test_b [m|&lt;b&gt;]" in dumped.stdout and "REGRESSED" in dumped.stdout
 
     # The console check sees errors where there are some (so its silence above means something).
