@@ -109,8 +109,9 @@ def test_executor_timeout_is_validated():
 # -- retries that retry ---------------------------------------------------------------------
 
 
-def test_a_process_pool_broken_by_one_worker_death_is_replaced_and_every_input_scored(tmp_path):
-    model = ExitingLinear(*linear(), once=str(tmp_path / "died"))
+@pytest.mark.parametrize("kill", [False, True], ids=["os._exit", "SIGKILL"])
+def test_a_process_pool_broken_by_one_worker_death_is_replaced_and_every_input_scored(tmp_path, kill):
+    model = ExitingLinear(*linear(), once=str(tmp_path / "died"), kill=kill)
     serial = clever_scores(Linear(*linear()), inputs(poison=2), **SCORE_SETTINGS)
     with fork_pool() as pool:
         with pytest.warns(CleverWarning, match=r"ProcessPoolExecutor \(2 workers\) passed broke.*fresh pool"):
