@@ -236,11 +236,12 @@ def score_on_executor(
         if lost:
             raise _lost_error({i: retries.history[i] for i in lost})
         if retries.replaced:
+            died = any("its worker was lost" in what for tried in retries.history.values() for what in tried)
             warnings.warn(
-                f"the {describe(executor)} passed broke when a worker died (input(s) "
-                f"{', '.join(map(str, sorted(retries.history)))} lost): they were scored on a fresh pool of the "
-                "same kind, closed again at the end of this call. The pool passed stays broken: make a new one "
-                "for later calls",
+                f"the {describe(executor)} passed {'broke when a worker died' if died else 'was already broken'} "
+                f"(input(s) {', '.join(map(str, sorted(retries.history)))} lost or not started): they were scored "
+                "on a fresh pool of the same kind, closed again at the end of this call. The pool passed stays "
+                "broken: make a new one for later calls",
                 CleverWarning,
                 stacklevel=4,
             )

@@ -54,8 +54,10 @@ def check_executor(executor: Any) -> None:
         )
     if not callable(getattr(executor, "submit", None)):
         raise InvalidInputError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
-    # ThreadPoolExecutor and ProcessPoolExecutor keep this flag; other executors say so when submitting.
-    if getattr(executor, "_shutdown_thread", False) or getattr(executor, "_shutdown", False) is True:
+    # ThreadPoolExecutor and ProcessPoolExecutor keep this flag; other executors say so when submitting. A
+    # broken process pool sets it too: that one is replaced by a fresh pool (score_on_executor), not refused.
+    shut = getattr(executor, "_shutdown_thread", False) or getattr(executor, "_shutdown", False) is True
+    if shut and not is_broken(executor):
         raise InvalidInputError(refused_shutdown(executor))
 
 

@@ -13,6 +13,7 @@ import importlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any
 
 from pytest_clever.errors import ExecutorError
@@ -79,8 +80,9 @@ def _connect(spec: str, timeout: float) -> tuple[Executor, Callable[[], None]]:
             f"executor {spec!r}: {scheme} is not installed here ({exc}); pip install 'pytest-clever[{scheme}]'"
         ) from None
     except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, a cluster library's own: said in one line
+        reason = f"no answer within {timeout:g} s" if isinstance(exc, FutureTimeoutError) else _first_line(exc)
         raise ExecutorError(
-            f"executor {spec!r}: cannot connect to {address} within {timeout:g} s ({_first_line(exc)}); "
+            f"executor {spec!r}: cannot connect to {address} (connect timeout {timeout:g} s; {reason}); "
             "this pytest process does not try again. Check the address and that the scheduler runs, "
             "or raise --clever-executor-connect-timeout"
         ) from None

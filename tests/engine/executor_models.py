@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import torch
@@ -44,20 +45,23 @@ class DropoutLinear(Linear):
 
 
 class ExitingLinear(Linear):
-    """Kills its worker process (os._exit) on the input whose first feature is POISON.
+    """Kills its worker process (os._exit, or SIGKILL with ``kill``) on the input whose first feature is POISON.
 
     With ``once`` set to a path, it dies only the first time (the path records it).
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, once: str | None = None) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, once: str | None = None, kill: bool = False) -> None:
         super().__init__(weight, bias)
         self.once = once
+        self.kill = kill
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if bool((x.reshape(x.shape[0], -1)[:, 0] == POISON).any()):
             if self.once is None or not os.path.exists(self.once):
                 if self.once is not None:
                     open(self.once, "w").close()
+                if getattr(self, "kill", False):
+                    os.kill(os.getpid(), signal.SIGKILL)
                 os._exit(3)
         return self.fc(x)
 

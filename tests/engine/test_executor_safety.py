@@ -109,14 +109,21 @@ def test_executor_timeout_is_validated():
 # -- retries that retry ---------------------------------------------------------------------
 
 
-def test_a_process_pool_broken_by_one_worker_death_is_replaced_and_every_input_scored(tmp_path):
-    model = ExitingLinear(*linear(), once=str(tmp_path / "died"))
+@pytest.mark.parametrize("kill", [False, True], ids=["os._exit", "SIGKILL"])
+def test_a_process_pool_broken_by_one_worker_death_is_replaced_and_every_input_scored(tmp_path, kill):
+    model = ExitingLinear(*linear(), once=str(tmp_path / "died"), kill=kill)
     serial = clever_scores(Linear(*linear()), inputs(poison=2), **SCORE_SETTINGS)
     with fork_pool() as pool:
         with pytest.warns(CleverWarning, match=r"ProcessPoolExecutor \(2 workers\) passed broke.*fresh pool"):
             parallel = clever_scores(model, inputs(poison=2), executor=pool, **SCORE_SETTINGS)
-    assert (tmp_path / "died").exists()  # a worker did die (os._exit) on input 2
-    same_results(serial, parallel)
+        assert (tmp_path / "died").exists()  # a worker did die on input 2
+        same_results(serial, parallel)
+        # The pool passed stays broken: a later call with it is scored on a fresh pool too, and says so.
+        with pytest.warns(
+            CleverWarning, match=r"passed was already broken \(input\(s\) 0, 1, 2, 3, 4, 5 lost.*stays broken"
+        ):
+            again = clever_scores(model, inputs(poison=2), executor=pool, **SCORE_SETTINGS)
+    same_results(serial, again)
 
 
 def test_an_input_that_always_kills_its_worker_is_reported_alone_with_what_was_tried():
