@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
                     s["worst_score_diff"] = max(s["worst_score_diff"], diff)
                     s["steps"].append(got.steps_per_row)
                     s["hvp"].append(got.hvp_per_point)
+                elapsed = time.perf_counter() - started
+                print(f"config {configs}: {elapsed:.0f} s", file=sys.stderr, flush=True)
     report = {
         "configs": configs,
         "torch_threads": args.threads,

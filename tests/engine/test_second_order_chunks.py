@@ -7,8 +7,11 @@ import torch
 from torch import nn
 
 from pytest_clever import CleverResult, clever_score
-from pytest_clever._engine import maxima
+from pytest_clever._engine import maxima, second_order
+from pytest_clever._engine.curvature import SolverOptions, ritz_vectors_at
+from pytest_clever._engine.maxima import Problem
 from pytest_clever._engine.lanczos import lanczos
+from pytest_clever.core.validation import Settings
 from pytest_clever.runs.record_settings import RecordSettings
 
 from .test_second_order import _quadratic
@@ -96,3 +99,37 @@ def test_second_order_records_compare_their_chunk_size():
     first = RecordSettings(order=1, chunk_size=6, **base)
     assert first.differences(RecordSettings(order=1, chunk_size=1, **base)) == []
     assert RecordSettings.from_dict(second.to_dict(), "r").chunk_size == 6
+
+
+def test_warm_start_vectors_are_the_extreme_eigenvectors_at_x0():
+    model = SoftplusNet().double().eval().requires_grad_(False)
+    x0 = torch.randn(24, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    predicted = int(model(x0.unsqueeze(0)).argmax())
+    targets = [j for j in range(6) if j != predicted][:2]
+    vector_min, vector_max = ritz_vectors_at(model, x0, predicted, targets, torch.Generator().manual_seed(0))
+    for t, j in enumerate(targets):
+        hessian = torch.autograd.functional.hessian(
+            lambda x: (lambda z: z[0, predicted] - z[0, j])(model(x.unsqueeze(0))),  # noqa: B023
+            x0,
+        )
+        eigenvalues, eigenvectors = torch.linalg.eigh(hessian)
+        assert eigenvalues[-1] - eigenvalues[-2] > 1e-3 * eigenvalues.abs().max()  # a unique top vector
+        assert abs(float(vector_max[t] @ eigenvectors[:, -1])) == pytest.approx(1.0, abs=1e-4)
+        assert abs(float(vector_min[t] @ eigenvectors[:, 0])) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("curvature", ["spectral", "negative"])
+def test_rows_that_stop_on_their_own_keep_the_converged_batch_maxima(curvature):
+    """The reference iterates every row to 1e-7 without pruning (about twice the steps)."""
+    model = SoftplusNet().eval()
+    x0 = torch.randn(24, generator=torch.Generator().manual_seed(2))
+    logits = model(x0.unsqueeze(0))[0].detach()
+    predicted = int(logits.argmax())
+    targets = [j for j in range(6) if j != predicted]
+    problem = Problem(model, x0, logits[predicted] - logits[targets], predicted, targets, seed=3)
+    settings = Settings(norm=2.0, radius=20.0, n_batches=10, batch_size=8, bounds=None, order=2)
+    default = second_order.sample_targets(problem, settings, curvature=curvature)
+    reference = SolverOptions(tol=1e-7, patience=3, prune=False)
+    converged = second_order.sample_targets(problem, settings, curvature=curvature, solver=reference)
+    assert torch.allclose(default.sampled.maxima, converged.sampled.maxima, rtol=1e-5, atol=0)
+    assert converged.steps_per_row > 1.5 * default.steps_per_row  # the reference really iterates further
