@@ -9,8 +9,8 @@ from torch import nn
 from pytest_clever import CleverResult, clever_score
 from pytest_clever._engine import maxima, second_order
 from pytest_clever._engine.curvature import SolverOptions, ritz_vectors_at
-from pytest_clever._engine.maxima import Problem
 from pytest_clever._engine.lanczos import lanczos
+from pytest_clever._engine.maxima import Problem
 from pytest_clever.core.validation import Settings
 from pytest_clever.runs.record_settings import RecordSettings
 
