@@ -16,7 +16,8 @@ products per sampled point. Methods:
 - ``cold``: the library default (per-row patience, pruning);
 - ``warm``: the default plus the warm start from the Ritz vectors at ``x0``
   (no pruning);
-- ``cold-p<k>`` / ``warm-p<k>``: other patience values (``--patience``).
+- ``cold-p<k>`` / ``warm-p<k>``: other patience values (``--patience``);
+- ``cold-t<tol>``: other steadiness tolerances (``--tolerances``).
 """
 
 from __future__ import annotations
@@ -79,16 +80,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--curvature", default="spectral", choices=["spectral", "negative"])
     parser.add_argument("--patience", type=int, nargs="*", default=[], help="extra patience values to try")
     parser.add_argument("--no-warm", action="store_true", help="skip the warm-start methods")
+    parser.add_argument("--tolerances", type=float, nargs="*", default=[], help="extra steadiness tolerances")
+    parser.add_argument("--no-default", action="store_true", help="skip the default method (cold)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    methods = {"cold": SolverOptions()}
+    methods = {} if args.no_default else {"cold": SolverOptions()}
     if not args.no_warm:
         methods["warm"] = SolverOptions(warm=True)
     for p in args.patience:
         methods[f"cold-p{p}"] = SolverOptions(patience=p)
         if not args.no_warm:
             methods[f"warm-p{p}"] = SolverOptions(patience=p, warm=True)
+    for tol in args.tolerances:
+        methods[f"cold-t{tol:g}"] = SolverOptions(tol=tol)
     started = time.perf_counter()
     stats = {
         m: {"worst_deficit": -1.0, "over_1e-3": 0, "worst_score_diff": 0.0, "steps": [], "hvp": []} for m in methods
