@@ -1,13 +1,22 @@
 """Cost and peak memory of second-order CLEVER relative to first order, per sampled point.
 
-Run: ``python benchmarks/bench_second_order.py [--models digits resnet --repeats 2]``.
-Prints one JSON object. Each (model, order) configuration runs in a fresh
-subprocess, so that its peak resident memory (``resource.getrusage``) is its
-own; the orders alternate so that load from other processes hits both alike.
-Both orders score the same input untargeted (all 9 other classes) with the
+Run: ``python benchmarks/bench_second_order.py [--models digits resnet --repeats 2 --solvers cold warm]``
+(the issue's configuration; ``--reduced`` for a quick look: 1 repeat, fewer points). Prints one JSON object.
+``--accuracy [...]`` runs ``second_order_accuracy.py`` instead (its flags follow), which checks
+the stopping rules against fully converged cold-start Lanczos.
+
+Each (model, order, solver) configuration runs in a fresh subprocess, so
+that its peak resident memory (``resource.getrusage``) is its own; the
+configurations alternate so that load from other processes hits all alike.
+Every run scores the same input untargeted (all 9 other classes) with the
 same sampled points and the automatically chosen chunk size; the cost is
 the CPU time of the scoring call in that subprocess, divided by the number of
-sampled points. Models: the softplus digits CNN (``pytest_clever.extras.digits``) and a
+sampled points. Second order also reports what the result says about its
+cost: Hessian-vector products per point (``hvp_per_point``, all targets
+together) and mean Lanczos steps per (point, target) row. Solvers: ``cold``
+(the library default: random start vectors) and ``warm`` (the random start
+plus the extreme Ritz vectors at ``x0``, ``curvature.SolverOptions``).
+Models: the softplus digits CNN (``pytest_clever.extras.digits``) and a
 small softplus ResNet on 3x32x32 inputs (random weights: cost does not
 depend on training).
 """
@@ -15,48 +24,27 @@ depend on training).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
-from torch import nn
 
 from pytest_clever import clever_score
 from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
+sys.path.insert(0, str(Path(__file__).parent))
+from resnet_model import SmallResNet
+
 #: Sampled points per batch: the library default for the digits CNN, fewer for the slow ResNet.
 DEFAULT_BATCH_SIZE = {"digits": 128, "resnet": 8}
-
-
-class Block(nn.Module):
-    """A residual block: two 3x3 convolutions with softplus, a 1x1 projection when the shape changes."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
-        self.act = nn.Softplus()
-        self.skip = nn.Conv2d(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv2(self.act(self.conv1(x))) + self.skip(x))
-
-
-class SmallResNet(nn.Module):
-    """A softplus ResNet for 3x32x32 inputs: a stem, three blocks (16, 32, 64 channels), pooling, a linear head."""
-
-    def __init__(self, width: int = 16, classes: int = 10) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1), nn.Softplus())
-        self.blocks = nn.Sequential(Block(width, width, 1), Block(width, 2 * width, 2), Block(2 * width, 4 * width, 2))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x)))
+#: The same for ``--reduced``.
+REDUCED_BATCH_SIZE = {"digits": 32, "resnet": 4}
 
 
 def _setup(model_name: str):
@@ -67,9 +55,19 @@ def _setup(model_name: str):
     return model, torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1)), dict(radius=0.5, bounds=(0.0, 1.0))
 
 
-def worker(model_name: str, order: int, n_batches: int, batch_size: int, curvature: str) -> dict:
+def _use_solver(name: str) -> None:
+    """Make the scoring call use the solver ``name`` (the API always uses the default, "cold")."""
+    from pytest_clever._engine import second_order
+    from pytest_clever._engine.curvature import SolverOptions
+
+    if name == "warm":
+        second_order.sample_targets = functools.partial(second_order.sample_targets, solver=SolverOptions(warm=True))
+
+
+def worker(model_name: str, order: int, solver: str, n_batches: int, batch_size: int, curvature: str) -> dict:
     """Score one input in this process; CPU seconds, peak RSS above the set-up's, and what the result says."""
     model, x, kw = _setup(model_name)
+    _use_solver(solver)
     clever_score(model, x, order=1, seed=1, n_batches=10, batch_size=1, **kw)  # warm-up: lazy init, allocator
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.process_time()
@@ -86,60 +84,78 @@ def worker(model_name: str, order: int, n_batches: int, batch_size: int, curvatu
         "peak_rss_mib": peak / 1024,
         "score": result.score,
         "solver_steps": deciding.solver_steps,
+        "hvp_per_point": result.hvp_per_point,
+        "steps_per_row": result.steps_per_row,
+        "chunk_size": result.chunk_size,
     }
 
 
 def main() -> None:
+    if "--accuracy" in sys.argv:
+        sys.argv.remove("--accuracy")
+        import second_order_accuracy
+
+        second_order_accuracy.main(sys.argv[1:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["digits", "resnet"], choices=["digits", "resnet"])
+    parser.add_argument("--solvers", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
     parser.add_argument("--n-batches", type=int, default=10)
     parser.add_argument("--batch-size", type=int, help="for every model (default: digits 128, resnet 8)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--reduced", action="store_true", help="1 repeat, batch size 32 (digits) and 4 (resnet)")
     parser.add_argument("--curvature", default="spectral", choices=["spectral", "negative"])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--worker", nargs=2, metavar=("MODEL", "ORDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=3, metavar=("MODEL", "ORDER", "SOLVER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.n_batches, args.batch_size, args.curvature)))
+        name, order, solver = args.worker
+        print(json.dumps(worker(name, int(order), solver, args.n_batches, args.batch_size, args.curvature)))
         return
 
-    report: dict = {"torch_threads": args.threads, "load_average_start": os.getloadavg(), "models": {}}
+    repeats = 1 if args.reduced else args.repeats
+    report: dict = {
+        "torch_threads": args.threads,
+        "reduced": args.reduced,
+        "load_average_start": os.getloadavg(),
+        "models": {},
+    }
+    runs_of = [("1", "cold"), *(("2", solver) for solver in args.solvers)]
     for name in args.models:
-        batch_size = args.batch_size or DEFAULT_BATCH_SIZE[name]
-        runs: dict[int, list[dict]] = {1: [], 2: []}
-        for _ in range(args.repeats):
-            for order in (1, 2):
-                command = [
-                    sys.executable,
-                    __file__,
-                    "--worker",
-                    name,
-                    str(order),
-                    "--n-batches",
-                    str(args.n_batches),
-                    "--batch-size",
-                    str(batch_size),
-                    "--curvature",
-                    args.curvature,
-                    "--threads",
-                    str(args.threads),
-                ]
+        batch_size = args.batch_size or (REDUCED_BATCH_SIZE if args.reduced else DEFAULT_BATCH_SIZE)[name]
+        runs: dict[tuple[str, str], list[dict]] = {key: [] for key in runs_of}
+        for _ in range(repeats):
+            for order, solver in runs_of:
+                command = [sys.executable, __file__, "--worker", name, order, solver]
+                command += ["--n-batches", str(args.n_batches), "--batch-size", str(batch_size)]
+                command += ["--curvature", args.curvature, "--threads", str(args.threads)]
                 out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                runs[order].append(json.loads(out.strip().splitlines()[-1]))
-        best = {order: min(r, key=lambda run: run["cpu_s"]) for order, r in runs.items()}
-        report["models"][name] = {
-            "points": best[1]["points"],
-            "first_cpu_s_per_point": best[1]["cpu_s"] / best[1]["points"],
-            "second_cpu_s_per_point": best[2]["cpu_s"] / best[2]["points"],
-            "cost_ratio": best[2]["cpu_s"] / best[1]["cpu_s"],
-            "first_peak_rss_increase_mib": max(r["peak_rss_increase_mib"] for r in runs[1]),
-            "second_peak_rss_increase_mib": max(r["peak_rss_increase_mib"] for r in runs[2]),
-            "peak_rss_mib": {order: max(r["peak_rss_mib"] for r in runs[order]) for order in (1, 2)},
-            "memory_ratio": max(r["peak_rss_mib"] for r in runs[2]) / max(r["peak_rss_mib"] for r in runs[1]),
-            "solver_steps": best[2]["solver_steps"],
-            "scores": {order: best[order]["score"] for order in (1, 2)},
+                runs[order, solver].append(json.loads(out.strip().splitlines()[-1]))
+        best = {key: min(r, key=lambda run: run["cpu_s"]) for key, r in runs.items()}
+        first = best["1", "cold"]
+        entry: dict = {
+            "points": first["points"],
+            "first_cpu_s_per_point": first["cpu_s"] / first["points"],
+            "first_peak_rss_mib": max(r["peak_rss_mib"] for r in runs["1", "cold"]),
+            "first_peak_rss_increase_mib": max(r["peak_rss_increase_mib"] for r in runs["1", "cold"]),
+            "first_score": first["score"],
         }
+        for solver in args.solvers:
+            second, all_runs = best["2", solver], runs["2", solver]
+            entry[solver] = {
+                "second_cpu_s_per_point": second["cpu_s"] / second["points"],
+                "cost_ratio": second["cpu_s"] / first["cpu_s"],
+                "hvp_per_point": second["hvp_per_point"],
+                "steps_per_row": second["steps_per_row"],
+                "most_steps_per_row": second["solver_steps"],
+                "chunk_size": second["chunk_size"],
+                "peak_rss_mib": max(r["peak_rss_mib"] for r in all_runs),
+                "peak_rss_increase_mib": max(r["peak_rss_increase_mib"] for r in all_runs),
+                "memory_ratio": max(r["peak_rss_mib"] for r in all_runs) / entry["first_peak_rss_mib"],
+                "score": second["score"],
+            }
+        report["models"][name] = entry
     report["load_average_end"] = os.getloadavg()
     print(json.dumps(report, indent=1))
 

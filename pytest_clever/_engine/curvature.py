@@ -25,7 +25,16 @@ from dataclasses import dataclass
 
 import torch
 
-from pytest_clever._engine.lanczos import HVP, MAX_STEPS, TOLERANCE, Restrict, RitzState, lanczos
+from pytest_clever._engine.lanczos import (
+    HVP,
+    MAX_STEPS,
+    PATIENCE,
+    TOLERANCE,
+    Restrict,
+    RitzState,
+    lanczos,
+    unit_rows,
+)
 from pytest_clever.core.validation import CURVATURE_METHODS
 from pytest_clever.errors import NotTwiceDifferentiableError
 
@@ -99,12 +108,55 @@ class MarginHessians:
 
 @dataclass
 class CurvatureEstimate:
-    """Per-row curvature: the spectral norm always, and the value of the chosen ``method``."""
+    """Per-row curvature: the spectral norm always, and the value of the chosen ``method``.
+
+    ``steps``: the most Lanczos steps a row took; ``row_steps`` each row's;
+    ``products``: per-row Hessian-vector products computed (see ``LanczosResult``).
+    """
 
     spectral: torch.Tensor
     value: torch.Tensor
     steps: int
     converged: torch.Tensor
+    row_steps: torch.Tensor
+    products: int
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """How Lanczos runs per row (``lanczos.py``).
+
+    ``prune``: stop rows that cannot be their batch's maximum
+    (:func:`batch_max_rule`); ``warm``: start each row from the random vector
+    plus the extreme Ritz vectors of its margin's Hessian at ``x0``
+    (:func:`warm_start`; no pruning then, as the random-start bound needs a
+    uniformly random start). The scoring path uses the defaults (cold);
+    ``warm`` is for ``benchmarks/second_order_accuracy.py`` only: it saves
+    steps, but a row then looks steady as soon as it holds ``x0``'s
+    direction and can stop before its own, larger extreme shows (batch
+    maxima 6.4% low on a softplus MLP, ``test_second_order_chunks.py``'s
+    model, seed 3).
+    """
+
+    tol: float = TOLERANCE
+    patience: int = PATIENCE
+    max_steps: int = MAX_STEPS
+    prune: bool = True
+    warm: bool = False
+
+
+DEFAULT_SOLVER = SolverOptions()
+
+#: Weight of each (unit) warm vector next to the unit random vector of a warm start.
+WARM_WEIGHT = 1.0
+
+
+def warm_start(random: torch.Tensor, warm: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Start vectors: each row's unit random vector plus ``WARM_WEIGHT`` times each unit warm vector of the row."""
+    start = unit_rows(random)
+    for vector in warm:
+        start = start + WARM_WEIGHT * unit_rows(vector)
+    return start
 
 
 #: Chance, per row and check, that a row's upper bound is wrong (random-start bound below).
@@ -188,9 +240,11 @@ def hessian_curvature(
     device: torch.device,
     tol: float = TOLERANCE,
     max_steps: int = MAX_STEPS,
+    patience: int = PATIENCE,
     groups: torch.Tensor | None = None,
     floor: torch.Tensor | None = None,
     restrict: Restrict | None = None,
+    warm: Sequence[torch.Tensor] = (),
 ) -> CurvatureEstimate:
     """Curvature of ``n_rows`` symmetric ``dim x dim`` operators given by ``hvp``.
 
@@ -200,7 +254,8 @@ def hessian_curvature(
     from one generator per point (``n_rows / len(generator)`` rows each).
     With ``groups`` (and optionally ``floor``, see :func:`batch_max_rule`)
     only each group's maximum is exact to the tolerance; other rows hold
-    lower bounds of their value that stay below it.
+    lower bounds of their value that stay below it. ``warm``: per-row
+    vectors ``(n_rows, dim)`` added to the random start (:func:`warm_start`).
     """
     if method not in CURVATURE_METHODS:
         raise ValueError(f"unknown curvature method {method!r}: use one of {CURVATURE_METHODS}")
@@ -209,15 +264,17 @@ def hessian_curvature(
     else:
         rows = n_rows // len(generator)
         start = torch.cat([torch.randn(rows, dim, generator=g, dtype=dtype, device=device) for g in generator])
+    if warm:
+        start = warm_start(start, warm)
     may_stop = None
     if groups is not None:
         if floor is None:
             floor = torch.full((int(groups.max()) + 1,), -math.inf, dtype=dtype, device=device)
         may_stop = batch_max_rule(groups, floor, method, dim)
-    ritz = lanczos(hvp, start, tol=tol, max_steps=max_steps, may_stop=may_stop, restrict=restrict)
+    ritz = lanczos(hvp, start, tol=tol, max_steps=max_steps, patience=patience, may_stop=may_stop, restrict=restrict)
     spectral = torch.maximum(ritz.lambda_max.abs(), ritz.lambda_min.abs())
     value = spectral if method == "spectral" else (-ritz.lambda_min).clamp_min(0)
-    return CurvatureEstimate(spectral, value, ritz.steps, ritz.converged)
+    return CurvatureEstimate(spectral, value, ritz.steps, ritz.converged, ritz.row_steps, ritz.products)
 
 
 def margin_curvatures(
@@ -230,8 +287,10 @@ def margin_curvatures(
     generator: torch.Generator | Sequence[torch.Generator],
     tol: float = TOLERANCE,
     max_steps: int = MAX_STEPS,
+    patience: int = PATIENCE,
     groups: torch.Tensor | None = None,
     floor: torch.Tensor | None = None,
+    warm: Sequence[torch.Tensor] = (),
 ) -> tuple[MarginHessians, CurvatureEstimate]:
     """Curvature of every margin ``f_c - f_j`` (j in ``targets``) at every point of ``points``.
 
@@ -251,20 +310,44 @@ def margin_curvatures(
         device=points.device,
         tol=tol,
         max_steps=max_steps,
+        patience=patience,
         groups=groups,
         floor=floor,
         restrict=hessians.restrict,
+        warm=warm,
     )
     return hessians, estimate
 
 
+def ritz_vectors_at(
+    model: Model, x0: torch.Tensor, predicted: int, targets: Sequence[int], generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit Ritz vectors ``(T, d)`` of the smallest and largest eigenvalue of each margin's Hessian at ``x0``.
+
+    The warm start of the sampled points' rows (:class:`SolverOptions`): one
+    Lanczos run over the ``T`` rows of ``x0`` alone, so the vectors depend on
+    the input and the seed, never on the chunking.
+    """
+    hessians = MarginHessians(model, x0.unsqueeze(0), predicted, targets)
+    rows, dim = hessians.grads.shape
+    start = torch.randn(rows, dim, generator=generator, dtype=x0.dtype, device=x0.device)
+    ritz = lanczos(hessians.hvp, start, vectors=True)
+    assert ritz.vector_min is not None and ritz.vector_max is not None
+    return ritz.vector_min, ritz.vector_max
+
+
 __all__ = [
     "CurvatureEstimate",
+    "DEFAULT_SOLVER",
     "MarginHessians",
+    "SolverOptions",
+    "WARM_WEIGHT",
+    "warm_start",
     "FAILURE_PROBABILITY",
     "batch_max_rule",
     "hessian_curvature",
     "krylov_slack",
     "margin_curvatures",
+    "ritz_vectors_at",
     "value_bounds",
 ]

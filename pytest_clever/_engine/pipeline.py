@@ -117,6 +117,10 @@ def _score_one(
         + score_notes(per_target, deciding.target, radius=settings.radius, order=settings.order),
         batch_maxima=tuple(maxima.tolist()),
         confidence=options.confidence,
+        # Second order shows its layout and cost (the first order's cost is one gradient per point and target).
+        chunk_size=samples.chunk_size if isinstance(samples, second_order.CurvatureSamples) else None,
+        hvp_per_point=samples.hvp_per_point if isinstance(samples, second_order.CurvatureSamples) else None,
+        steps_per_row=samples.steps_per_row if isinstance(samples, second_order.CurvatureSamples) else None,
     )
 
 

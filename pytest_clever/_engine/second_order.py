@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 import torch
 
-from pytest_clever._engine.curvature import margin_curvatures
+from pytest_clever._engine.curvature import DEFAULT_SOLVER, SolverOptions, margin_curvatures, ritz_vectors_at
 from pytest_clever._engine.diagnostics import check_twice_differentiable
 from pytest_clever._engine.gradients import Model, margin_gradients
 from pytest_clever._engine.lanczos import MAX_STEPS
 from pytest_clever._engine.maxima import (
+    ACCELERATOR_MEMORY_SHARE,
     ChunkValues,
     Problem,
     SampleMaxima,
@@ -36,6 +37,7 @@ from pytest_clever._engine.memory import bytes_per_row
 from pytest_clever._engine.sampling import point_generators
 from pytest_clever.core import progress
 from pytest_clever.core.norms import dual_norm
+from pytest_clever.core.seeds import derive_seed
 from pytest_clever.core.validation import Settings
 from pytest_clever.stats.evt import fit_endpoint
 from pytest_clever.stats.radius import second_order_radius
@@ -53,13 +55,20 @@ def chunk_size_for(problem: Problem) -> int:
 
     A row costs its double-backward graph (measured, ``memory.py``), the
     Lanczos basis (up to ``MAX_STEPS`` input-sized vectors) and a few
-    input-sized working copies.
+    input-sized working copies. On an accelerator the budget is a share of
+    its total memory (pass ``chunk_size`` when other processes hold much of it).
     """
     x0, n_targets = problem.x0, len(problem.targets)
     dim, element = x0.numel(), x0.element_size()
     graph = bytes_per_row(problem.model, x0, problem.predicted, problem.targets, order=2)
     row = GRAPH_WORKSPACE * graph + (min(MAX_STEPS, dim) + HESSIAN_COPIES) * dim * element
-    return default_chunk_size(n_targets * row, n_targets, x0.device)
+    budget = None
+    if x0.device.type == "cuda":
+        # A share of the device's total memory, not of its free memory: the default chunk (kept in the
+        # results and compared between records) must not move with what other processes hold.
+        _, total = torch.cuda.mem_get_info(x0.device)
+        budget = int(ACCELERATOR_MEMORY_SHARE * total)
+    return default_chunk_size(n_targets * row, n_targets, x0.device, budget)
 
 
 def norm_factor(norm: float, dim: int) -> float:
@@ -82,8 +91,12 @@ class CurvatureSamples:
       somewhere in the ball;
     - ``gradient0``: margin gradients at ``x0``, ``(T, *x0.shape)``;
     - ``converged_share[t]``: share of sampled points whose Lanczos run converged;
-      ``steps``: the most Lanczos steps a chunk took;
-    - ``hessian_nonfinite_share``: share of points with a non-finite curvature.
+      ``steps``: the most Lanczos steps a row took;
+    - ``hessian_nonfinite_share``: share of points with a non-finite curvature;
+    - the cost: ``chunk_size`` (points per chunk), ``hvp_per_point`` (per-row
+      Hessian-vector products computed per sampled point, all targets together,
+      those of stopped rows that share an operator with running ones
+      included), ``steps_per_row`` (mean Lanczos steps per point and target).
     """
 
     method: str
@@ -95,6 +108,9 @@ class CurvatureSamples:
     converged_share: torch.Tensor
     steps: int
     hessian_nonfinite_share: float
+    chunk_size: int = 0
+    hvp_per_point: float = math.nan
+    steps_per_row: float = math.nan
 
 
 class _CurvatureChunks:
@@ -110,8 +126,9 @@ class _CurvatureChunks:
         method: str,
         seed: int,
         settings: Settings,
+        solver: SolverOptions,
     ) -> None:
-        self.model, self.x0, self.margins0 = model, x0, margins0
+        self.model, self.x0, self.margins0, self.solver = model, x0, margins0, solver
         # Only batch maxima are fitted: Lanczos stops rows that cannot be their (batch, target)'s
         # maximum, given what earlier chunks of the batch reached (``best``); chunks arrive in order.
         self.batch_size = settings.batch_size
@@ -125,7 +142,13 @@ class _CurvatureChunks:
         self.spectral_max, self.gradient_change, self.lower = zeros, zeros, zeros
         self.converged = torch.zeros(len(targets), dtype=torch.long, device=x0.device)
         self.hessian_nonfinite = torch.zeros((), dtype=torch.long, device=x0.device)
-        self.steps = 0
+        self.steps, self.products = 0, 0
+        self.row_steps = torch.zeros((), dtype=torch.long, device=x0.device)
+        self.warm: tuple[torch.Tensor, ...] = ()
+        if solver.warm:
+            generator = torch.Generator(device=x0.device).manual_seed(derive_seed(seed, "warm start"))
+            vector_min, vector_max = ritz_vectors_at(model, x0, predicted, self.targets, generator)
+            self.warm = (vector_min,) if method == "negative" else (vector_min, vector_max)
 
     def __call__(self, points: torch.Tensor, first: int) -> ChunkValues:
         n, n_targets, eps = len(points), len(self.targets), rounding(self.x0.dtype)
@@ -140,11 +163,17 @@ class _CurvatureChunks:
             self.targets,
             method=self.method,
             generator=generators,
-            groups=groups,
+            tol=self.solver.tol,
+            max_steps=self.solver.max_steps,
+            patience=self.solver.patience,
+            groups=groups if self.solver.prune and not self.solver.warm else None,
             floor=self.best,
+            warm=tuple(vectors.repeat(n, 1) for vectors in self.warm),  # row i * T + t: target t
         )
         self.best.scatter_reduce_(0, groups, estimate.value.nan_to_num(nan=0.0), "amax")
         self.steps = max(self.steps, estimate.steps)
+        self.products += estimate.products
+        self.row_steps += estimate.row_steps.sum()
         progress.points_done(n)
         grads = hessians.grads.view(n, n_targets, -1)
         margins = hessians.margins.view(n, n_targets)
@@ -176,11 +205,21 @@ class _CurvatureChunks:
         )
 
 
-def sample_targets(problem: Problem, settings: Settings, *, curvature: str = "spectral") -> CurvatureSamples:
+def sample_targets(
+    problem: Problem, settings: Settings, *, curvature: str = "spectral", solver: SolverOptions = DEFAULT_SOLVER
+) -> CurvatureSamples:
     """Batch maxima of the margins' curvature over ``n_batches * batch_size`` sampled points, every target at once."""
     x0 = problem.x0
     chunks = _CurvatureChunks(
-        problem.model, x0, problem.margins0, problem.predicted, problem.targets, curvature, problem.seed, settings
+        problem.model,
+        x0,
+        problem.margins0,
+        problem.predicted,
+        problem.targets,
+        curvature,
+        problem.seed,
+        settings,
+        solver,
     )
     chunk_size = problem.chunk_size or chunk_size_for(problem)
     sampled = sample_maxima(chunks, x0, problem.margins0, settings, seed=problem.seed, chunk_size=chunk_size)
@@ -195,6 +234,9 @@ def sample_targets(problem: Problem, settings: Settings, *, curvature: str = "sp
         converged_share=chunks.converged.to(torch.float64) / total,
         steps=chunks.steps,
         hessian_nonfinite_share=float(chunks.hessian_nonfinite) / total,
+        chunk_size=chunk_size,
+        hvp_per_point=chunks.products / total,
+        steps_per_row=float(chunks.row_steps) / (total * len(problem.targets)),
     )
 
 

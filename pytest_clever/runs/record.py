@@ -212,6 +212,7 @@ class RunRecord:
                 bounds=tuple(first.bounds) if first.bounds else None,
                 targets=targets,
                 device=first.device,
+                chunk_size=first.chunk_size,
             ),
             results=tuple(r.to_dict() for r in report.results),
             attack=attack,

@@ -17,6 +17,9 @@ from pytest_clever.runs.gates import POINT_GATE
 #: Settings that must agree for two records to be compared. The seed joins them when the targets are
 #: random-k, whose classes the seed draws (:meth:`RecordSettings.differences`).
 COMPARABLE_SETTINGS = ("norm", "radius", "order", "n_batches", "batch_size", "bounds", "targets")
+#: Second-order results may still differ in the last digits at another chunk size (batched kernels round
+#: differently), so for ``order == 2`` the chunk size joins them when both records know it.
+SECOND_ORDER_SETTINGS = ("chunk_size",)
 #: Target specifications whose classes the seed picks ("random-3"): prefix of their canonical text.
 SEEDED_TARGETS = "random-"
 
@@ -37,6 +40,8 @@ class RecordSettings:
     device: str | None = None
     #: torch intra-op threads of the process that scored it (not a comparable setting).
     threads: int | None = None
+    #: Points per chunk of a second-order run (``CleverResult.chunk_size`` of its first input); None otherwise.
+    chunk_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +55,7 @@ class RecordSettings:
             "targets": self.targets,
             "device": self.device,
             "threads": self.threads,
+            "chunk_size": self.chunk_size,
         }
 
     @classmethod
@@ -64,7 +70,7 @@ class RecordSettings:
             raise RecordError(f"{where}: field 'norm' must be 1, 2 or 'inf', got {raw_norm!r}") from None
         bounds = read.optional_pair(data.get("bounds"), "bounds", where)
         targets = read.text(read.get(data, "targets", where), "targets", where)
-        threads = data.get("threads")
+        threads, chunk_size = data.get("threads"), data.get("chunk_size")
         return cls(
             norm=norm,
             radius=read.number(read.get(data, "radius", where), "radius", where),
@@ -76,12 +82,19 @@ class RecordSettings:
             targets=targets,
             device=read.optional_text(data.get("device"), "device", where),
             threads=None if threads is None else read.integer(threads, "threads", where, 1),
+            chunk_size=None if chunk_size is None else read.integer(chunk_size, "chunk_size", where, 1),
         )
 
     def differences(self, before: RecordSettings) -> list[str]:
         """``"radius 2.0 -> 1.0"`` for each comparable setting that differs from ``before``."""
         now, then = self.to_dict(), before.to_dict()
         out = [f"{k} {then[k]!r} -> {now[k]!r}" for k in COMPARABLE_SETTINGS if now[k] != then[k]]
+        if self.order == 2 and before.order == 2:
+            out += [
+                f"{k} {then[k]!r} -> {now[k]!r} (second-order results may round differently)"
+                for k in SECOND_ORDER_SETTINGS
+                if None not in (now[k], then[k]) and now[k] != then[k]
+            ]
         if self.targets.startswith(SEEDED_TARGETS) and self.targets == before.targets and self.seed != before.seed:
             out.append(f"seed {before.seed} -> {self.seed} (targets {self.targets} draws its classes with the seed)")
         return out
@@ -119,4 +132,4 @@ class Threshold:
         return text if self.gate == POINT_GATE else f"{text} ({self.gate})"
 
 
-__all__ = ["COMPARABLE_SETTINGS", "SEEDED_TARGETS", "RecordSettings", "Threshold"]
+__all__ = ["COMPARABLE_SETTINGS", "SECOND_ORDER_SETTINGS", "SEEDED_TARGETS", "RecordSettings", "Threshold"]

@@ -71,6 +71,13 @@ class CleverResult:
     #: A hash of the input's dtype, shape and bytes (``_engine.pipeline.input_fingerprint``): comparisons with a
     #: baseline pair inputs by it. None in results read from layouts without it.
     fingerprint: str | None = None
+    #: Second order's cost and layout (None for first order and in layouts without them): points per chunk,
+    #: per-row Hessian-vector products per sampled point (all targets together) and mean Lanczos steps per
+    #: (point, target) row. A row's value does not depend on its chunk-mates; ``chunk_size`` is kept because
+    #: batched kernels may still round differently at another chunk size.
+    chunk_size: int | None = None
+    hvp_per_point: float | None = None
+    steps_per_row: float | None = None
 
     @property
     def interval(self) -> tuple[float, float] | None:
@@ -153,6 +160,9 @@ class CleverResult:
             "capped": self.capped,
             **({"capped_note": CAPPED_NOTE} if self.capped else {}),
             "fingerprint": self.fingerprint,
+            "chunk_size": self.chunk_size,
+            "hvp_per_point": self.hvp_per_point,
+            "steps_per_row": self.steps_per_row,
         }
 
     @classmethod
@@ -208,6 +218,9 @@ class CleverResult:
             target_classes=tuple(int(j) for j in data.get("target_classes", ())),
             confidence=float(data.get("confidence", DEFAULT_CONFIDENCE)),
             fingerprint=None if data.get("fingerprint") is None else str(data["fingerprint"]),
+            chunk_size=None if data.get("chunk_size") is None else int(data["chunk_size"]),
+            hvp_per_point=None if data.get("hvp_per_point") is None else float(data["hvp_per_point"]),
+            steps_per_row=None if data.get("steps_per_row") is None else float(data["steps_per_row"]),
         )
 
 

@@ -49,8 +49,8 @@ class TargetScore:
     spectral norm, "negative": ``max(0, -lambda_min)``), and the Weibull
     fields describe that fit; ``curvature_lower_bound`` is the largest
     curvature the Taylor residuals at the samples prove; ``solver_steps``
-    the most Hessian-vector products per point the Lanczos eigenvalue solver
-    (``lanczos.py``) used in a chunk, and ``solver_converged`` the share of
+    the most Lanczos steps (Hessian-vector products) any (point, target) row of
+    the eigenvalue solver (``lanczos.py``) used, and ``solver_converged`` the share of
     sampled points where it converged (older layouts name them ``power_iterations``
     and ``power_converged``; :meth:`from_dict` reads both).
     There ``lipschitz`` is ``margin / r`` for the uncapped second-order
