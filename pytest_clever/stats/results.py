@@ -71,6 +71,24 @@ class CleverResult:
     #: A hash of the input's dtype, shape and bytes (``_engine.pipeline.input_fingerprint``): comparisons with a
     #: baseline pair inputs by it. None in results read from layouts without it.
     fingerprint: str | None = None
+    #: Why sampling stopped (``core.validation.STOP_REASONS``: "fixed", "precision", "cap", "budget",
+    #: "decision"); None in results read from layouts without it.
+    stop_reason: str | None = None
+    #: The ``precision=`` and ``budget=`` (seconds per call) the input was sampled under (None: not set).
+    precision: float | None = None
+    budget: float | None = None
+
+    @property
+    def points(self) -> int:
+        """Sampled points behind the score: ``n_batches * batch_size`` (the rounds chose ``n_batches``)."""
+        return self.n_batches * self.batch_size
+
+    @property
+    def precision_reached(self) -> float:
+        """The relative half-width ``(hi - lo) / (2 * score)`` of :attr:`interval` (inf when unknown or 0)."""
+        if self.interval is None or not self.score > 0:
+            return float("inf")
+        return (self.interval[1] - self.interval[0]) / (2 * self.score)
 
     @property
     def interval(self) -> tuple[float, float] | None:
@@ -122,9 +140,14 @@ class CleverResult:
             f"CleverResult(score={self.score:.4g}{interval}, target={self.target}, "
             f"predicted={self.predicted}, norm={norm_label(self.norm)}, radius={self.radius:g}, "
             f"order={self.order}, lipschitz={deciding.lipschitz:.4g}, {curvature}fit={fit}, "
-            f"samples={self.n_batches}x{self.batch_size}, seed={self.seed}, "
+            f"samples={self.n_batches}x{self.batch_size}{self._stop_text()}, seed={self.seed}, "
             f"elapsed={self.elapsed:.2f}s)"
         )
+
+    def _stop_text(self) -> str:
+        if self.stop_reason in (None, "fixed"):
+            return ""
+        return f" (stopped: {self.stop_reason}, +-{self.precision_reached:.1%})"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (``json.dumps`` works on it as is)."""
@@ -153,6 +176,11 @@ class CleverResult:
             "capped": self.capped,
             **({"capped_note": CAPPED_NOTE} if self.capped else {}),
             "fingerprint": self.fingerprint,
+            "stop_reason": self.stop_reason,
+            "points": self.points,
+            "precision": self.precision,
+            "precision_reached": json_float(self.precision_reached),
+            "budget": self.budget,
         }
 
     @classmethod
@@ -208,6 +236,9 @@ class CleverResult:
             target_classes=tuple(int(j) for j in data.get("target_classes", ())),
             confidence=float(data.get("confidence", DEFAULT_CONFIDENCE)),
             fingerprint=None if data.get("fingerprint") is None else str(data["fingerprint"]),
+            stop_reason=None if data.get("stop_reason") is None else str(data["stop_reason"]),
+            precision=None if data.get("precision") is None else float(data["precision"]),
+            budget=None if data.get("budget") is None else float(data["budget"]),
         )
 
 
@@ -221,6 +252,9 @@ class CleverReport(Sequence[CleverResult]):
     results: tuple[CleverResult, ...]
     seed: int | None = None
     elapsed: float = 0.0
+    #: With ``min_score`` and rounds (``precision=``/``budget=``): whether the rounds settled the gate's
+    #: decision (the statistic's interval wholly above or below the bar); None when there was none to settle.
+    settled: bool | None = None
 
     def __len__(self) -> int:
         return len(self.results)
@@ -326,6 +360,7 @@ class CleverReport(Sequence[CleverResult]):
             **intervals,
             "seed": self.seed,
             "elapsed": self.elapsed,
+            "settled": self.settled,
             "results": [r.to_dict() for r in self.results],
         }
 
@@ -344,4 +379,10 @@ class CleverReport(Sequence[CleverResult]):
                 results.append(CleverResult.from_dict(item))
             except InvalidInputError as exc:
                 raise InvalidInputError(f"results[{i}]: {str(exc).removeprefix('result: ')}") from None
-        return cls(results=tuple(results), seed=data.get("seed"), elapsed=float(data.get("elapsed", 0.0)))
+        settled = data.get("settled")
+        return cls(
+            results=tuple(results),
+            seed=data.get("seed"),
+            elapsed=float(data.get("elapsed", 0.0)),
+            settled=None if settled is None else bool(settled),
+        )
