@@ -21,7 +21,7 @@ import pytest
 from pytest_clever.core.options import KEYWORDS
 from pytest_clever.core.seeds import derive_seed
 from pytest_clever.core.settings import DECISION_SETTINGS, ENGINE_SETTINGS, OPTIONS, fold_target
-from pytest_clever.core.validation import parse_statistic
+from pytest_clever.core.validation import check_stopping, parse_statistic
 from pytest_clever.errors import CleverWarning
 from pytest_clever.runs.record import RunRecord
 from pytest_clever.runs.report import capped_gate_text, failure_message
@@ -311,6 +311,8 @@ class CleverFixture:
             interval_kind=settings["interval"],
             targets=settings["targets"] or "all",
             checks=checks,
+            # Valid here: clever_scores checked the same values.
+            stopping=check_stopping(*(settings[k] for k in ("n_batches", "precision", "max_batches", "budget"))),
         )
         record = replace(record, settings=replace(record.settings, threads=threads), location=location)
         self.records.append(record)

@@ -16,14 +16,31 @@ from pytest_clever.runs.gates import POINT_GATE
 
 #: Settings that must agree for two records to be compared. The seed joins them when the targets are
 #: random-k, whose classes the seed draws (:meth:`RecordSettings.differences`).
-COMPARABLE_SETTINGS = ("norm", "radius", "order", "n_batches", "batch_size", "bounds", "targets")
+#: With ``precision``/``budget`` the rounds choose each input's points, so runs under other stopping settings
+#: (or a fixed count) are told apart rather than mixed.
+COMPARABLE_SETTINGS = (
+    "norm",
+    "radius",
+    "order",
+    "n_batches",
+    "batch_size",
+    "bounds",
+    "targets",
+    "precision",
+    "max_batches",
+    "budget",
+)
 #: Target specifications whose classes the seed picks ("random-3"): prefix of their canonical text.
 SEEDED_TARGETS = "random-"
 
 
 @dataclass(frozen=True)
 class RecordSettings:
-    """The settings one call was scored with. ``seed`` is the derived seed the API was given."""
+    """The settings one call was scored with. ``seed`` is the derived seed the API was given.
+
+    With ``precision`` or ``budget`` (seconds per call) set, ``n_batches`` is the first round and
+    ``max_batches`` the cap; all three are None for a fixed count of ``n_batches``.
+    """
 
     norm: float
     radius: float
@@ -37,6 +54,9 @@ class RecordSettings:
     device: str | None = None
     #: torch intra-op threads of the process that scored it (not a comparable setting).
     threads: int | None = None
+    precision: float | None = None
+    max_batches: int | None = None
+    budget: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +70,9 @@ class RecordSettings:
             "targets": self.targets,
             "device": self.device,
             "threads": self.threads,
+            "precision": self.precision,
+            "max_batches": self.max_batches,
+            "budget": self.budget,
         }
 
     @classmethod
@@ -65,6 +88,7 @@ class RecordSettings:
         bounds = read.optional_pair(data.get("bounds"), "bounds", where)
         targets = read.text(read.get(data, "targets", where), "targets", where)
         threads = data.get("threads")
+        precision, max_batches, budget = (data.get(k) for k in ("precision", "max_batches", "budget"))
         return cls(
             norm=norm,
             radius=read.number(read.get(data, "radius", where), "radius", where),
@@ -76,6 +100,9 @@ class RecordSettings:
             targets=targets,
             device=read.optional_text(data.get("device"), "device", where),
             threads=None if threads is None else read.integer(threads, "threads", where, 1),
+            precision=None if precision is None else read.number(precision, "precision", where),
+            max_batches=None if max_batches is None else read.integer(max_batches, "max_batches", where, 1),
+            budget=None if budget is None else read.number(budget, "budget", where),
         )
 
     def differences(self, before: RecordSettings) -> list[str]:
