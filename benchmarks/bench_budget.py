@@ -33,7 +33,7 @@ from pytest_clever.core.validation import DEFAULT_BATCH_SIZE, DEFAULT_N_BATCHES
 from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_second_order import SmallResNet  # noqa: E402  (a sibling benchmark's model)
+from bench_second_order import SmallResNet
 
 
 def setup(name: str, n: int):

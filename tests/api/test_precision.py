@@ -54,7 +54,10 @@ def test_each_input_of_clever_scores_stops_on_its_own():
     model = tanh_net()
     xs = [TANH_X0, TANH_X0 * 0.5]
     report = clever_scores(model, xs, precision=0.002, **ROUNDS)
-    alone = [clever_score(model, x, precision=0.002, seed=r.seed, radius=0.5, batch_size=16) for x, r in zip(xs, report)]
+    alone = [
+        clever_score(model, x, precision=0.002, seed=r.seed, radius=0.5, batch_size=16)
+        for x, r in zip(xs, report, strict=True)
+    ]
     assert [(r.n_batches, r.score) for r in report] == [(a.n_batches, a.score) for a in alone]
     assert report.settled is None
 
