@@ -36,7 +36,7 @@ from pytest_clever.core.validation import (
     STOP_PRECISION,
     Stopping,
 )
-from pytest_clever.stats.evt import endpoint_interval
+from pytest_clever.stats.evt import score_endpoint_interval
 from pytest_clever.stats.intervals import statistic_interval
 
 #: Fewest batches before ``precision`` may stop an input: the profile-likelihood width of a few dozen
@@ -72,7 +72,7 @@ def decision_interval(states: Sequence[InputScoring], options: ScoreOptions) -> 
         result = state.result
         assert result is not None
         deciding = result.per_target[result.target]
-        endpoint = endpoint_interval(
+        endpoint = score_endpoint_interval(
             result.batch_maxima,
             method=deciding.fit_method,
             reason=deciding.fit_reason,

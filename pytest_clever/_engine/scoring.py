@@ -33,7 +33,7 @@ from pytest_clever.core import progress
 from pytest_clever.core.options import ScoreOptions
 from pytest_clever.core.targets import resolve_targets
 from pytest_clever.core.validation import STOP_FIXED
-from pytest_clever.stats.evt import endpoint_interval
+from pytest_clever.stats.evt import score_endpoint_interval
 from pytest_clever.stats.results import CleverResult
 
 
@@ -96,7 +96,7 @@ class InputScoring:
         maxima = samples.sampled.maxima[:, targets.index(deciding.target)].double().cpu().numpy()
         # Only the deciding target gets an interval: it is the score's, and each fit costs a profile likelihood.
         deciding = per_target[deciding.target] = deciding.with_interval(
-            endpoint_interval(
+            score_endpoint_interval(
                 maxima,
                 method=deciding.fit_method,
                 reason=deciding.fit_reason,

@@ -83,3 +83,16 @@ def test_bad_stopping_settings_fail_before_anything_runs(settings, message):
 
     with pytest.raises(InvalidInputError, match=message.replace("(", r"\(").replace("+", r"\+")):
         clever_score(model, TANH_X0, radius=0.5, **settings)
+
+
+def test_precision_on_an_executor_stops_each_input_where_the_serial_run_does():
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = tanh_net()
+    xs = [TANH_X0, TANH_X0 * 0.5]
+    serial = clever_scores(model, xs, precision=0.002, **ROUNDS)
+    with ThreadPoolExecutor(2) as pool:
+        remote = clever_scores(model, xs, precision=0.002, executor=pool, **ROUNDS)
+    assert [(r.n_batches, r.score, r.stop_reason) for r in remote] == [
+        (r.n_batches, r.score, r.stop_reason) for r in serial
+    ]
