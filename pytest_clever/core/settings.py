@@ -308,21 +308,10 @@ THREADS = Option(
     shown="torch's own under plain pytest, cores // workers under xdist, unless OMP_NUM_THREADS is set",
 )
 
-#: Settings that are passed on to clever_score / clever_scores.
-ENGINE_SETTINGS = (
-    "norm",
-    "radius",
-    "n_batches",
-    "batch_size",
-    "order",
-    "device",
-    "bounds",
-    "targets",
-    "confidence",
-    "precision",
-    "max_batches",
-    "budget",
-)
+#: Settings that are passed on to clever_score / clever_scores: the sampling's, then the stopping rule's.
+SAMPLED = ("norm", "radius", "n_batches", "batch_size", "order", "device", "bounds", "targets", "confidence")
+STOPPING = ("precision", "max_batches", "budget")
+ENGINE_SETTINGS = SAMPLED + STOPPING
 #: The gate's settings, passed on to clever_scores with precision or budget so that the rounds stop once
 #: the gate's decision is settled.
 DECISION_SETTINGS = ("min_score", "statistic", "gate", "interval")
