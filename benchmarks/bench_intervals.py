@@ -13,7 +13,7 @@ WeakFitWarning rate of ReLU and smooth MLPs, about 2 more minutes).
 - **Detection**: the plain digits CNN against the noise-augmented one
   (``noise_std=0.3``, the more robust baseline): how often does the same rule
   fail (goal >= 95%)?
-- **Cost**: time spent in ``endpoint_interval`` (the only extra work of a
+- **Cost**: time spent in ``score_endpoint_interval`` (the only extra work of a
   score's interval) against the scoring time, at the default settings
   (goal <= 10%); and the cost of ``CleverReport.interval`` per statistic.
 """
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from pytest_clever import clever_score, clever_scores
-from pytest_clever._engine import pipeline
+from pytest_clever._engine import scoring as pipeline  # where each score's interval is computed
 from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 from pytest_clever.runs.gates import ChangeRule, compare_paired
 
@@ -37,10 +37,10 @@ KW = dict(radius=2.0, bounds=DIGITS_BOUNDS)
 
 
 class IntervalTimer:
-    """Wraps ``pipeline.endpoint_interval`` to add up the time it takes."""
+    """Wraps ``pipeline.score_endpoint_interval`` to add up the time it takes."""
 
     def __init__(self) -> None:
-        self.seconds, self.calls, self.inner = 0.0, 0, pipeline.endpoint_interval
+        self.seconds, self.calls, self.inner = 0.0, 0, pipeline.score_endpoint_interval
 
     def __call__(self, *args, **kwargs):
         started = time.perf_counter()
@@ -135,7 +135,7 @@ def main() -> None:
     xs, ys = xs[both], ys[both]
 
     timer = IntervalTimer()
-    pipeline.endpoint_interval = timer
+    pipeline.score_endpoint_interval = timer
     try:
         started = time.perf_counter()
         coverage(plain, xs[0], ys[0], seeds)
@@ -143,7 +143,7 @@ def main() -> None:
         robust_runs = runs(robust, xs, ys, range(n_runs))
         scoring = time.perf_counter() - started
     finally:
-        pipeline.endpoint_interval = timer.inner
+        pipeline.score_endpoint_interval = timer.inner
     print(
         f"cost: intervals took {timer.seconds:.2f}s of {scoring:.1f}s scoring "
         f"({timer.seconds / scoring:.1%}; {1000 * timer.seconds / timer.calls:.1f} ms per score)"

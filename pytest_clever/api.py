@@ -36,7 +36,7 @@ def clever_score(
     target: int | None = None,
     targets: str | Sequence[int] | None = None,
     label: int | None = None,
-    n_batches: int = DEFAULT_N_BATCHES,
+    n_batches: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     bounds: tuple[float, float] | None = None,
     seed: int | None = None,
@@ -46,6 +46,13 @@ def clever_score(
     curvature: str = "spectral",
     progress: progress.ProgressSetting = False,
     confidence: float = DEFAULT_CONFIDENCE,
+    precision: float | None = None,
+    max_batches: int | None = None,
+    budget: float | None = None,
+    min_score: float | None = None,
+    statistic: str = "mean",
+    gate: str = "point",
+    interval: str = "estimator",
 ) -> CleverResult:
     """CLEVER score of one input (first order by default, second order with ``order=2``).
 
@@ -75,8 +82,9 @@ def clever_score(
         The expected class; a model that predicts another class raises
         :class:`~pytest_clever.errors.MisclassifiedInputError`.
     n_batches, batch_size:
-        Number of batch maxima for the extreme-value fit and fresh points per
-        batch. The paper's high-fidelity setting is 500 x 1024.
+        Number of batch maxima for the extreme-value fit (default 100) and fresh points per
+        batch. The paper's high-fidelity setting is 500 x 1024. With ``precision`` or
+        ``budget``, ``n_batches`` is the first round (default 20) instead of a fixed count.
     bounds:
         ``(lo, hi)`` range of valid inputs; samples are clipped to it and
         ``x`` must lie inside it.
@@ -116,6 +124,21 @@ def clever_score(
         Level of the score's confidence interval ``result.interval`` (the
         profile likelihood of the deciding target's end point), strictly
         between 0 and 1.
+    precision:
+        Sample in rounds (``n_batches`` first, then 1.5 times as many batches each round, same stream of
+        points) until the score's interval at ``confidence`` has a relative half-width
+        ``(hi - lo) / (2 * score)`` of at most ``precision`` (strictly between 0 and 1), or until
+        ``max_batches``. ``result.stop_reason`` says which ("precision", "cap", "budget", "decision").
+    max_batches:
+        The most batches one input gets with ``precision`` or ``budget`` (default 1000).
+    budget:
+        Seconds the call may spend sampling: rounds stop when it is spent (``stop_reason`` "budget"),
+        and the result says the precision reached (``result.precision_reached``).
+    min_score, statistic, gate, interval:
+        With ``precision`` or ``budget``: the gate the scores will be held to (the pytest plugin's
+        settings of the same names). The rounds of every input stop once ``statistic``'s interval lies
+        wholly above or below ``min_score`` (``stop_reason`` "decision"); the gate itself is applied by
+        the caller (the plugin), which marks a decision the rounds could not settle as unsettled.
 
     Notes
     -----
@@ -125,7 +148,7 @@ def clever_score(
     restored afterwards (docs/how-to/budgets.md).
     """
     options = ScoreOptions.from_keywords(locals())  # the keywords by name: one field of ScoreOptions each
-    (result,) = score_inputs(model, [x], None if label is None else [label], options, indexed=False)
+    (result,), _ = score_inputs(model, [x], None if label is None else [label], options, indexed=False)
     return result
 
 
@@ -138,7 +161,7 @@ def clever_scores(
     radius: float,
     target: int | None = None,
     targets: str | Sequence[int] | None = None,
-    n_batches: int = DEFAULT_N_BATCHES,
+    n_batches: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     bounds: tuple[float, float] | None = None,
     seed: int | None = None,
@@ -150,6 +173,13 @@ def clever_scores(
     curvature: str = "spectral",
     progress: progress.ProgressSetting = False,
     confidence: float = DEFAULT_CONFIDENCE,
+    precision: float | None = None,
+    max_batches: int | None = None,
+    budget: float | None = None,
+    min_score: float | None = None,
+    statistic: str = "mean",
+    gate: str = "point",
+    interval: str = "estimator",
 ) -> CleverReport:
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 
@@ -166,6 +196,8 @@ def clever_scores(
     ``executor_timeout`` seconds raises :class:`~pytest_clever.errors.ExecutorError`
     naming the pending inputs. With an executor the device is checked where it
     is used: the caller checks its name, each worker that it exists there.
+    With ``min_score`` and ``precision`` or ``budget``, all inputs are sampled in rounds together and
+    stop as soon as the gate's decision is settled (see :func:`clever_score`).
     With ``progress=True`` a long call shows the first input's time and the estimate
     for the rest on stderr.
     """
@@ -174,8 +206,8 @@ def clever_scores(
     if labels is not None:
         labels = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
     options = ScoreOptions.from_keywords(locals())  # after xs and labels: their errors come first
-    results = score_inputs(model, inputs, labels, options, indexed=True)
-    return CleverReport(tuple(results), seed=options.seed, elapsed=time.perf_counter() - started)
+    results, settled = score_inputs(model, inputs, labels, options, indexed=True)
+    return CleverReport(tuple(results), seed=options.seed, elapsed=time.perf_counter() - started, settled=settled)
 
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_N_BATCHES", "clever_score", "clever_scores"]

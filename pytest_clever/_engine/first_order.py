@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from pytest_clever._engine.gradients import margin_gradient_norms, targets_per_pass
-from pytest_clever._engine.maxima import ChunkValues, Problem, SampleMaxima, default_chunk_size, sample_maxima
+from pytest_clever._engine.maxima import ChunkValues, MaximaRounds, Problem, SampleMaxima, default_chunk_size
 from pytest_clever._engine.memory import bytes_per_row
 from pytest_clever.core import progress
 from pytest_clever.core.norms import dual_norm
@@ -61,6 +61,13 @@ def chunk_size_for(n_targets: int, x0: torch.Tensor, problem: Problem | None = N
 
 def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
     """Batch maxima of ``||grad g_j||_q`` over ``n_batches * batch_size`` sampled points, every target at once."""
+    loop = rounds(problem, settings)
+    loop.extend(settings.n_batches)
+    return GradientSamples(loop.sampled())
+
+
+def rounds(problem: Problem, settings: Settings) -> MaximaRounds:
+    """The resumable sampling loop of ``||grad g_j||_q`` (``MaximaRounds``): nothing is sampled until ``extend``."""
     model, x0, predicted, targets = problem.model, problem.x0, problem.predicted, problem.targets
     dual = dual_norm(settings.norm)
     target_index = torch.as_tensor(list(targets), device=x0.device)
@@ -83,8 +90,7 @@ def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
         return ChunkValues(values=norms, gradient_norms=norms, margins=own - other, logit_scale=own.abs() + other.abs())
 
     chunk_size = problem.chunk_size or chunk_size_for(len(targets), x0, problem)
-    sampled = sample_maxima(gradient_norms, x0, problem.margins0, settings, seed=problem.seed, chunk_size=chunk_size)
-    return GradientSamples(sampled)
+    return MaximaRounds(gradient_norms, x0, problem.margins0, settings, seed=problem.seed, chunk_size=chunk_size)
 
 
 #: ``TargetScore.fit_method`` of a target whose fit was skipped: its bracket shows it cannot decide the minimum.
@@ -148,4 +154,12 @@ def score_targets(
     return {j: per_target[j] for j in targets}
 
 
-__all__ = ["GRADIENT_COPIES", "UNFITTED", "GradientSamples", "chunk_size_for", "sample_targets", "score_targets"]
+__all__ = [
+    "GRADIENT_COPIES",
+    "UNFITTED",
+    "GradientSamples",
+    "chunk_size_for",
+    "rounds",
+    "sample_targets",
+    "score_targets",
+]

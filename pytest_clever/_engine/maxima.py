@@ -166,6 +166,10 @@ class _BallStream:
             self.index, self.block = b, sample_ball(self.x0, self.size, s.norm, s.radius, generator, s.bounds)
         return self.block
 
+    def release(self) -> None:
+        """Drop the cached block (between rounds: many inputs may wait for their next round at once)."""
+        self.index, self.block = -1, self.x0.new_empty(0)
+
     def take(self, start: int, n: int) -> torch.Tensor:
         pieces = []
         while n > 0:
@@ -193,6 +197,124 @@ def _model_failed(exc: Exception, n: int, shape: tuple[int, ...]) -> ModelError:
     )
 
 
+class MaximaRounds:
+    """The loop of :func:`sample_maxima`, resumable: :meth:`extend` samples the next batches of the same stream.
+
+    Batch ``i`` holds points ``i * batch_size`` to ``(i + 1) * batch_size - 1`` of the input's stream
+    (``_BallStream``), whatever the rounds, so a run stopped after ``n`` batches sampled exactly the
+    points of a fixed run of ``n`` batches (its chunks may split differently, which changes only the
+    BLAS rounding of a model whose kernels depend on the batch size). Statistics stay on the device
+    within a round; the checks for in-place changes and non-finite logits run after each round.
+    """
+
+    def __init__(
+        self,
+        statistic: ChunkStatistic,
+        x0: torch.Tensor,
+        margins0: torch.Tensor,
+        settings: Settings,
+        *,
+        seed: int,
+        chunk_size: int,
+    ) -> None:
+        self.statistic, self.x0, self.margins0, self.settings = statistic, x0, margins0, settings
+        self.chunk_size = chunk_size
+        device, dtype = x0.device, x0.dtype
+        self.n_targets = margins0.shape[0]
+        self.rounds: list[torch.Tensor] = []
+        self.batches = 0
+        self.slopes = torch.zeros(self.n_targets, dtype=dtype, device=device)
+        self.zero_count = torch.zeros((), dtype=torch.long, device=device)
+        self.nonfinite_count = torch.zeros((), dtype=torch.long, device=device)
+        # Points with NaN/Inf logits: count, nearest and farthest distance, first batch (on the device).
+        self.bad_count = torch.zeros((), dtype=torch.long, device=device)
+        self.bad_near = torch.full((), math.inf, dtype=dtype, device=device)
+        self.bad_far = torch.zeros((), dtype=dtype, device=device)
+        self.bad_batch = torch.full((), 2**62, dtype=torch.long, device=device)
+        self.original_x0 = x0.clone()
+        self.stream = _BallStream(x0, settings, seed)
+
+    @property
+    def points(self) -> int:
+        """Points sampled so far."""
+        return self.batches * self.settings.batch_size
+
+    def extend(self, total_batches: int) -> None:
+        """Sample batches ``self.batches`` to ``total_batches - 1``; raise ModelError as :func:`sample_maxima`."""
+        norm, batch_size, x0, margins0 = self.settings.norm, self.settings.batch_size, self.x0, self.margins0
+        device, dtype = x0.device, x0.dtype
+        first, total = self.points, total_batches * batch_size
+        maxima = torch.full((total_batches - self.batches, self.n_targets), -math.inf, dtype=dtype, device=device)
+        mutated = torch.zeros((), dtype=torch.bool, device=device)
+        allowance = rounding(dtype)
+        for start in range(first, total, self.chunk_size):
+            n = min(self.chunk_size, total - start)
+            points = self.stream.take(start, n)
+            drawn = points.clone()
+            try:
+                chunk = self.statistic(points, start)
+            except CleverError:
+                raise
+            except Exception as exc:  # any failure of the user's model, named with its batch
+                raise _model_failed(exc, n, tuple(points.shape)) from exc
+            mutated |= (points != drawn).any()
+            points = drawn
+
+            batch_ids = torch.arange(start, start + n, device=device) // batch_size
+            distance = torch.linalg.vector_norm((points - x0).flatten(1), ord=norm, dim=1).unsqueeze(1)
+            bad = ~(torch.isfinite(chunk.margins) & torch.isfinite(chunk.logit_scale)).all(dim=1)
+            self.bad_count += bad.sum()
+            self.bad_near = torch.minimum(self.bad_near, torch.where(bad, distance[:, 0], math.inf).min())
+            self.bad_far = torch.maximum(self.bad_far, torch.where(bad, distance[:, 0], 0.0).max())
+            self.bad_batch = torch.minimum(self.bad_batch, torch.where(bad, batch_ids, 2**62).min())
+
+            self.nonfinite_count += (~torch.isfinite(chunk.gradient_norms)).any(dim=1).sum()
+            self.zero_count += (chunk.gradient_norms == 0).all(dim=1).sum()
+            index = (batch_ids - self.batches).unsqueeze(1).expand(-1, self.n_targets)
+            maxima.scatter_reduce_(0, index, chunk.values.nan_to_num(nan=math.inf), "amax")
+
+            # Only what rounding cannot explain counts as proof: near x0 a few ulps of the
+            # logits, divided by a tiny distance, would otherwise "prove" a steeper slope.
+            scale = chunk.logit_scale + margins0.abs()
+            change = ((chunk.margins - margins0).abs() - allowance * scale).clamp_min(0)
+            ratio = change / distance.clamp_min(torch.finfo(dtype).tiny)
+            self.slopes = torch.maximum(self.slopes, masked_max(ratio, distance))
+        self.rounds.append(maxima)
+        self.batches = total_batches
+        self.stream.release()
+        self._check(bool(mutated))
+
+    def _check(self, mutated: bool) -> None:
+        total, settings = self.points, self.settings
+        if mutated or not torch.equal(self.x0, self.original_x0):
+            raise ModelError(
+                "the model changed its input in place (the sampled points, or x itself, differ after the forward "
+                "pass), so the gradients belong to other points: start forward() with x = x.clone(), or replace "
+                "in-place ops on the input (x.mul_(), x.clamp_(), ReLU(inplace=True) as first layer)"
+            )
+        bad_count = int(self.bad_count)
+        if bad_count:
+            raise ModelError(
+                f"the model returned NaN or infinite logits at {bad_count} of {total} sampled points "
+                f"({bad_count / total:.1%}), at distances {float(self.bad_near):.4g} to {float(self.bad_far):.4g} "
+                f"from x (radius {settings.radius:g}, norm {settings.norm:g}; first in batch {int(self.bad_batch)}), "
+                "although x itself gives finite logits: the model overflows or leaves its domain near x (log or "
+                "sqrt of a negative, a division by 0, half precision). Pass bounds= to keep samples in the model's "
+                "domain, a smaller radius, or fix the model"
+            )
+
+    def sampled(self) -> SampleMaxima:
+        """What the loop kept over every round so far."""
+        total = self.points
+        maxima = self.rounds[0] if len(self.rounds) == 1 else torch.cat(self.rounds)
+        return SampleMaxima(
+            maxima=maxima,
+            slopes=self.slopes,
+            zero_share=float(self.zero_count) / total,
+            nonfinite_share=float(self.nonfinite_count) / total,
+        )
+
+
 def sample_maxima(
     statistic: ChunkStatistic,
     x0: torch.Tensor,
@@ -210,78 +332,9 @@ def sample_maxima(
     changes the points in place, or returns NaN or infinite logits at some
     sampled point (how many, how far from ``x0``, the first batch).
     """
-    norm, n_batches, batch_size = settings.norm, settings.n_batches, settings.batch_size
-    device, dtype = x0.device, x0.dtype
-    n_targets = margins0.shape[0]
-    total = n_batches * batch_size
-    maxima = torch.full((n_batches, n_targets), -math.inf, dtype=dtype, device=device)
-    slopes = torch.zeros(n_targets, dtype=dtype, device=device)
-    zero_count = torch.zeros((), dtype=torch.long, device=device)
-    nonfinite_count = torch.zeros((), dtype=torch.long, device=device)
-    # Points with NaN/Inf logits: count, nearest and farthest distance, first batch (on the device).
-    bad_count = torch.zeros((), dtype=torch.long, device=device)
-    bad_near = torch.full((), math.inf, dtype=dtype, device=device)
-    bad_far = torch.zeros((), dtype=dtype, device=device)
-    bad_batch = torch.full((), n_batches, dtype=torch.long, device=device)
-    mutated = torch.zeros((), dtype=torch.bool, device=device)
-    allowance = rounding(dtype)
-    original_x0 = x0.clone()
-    stream = _BallStream(x0, settings, seed)
-
-    for start in range(0, total, chunk_size):
-        n = min(chunk_size, total - start)
-        points = stream.take(start, n)
-        drawn = points.clone()
-        try:
-            chunk = statistic(points, start)
-        except CleverError:
-            raise
-        except Exception as exc:  # any failure of the user's model, named with its batch
-            raise _model_failed(exc, n, tuple(points.shape)) from exc
-        mutated |= (points != drawn).any()
-        points = drawn
-
-        batch_ids = torch.arange(start, start + n, device=device) // batch_size
-        distance = torch.linalg.vector_norm((points - x0).flatten(1), ord=norm, dim=1).unsqueeze(1)
-        bad = ~(torch.isfinite(chunk.margins) & torch.isfinite(chunk.logit_scale)).all(dim=1)
-        bad_count += bad.sum()
-        bad_near = torch.minimum(bad_near, torch.where(bad, distance[:, 0], math.inf).min())
-        bad_far = torch.maximum(bad_far, torch.where(bad, distance[:, 0], 0.0).max())
-        bad_batch = torch.minimum(bad_batch, torch.where(bad, batch_ids, n_batches).min())
-
-        nonfinite_count += (~torch.isfinite(chunk.gradient_norms)).any(dim=1).sum()
-        zero_count += (chunk.gradient_norms == 0).all(dim=1).sum()
-        index = batch_ids.unsqueeze(1).expand(-1, n_targets)
-        maxima.scatter_reduce_(0, index, chunk.values.nan_to_num(nan=math.inf), "amax")
-
-        # Only what rounding cannot explain counts as proof: near x0 a few ulps of the
-        # logits, divided by a tiny distance, would otherwise "prove" a steeper slope.
-        scale = chunk.logit_scale + margins0.abs()
-        change = ((chunk.margins - margins0).abs() - allowance * scale).clamp_min(0)
-        ratio = change / distance.clamp_min(torch.finfo(dtype).tiny)
-        slopes = torch.maximum(slopes, masked_max(ratio, distance))
-
-    if bool(mutated) or not torch.equal(x0, original_x0):
-        raise ModelError(
-            "the model changed its input in place (the sampled points, or x itself, differ after the forward "
-            "pass), so the gradients belong to other points: start forward() with x = x.clone(), or replace "
-            "in-place ops on the input (x.mul_(), x.clamp_(), ReLU(inplace=True) as first layer)"
-        )
-    if int(bad_count):
-        raise ModelError(
-            f"the model returned NaN or infinite logits at {int(bad_count)} of {total} sampled points "
-            f"({int(bad_count) / total:.1%}), at distances {float(bad_near):.4g} to {float(bad_far):.4g} from x "
-            f"(radius {settings.radius:g}, norm {norm:g}; first in batch {int(bad_batch)}), although x itself gives "
-            "finite logits: the model overflows or leaves its domain near x (log or sqrt of a negative, a "
-            "division by 0, half precision). Pass bounds= to keep samples in the model's domain, a smaller "
-            "radius, or fix the model"
-        )
-    return SampleMaxima(
-        maxima=maxima,
-        slopes=slopes,
-        zero_share=float(zero_count) / total,
-        nonfinite_share=float(nonfinite_count) / total,
-    )
+    rounds = MaximaRounds(statistic, x0, margins0, settings, seed=seed, chunk_size=chunk_size)
+    rounds.extend(settings.n_batches)
+    return rounds.sampled()
 
 
 __all__ = [
@@ -289,6 +342,7 @@ __all__ = [
     "SAMPLE_BLOCK_MAX",
     "ChunkStatistic",
     "ChunkValues",
+    "MaximaRounds",
     "Problem",
     "SampleMaxima",
     "chunk_budget",

@@ -2,11 +2,11 @@
 
 Data flow: settings validated once (:class:`~pytest_clever.core.options.ScoreOptions`)
 -> resolve the device (``device``) and borrow the model (``model_state``) -> per
-input: resolve it and its prediction (``inputs``), sample the ball and collect
-batch maxima (``first_order`` or ``second_order``, both on the loop of
-``maxima``), check for masking (``diagnostics``), fit and score per target,
+input: resolve it and its prediction (``scoring``), sample the ball in rounds and
+collect batch maxima (``rounds`` decides how many; ``first_order`` or ``second_order``,
+both on the loop of ``maxima``), check for masking, fit and score per target,
 attach the notes (``diagnostics``) -> result (``results``). With an executor
-each input is one task there (``executor``), scored by the same function.
+each input is one task there (``executor``), scored by the same function in its own rounds.
 """
 
 from __future__ import annotations
@@ -17,32 +17,21 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from types import ModuleType
 from typing import Any
 
 import torch
 
-from pytest_clever._engine import first_order, second_order
+from pytest_clever._engine import rounds
 from pytest_clever._engine.device import check_dtype, resolve_device
-from pytest_clever._engine.diagnostics import check_masking, score_notes
-from pytest_clever._engine.inputs import (
-    as_input_tensor,
-    check_in_bounds,
-    check_prediction,
-    check_rows_independent,
-    resolve_single_input,
-    warn_if_probabilities,
-)
-from pytest_clever._engine.maxima import Problem
+from pytest_clever._engine.inputs import as_input_tensor
 from pytest_clever._engine.model_state import borrowed_model
 from pytest_clever._engine.numerics import exact_float32
-from pytest_clever._engine.outputs import is_output_note, output_note, unwrapped_kind
+from pytest_clever._engine.outputs import is_output_note
+from pytest_clever._engine.scoring import InputScoring, start_input
 from pytest_clever.core import progress
 from pytest_clever.core.options import ScoreOptions
 from pytest_clever.core.seeds import derive_seed
-from pytest_clever.core.targets import resolve_targets
 from pytest_clever.errors import CleverError, InvalidInputError, WeakFitWarning
-from pytest_clever.stats.evt import endpoint_interval
 from pytest_clever.stats.results import CleverResult
 
 
@@ -56,77 +45,15 @@ def _score_one(
     label: int | None,
     seed: int,
 ) -> CleverResult:
-    """Score one input with ``seed``; the model is already borrowed (eval mode, on ``device``)."""
-    started = time.perf_counter()
-    settings = options.sampling
-    x = x.to(device=device, dtype=dtype)
-    x0, logits0 = resolve_single_input(model, x)
-    warn_if_probabilities(logits0)
-    check_in_bounds(x0, settings.bounds)
-    check_rows_independent(model, x0, logits0, settings.radius, settings.bounds)
-    predicted = check_prediction(logits0, label, options.target)
-    spec = options.targets
-    targets = resolve_targets(spec, logits0, predicted, seed)
-    margins0 = logits0[predicted] - logits0[targets]
-    tracker = progress.current()
-    if tracker is not None:
-        tracker.input(len(targets))
+    """Score one input with ``seed`` in its own rounds; the model is already borrowed (eval mode, on ``device``).
 
-    problem = Problem(model, x0, margins0, predicted, targets, seed, options.chunk_size)
-    order: ModuleType
-    samples: first_order.GradientSamples | second_order.CurvatureSamples
-    if settings.order == 2:
-        order, samples = second_order, second_order.sample_targets(problem, settings, curvature=options.curvature)
-    else:
-        order, samples = first_order, first_order.sample_targets(problem, settings)
-    check_masking(samples.sampled, model, x0)
-    per_target = order.score_targets(samples, targets, margins0.double().cpu().tolist(), settings)
-
-    deciding = min(per_target.values(), key=lambda s: (s.score, s.target))
-    maxima = samples.sampled.maxima[:, targets.index(deciding.target)].double().cpu().numpy()
-    # Only the deciding target gets an interval: it is the score's, and each fit costs a profile likelihood.
-    deciding = per_target[deciding.target] = deciding.with_interval(
-        endpoint_interval(
-            maxima,
-            method=deciding.fit_method,
-            reason=deciding.fit_reason,
-            endpoint=deciding.endpoint,
-            confidence=options.confidence,
-        ),
-        settings.radius,
-    )
-    return CleverResult(
-        score=deciding.score,
-        target=deciding.target,
-        predicted=predicted,
-        norm=settings.norm,
-        radius=settings.radius,
-        order=settings.order,
-        per_target=per_target,
-        n_batches=settings.n_batches,
-        batch_size=settings.batch_size,
-        seed=seed,
-        elapsed=time.perf_counter() - started,
-        targeted=spec.targeted,
-        targets=str(spec),
-        target_classes=tuple(targets),
-        label=None if label is None else int(label),
-        bounds=settings.bounds,
-        device=str(device),
-        notes=_output_notes(model)
-        + score_notes(per_target, deciding.target, radius=settings.radius, order=settings.order),
-        batch_maxima=tuple(maxima.tolist()),
-        confidence=options.confidence,
-        # Second order shows its layout and cost (the first order's cost is one gradient per point and target).
-        chunk_size=samples.chunk_size if isinstance(samples, second_order.CurvatureSamples) else None,
-        hvp_per_point=samples.hvp_per_point if isinstance(samples, second_order.CurvatureSamples) else None,
-        steps_per_row=samples.steps_per_row if isinstance(samples, second_order.CurvatureSamples) else None,
-    )
-
-
-def _output_notes(model: Callable) -> tuple[str, ...]:
-    kind = unwrapped_kind(model)
-    return () if kind is None else (output_note(kind),)
+    What an executor task runs; without a budget or a gate decision an input's rounds do not depend on
+    the other inputs, so this gives the serial result.
+    """
+    state = start_input(model, x, options=options, device=device, dtype=dtype, label=label, seed=seed)
+    rounds.run([state], options, time.perf_counter(), lambda _i, step: step())
+    assert state.result is not None
+    return state.result
 
 
 #: Hex digits of an input fingerprint kept: 64 bits tell apart the inputs of any realistic run.
@@ -175,8 +102,11 @@ def score_inputs(
     options: ScoreOptions,
     *,
     indexed: bool,
-) -> list[CleverResult]:
+) -> tuple[list[CleverResult], bool | None]:
     """Resolve the device, borrow the model and score each input (serially, or on ``options.executor``).
+
+    Returns the results and whether the rounds settled the gate's decision (None without one, see
+    :func:`pytest_clever._engine.rounds.run`).
 
     With ``indexed`` (``clever_scores``) errors and warnings name the input
     (``input i: ...``) and input ``i`` is scored with
@@ -185,6 +115,11 @@ def score_inputs(
     count their stack levels from there.
     """
     tensors = _tensors(inputs, indexed)
+    if options.executor is not None and (options.budget is not None or options.decides):
+        raise InvalidInputError(
+            "budget= and a gate decision (min_score with precision=) share the rounds of all inputs, which "
+            "run in this process: drop executor=, or use precision= alone (each input stops on its own there)"
+        )
     if labels is not None and len(labels) != len(tensors):
         raise InvalidInputError(f"got {len(labels)} labels for {len(tensors)} inputs")
     # With an executor the workers compute: a CPU-only caller may drive GPU workers, so only the name is checked here.
@@ -194,7 +129,9 @@ def score_inputs(
     # The per-input settings travel to executor workers by pickle: without the executor and the progress sink.
     per_input = replace(options, executor=None, progress=False)
     score = functools.partial(_score_one, options=per_input, device=dev, dtype=dtype)
-    with progress.tracking(options.progress, len(tensors), options.n_batches * options.batch_size) as tracker:
+    settled: bool | None = None
+    points_each = options.stopping.cap * options.batch_size
+    with progress.tracking(options.progress, len(tensors), points_each) as tracker:
         if options.executor is not None:
             from pytest_clever._engine.executor import score_on_executor
 
@@ -211,22 +148,58 @@ def score_inputs(
                 timeout=options.executor_timeout,
             )
         else:
-            results = []
-            with borrowed_model(model, dev) as prepared, exact_float32():
-                for i, x in enumerate(tensors):
-                    try:
-                        results.append(score(prepared, x, label=None if labels is None else labels[i], seed=seeds[i]))
-                    except CleverError as exc:
-                        if not indexed:
-                            raise
-                        raise type(exc)(f"input {i}: {exc}") from exc
-                    if tracker is not None:
-                        tracker.scored()
+            results, settled = _score_serially(model, tensors, labels, seeds, per_input, dev, dtype, indexed)
     # Each result names its input, so comparisons with a baseline pair inputs by identity, not position.
     results = [replace(r, fingerprint=input_fingerprint(x)) for r, x in zip(results, tensors, strict=True)]
     for i, result in enumerate(results):
         _warn(result, i if indexed else None)
-    return results
+    return results, settled
+
+
+def _score_serially(
+    model: Callable,
+    tensors: Sequence[torch.Tensor],
+    labels: Sequence[Any] | None,
+    seeds: Sequence[int],
+    options: ScoreOptions,
+    device: torch.device,
+    dtype: torch.dtype,
+    indexed: bool,
+) -> tuple[list[CleverResult], bool | None]:
+    """Every input in this process: with a fixed count one after the other, else all of them in rounds."""
+    started = time.perf_counter()
+    tracker = progress.current()
+
+    def guard(i: int, step: Callable[[], Any]) -> Any:
+        try:
+            return step()
+        except CleverError as exc:
+            if not indexed:
+                raise
+            raise type(exc)(f"input {i}: {exc}") from exc
+
+    def start(prepared: Callable, i: int) -> InputScoring:
+        label = None if labels is None else labels[i]
+        return start_input(
+            prepared, tensors[i], options=options, device=device, dtype=dtype, label=label, seed=seeds[i]
+        )
+
+    with borrowed_model(model, device) as prepared, exact_float32():
+        if not options.stopping.adaptive:  # one input at a time: only one input's state is alive
+            results = []
+            for i in range(len(tensors)):
+                state = guard(i, functools.partial(start, prepared, i))
+                rounds.run([state], options, started, lambda _j, step, i=i: guard(i, step))  # type: ignore[misc]
+                results.append(state.result)
+                if tracker is not None:
+                    tracker.scored()
+            return results, None
+        states = [guard(i, functools.partial(start, prepared, i)) for i in range(len(tensors))]
+        settled = rounds.run(states, options, started, guard)
+        if tracker is not None:
+            for _ in states:
+                tracker.scored()
+        return [s.result for s in states], settled
 
 
 __all__ = ["input_fingerprint", "score_inputs"]

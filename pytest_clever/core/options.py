@@ -19,12 +19,19 @@ from pytest_clever.core.targets import TargetSpec, combine_target_and_targets
 from pytest_clever.core.validation import (
     DEFAULT_EXECUTOR_TIMEOUT,
     Settings,
+    Stopping,
     check_chunk_size,
     check_confidence,
     check_curvature,
+    check_gate_mode,
+    check_interval_kind,
+    check_number,
     check_settings,
+    check_stopping,
     check_timeout,
+    parse_statistic,
 )
+from pytest_clever.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -62,16 +69,35 @@ class ScoreOptions:
     curvature: str
     progress: ProgressSetting
     confidence: float
+    precision: float | None = None
+    max_batches: int | None = None
+    budget: float | None = None
+    min_score: float | None = None
+    statistic: str = "mean"
+    gate: str = "point"
+    interval: str = "estimator"
 
     @classmethod
     def from_keywords(cls, given: Mapping[str, Any]) -> ScoreOptions:
         """Validate the keywords of a public call (its ``locals()``; only the executor's two may be absent).
 
         The checks run in a fixed order (the sampling settings, chunk_size,
-        curvature, confidence, seed, target/targets), so a call with several
-        bad settings always reports the same one first.
+        curvature, confidence, seed, target/targets, the stopping rule and the
+        gate), so a call with several bad settings always reports the same one first.
+        ``n_batches`` becomes the first round's batches (:func:`~pytest_clever.core.validation.check_stopping`)
+        and ``max_batches`` the cap, which is ``n_batches`` itself for a fixed count.
         """
-        sampling = check_settings(**{name: given[name] for name in SAMPLING})
+        stopping = check_stopping(
+            given["n_batches"], given.get("precision"), given.get("max_batches"), given.get("budget")
+        )
+        given_sampling = {name: given[name] for name in SAMPLING if name != "n_batches"}
+        sampling = check_settings(**given_sampling, n_batches=stopping.first)
+        if stopping.adaptive and sampling.order == 2:
+            raise InvalidInputError(
+                "precision= and budget= sample in rounds, which order=2 does not support: use order=1, or a "
+                "fixed n_batches= for second order"
+            )
+        min_score = given.get("min_score")
         return cls(
             **asdict(sampling),
             chunk_size=check_chunk_size(given["chunk_size"]),
@@ -84,12 +110,30 @@ class ScoreOptions:
             executor=given.get("executor"),
             executor_timeout=check_timeout("executor_timeout", given.get("executor_timeout", DEFAULT_EXECUTOR_TIMEOUT)),
             progress=given["progress"],
+            precision=stopping.precision,
+            max_batches=stopping.cap,
+            budget=stopping.budget,
+            min_score=None if min_score is None else check_number("min_score", min_score, strict=False),
+            statistic=parse_statistic(given.get("statistic", "mean")),
+            gate=check_gate_mode(given.get("gate", "point")),
+            interval=check_interval_kind(given.get("interval", "estimator")),
         )
 
     @property
     def sampling(self) -> Settings:
         """The settings every input is sampled and fitted with."""
         return Settings(**{name: getattr(self, name) for name in SAMPLING})
+
+    @property
+    def stopping(self) -> Stopping:
+        """When each input's sampling stops (a fixed count unless ``precision`` or ``budget`` is set)."""
+        cap = self.n_batches if self.max_batches is None else self.max_batches
+        return Stopping(first=self.n_batches, cap=cap, precision=self.precision, budget=self.budget)
+
+    @property
+    def decides(self) -> bool:
+        """Whether rounds also stop once the gate's decision (``min_score``) is settled."""
+        return self.min_score is not None and self.stopping.adaptive
 
 
 #: The keyword names of ``clever_scores`` after its positional arguments, in signature order.

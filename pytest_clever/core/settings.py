@@ -18,6 +18,8 @@ from pytest_clever.core.validation import (
     DEFAULT_CONFIDENCE,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_EXECUTOR_TIMEOUT,
+    DEFAULT_FIRST_ROUND,
+    DEFAULT_MAX_BATCHES,
     DEFAULT_N_BATCHES,
     MIN_BATCHES,
     check_bound_pair,
@@ -28,6 +30,7 @@ from pytest_clever.core.validation import (
     check_number,
     check_order,
     check_seed,
+    check_stopping,
     check_timeout,
     parse_statistic,
 )
@@ -66,6 +69,11 @@ def _non_negative_float(name: str) -> Callable[[Any], float]:
 
 def _int_at_least(name: str, minimum: int) -> Callable[[Any], int]:
     return lambda value: check_int(name, _as_int(name, value), minimum)
+
+
+def _fraction(name: str) -> Callable[[Any], float]:
+    # The range rule lives in check_stopping, which reports precision's bounds in one message.
+    return lambda value: check_stopping(None, _as_number(name, value), None, None).precision  # type: ignore[return-value]
 
 
 def _order(value: Any) -> int:
@@ -204,12 +212,35 @@ OPTIONS: dict[str, Option] = {
         Option(
             "n_batches",
             _int_at_least("n_batches", MIN_BATCHES),
-            DEFAULT_N_BATCHES,
-            "batches of samples (batch maxima for the EVT fit)",
+            None,
+            "batches of samples (batch maxima for the EVT fit); with precision or budget, the first round",
             cli=True,
+            shown=f"{DEFAULT_N_BATCHES}, or {DEFAULT_FIRST_ROUND} as the first round of precision/budget",
         ),
         Option(
             "batch_size", _int_at_least("batch_size", 1), DEFAULT_BATCH_SIZE, "fresh sampled points per batch", cli=True
+        ),
+        Option(
+            "precision",
+            _fraction("precision"),
+            None,
+            "sample in rounds until the score's interval has this relative half-width (e.g. 0.1), or max_batches",
+            cli=True,
+        ),
+        Option(
+            "max_batches",
+            _int_at_least("max_batches", MIN_BATCHES),
+            None,
+            "most batches one input gets with precision or budget",
+            cli=True,
+            shown=f"{DEFAULT_MAX_BATCHES} with precision or budget",
+        ),
+        Option(
+            "budget",
+            _positive_float("budget"),
+            None,
+            "seconds one scoring call may spend sampling in rounds; the result says the precision reached",
+            cli=True,
         ),
         Option("order", _order, 1, "1 for first-order CLEVER, 2 for second order", cli=True),
         Option("seed", _seed, 0, "base seed; each test derives its own from it and its node id", cli=True),
@@ -305,8 +336,13 @@ THREADS = Option(
     shown="torch's own under plain pytest, cores // workers under xdist, unless OMP_NUM_THREADS is set",
 )
 
-#: Settings that are passed on to clever_score / clever_scores.
-ENGINE_SETTINGS = ("norm", "radius", "n_batches", "batch_size", "order", "device", "bounds", "targets", "confidence")
+#: Settings that are passed on to clever_score / clever_scores: the sampling's, then the stopping rule's.
+SAMPLED = ("norm", "radius", "n_batches", "batch_size", "order", "device", "bounds", "targets", "confidence")
+STOPPING = ("precision", "max_batches", "budget")
+ENGINE_SETTINGS = SAMPLED + STOPPING
+#: The gate's settings, passed on to clever_scores with precision or budget so that the rounds stop once
+#: the gate's decision is settled.
+DECISION_SETTINGS = ("min_score", "statistic", "gate", "interval")
 
 
 def marker_settings(kwargs: dict[str, Any], args: tuple = (), where: str = "@pytest.mark.clever") -> dict[str, Any]:
@@ -377,6 +413,7 @@ PROGRESS = Option(
 
 
 __all__ = [
+    "DECISION_SETTINGS",
     "ENGINE_SETTINGS",
     "MARKER",
     "OPTIONS",

@@ -138,6 +138,80 @@ def check_confidence(confidence: Any) -> float:
     return value
 
 
+#: First round of batches when ``precision=`` or ``budget=`` chooses the count (an explicit ``n_batches`` replaces it).
+DEFAULT_FIRST_ROUND = 20
+#: Default cap on the batches of one input when ``precision=`` or ``budget=`` chooses the count.
+DEFAULT_MAX_BATCHES = 1000
+#: Growth of the batch count from one round to the next (each round refits and re-checks the interval).
+ROUND_GROWTH = 1.5
+
+
+#: Why an input's sampling stopped (``CleverResult.stop_reason``): its fixed ``n_batches``; its interval
+#: reached ``precision``; its ``max_batches``; the call's ``budget`` ran out; the gate's decision was settled.
+STOP_FIXED, STOP_PRECISION, STOP_CAP, STOP_BUDGET, STOP_DECISION = "fixed", "precision", "cap", "budget", "decision"
+STOP_REASONS = (STOP_FIXED, STOP_PRECISION, STOP_CAP, STOP_BUDGET, STOP_DECISION)
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """When sampling stops: a fixed count, or rounds until ``precision``, the cap or ``budget`` seconds.
+
+    ``first`` is the batches of the first round (the fixed count when not adaptive); ``cap`` the most
+    batches one input gets; ``precision`` the relative half-width the score's interval must reach;
+    ``budget`` the seconds a call may spend.
+    """
+
+    first: int
+    cap: int
+    precision: float | None = None
+    budget: float | None = None
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the batch count is chosen while sampling (precision, budget or a gate decision)."""
+        return self.precision is not None or self.budget is not None
+
+    def next_total(self, done: int) -> int:
+        """Batches an input has after the round that follows ``done`` batches (at most the cap)."""
+        return min(self.cap, max(done + 1, math.ceil(done * ROUND_GROWTH)))
+
+
+def check_stopping(n_batches: Any, precision: Any, max_batches: Any, budget: Any) -> Stopping:
+    """Validate ``n_batches`` against ``precision``, ``max_batches`` and ``budget`` (all may be None).
+
+    Without ``precision`` and ``budget``, ``n_batches`` (default ``DEFAULT_N_BATCHES``) is the fixed
+    count and ``max_batches`` has nothing to cap: an error. With either, ``n_batches`` is the first
+    round (default ``DEFAULT_FIRST_ROUND``) and ``max_batches`` the cap (default ``DEFAULT_MAX_BATCHES``);
+    a first round above the cap contradicts it.
+    """
+    if precision is not None:
+        precision = check_number("precision", precision)
+        if not precision < 1:
+            raise InvalidInputError(
+                f"precision is the relative half-width of the score's interval and must lie strictly between "
+                f"0 and 1 (e.g. 0.1 for +-10%), got {precision!r}"
+            )
+    if budget is not None:
+        budget = check_number("budget", budget)
+    fixed = n_batches if n_batches is None else check_int("n_batches", n_batches, MIN_BATCHES)
+    cap = max_batches if max_batches is None else check_int("max_batches", max_batches, MIN_BATCHES)
+    if precision is None and budget is None:
+        if cap is not None:
+            raise InvalidInputError(
+                f"max_batches={cap} caps the rounds of precision= or budget=, which are not set: give one of "
+                "them, or n_batches= alone for a fixed count"
+            )
+        return Stopping(first=fixed or DEFAULT_N_BATCHES, cap=fixed or DEFAULT_N_BATCHES)
+    cap = DEFAULT_MAX_BATCHES if cap is None else cap
+    first = min(DEFAULT_FIRST_ROUND, cap) if fixed is None else fixed
+    if first > cap:
+        raise InvalidInputError(
+            f"n_batches={first} contradicts max_batches={cap}: with precision= or budget= n_batches is the "
+            "first round of batches and max_batches the most an input gets"
+        )
+    return Stopping(first=first, cap=cap, precision=precision, budget=budget)
+
+
 def parse_statistic(value: Any) -> str:
     """Parse "min", "mean", "median", "max" or "qNN" with 0 <= NN <= 100 (case and blanks ignored)."""
     text = str(value).strip().lower()

@@ -20,8 +20,8 @@ import pytest
 
 from pytest_clever.core.options import KEYWORDS
 from pytest_clever.core.seeds import derive_seed
-from pytest_clever.core.settings import ENGINE_SETTINGS, OPTIONS, fold_target
-from pytest_clever.core.validation import parse_statistic
+from pytest_clever.core.settings import DECISION_SETTINGS, ENGINE_SETTINGS, OPTIONS, fold_target
+from pytest_clever.core.validation import check_stopping, parse_statistic
 from pytest_clever.errors import CleverWarning
 from pytest_clever.plugin.threads import share_cores
 from pytest_clever.runs.record import RunRecord
@@ -255,6 +255,8 @@ class CleverFixture:
         location = call_site(self._all_calls, name)
         seed = derive_seed(settings["seed"], self.nodeid, name or "", call)
         engine = {k: settings[k] for k in ENGINE_SETTINGS if settings[k] is not None}
+        if settings["min_score"] is not None and (settings["precision"] is not None or settings["budget"] is not None):
+            engine.update({k: settings[k] for k in DECISION_SETTINGS})  # rounds stop once the gate is decided
         xs = __import__("torch").as_tensor(xs) if type(xs).__module__ == "numpy" else xs  # numpy, as the API takes
         if not hasattr(xs, "unbind") and not isinstance(xs, (list, tuple)):
             raise TypeError("xs must be a tensor batch (N, ...) or a list of inputs")
@@ -286,6 +288,8 @@ class CleverFixture:
             interval_kind=settings["interval"],
             targets=settings["targets"] or "all",
             checks=checks,
+            # Valid here: clever_scores checked the same values.
+            stopping=check_stopping(*(settings[k] for k in ("n_batches", "precision", "max_batches", "budget"))),
         )
         record = replace(record, settings=replace(record.settings, threads=threads), location=location)
         self.records.append(record)

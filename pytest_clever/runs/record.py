@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_clever.core.validation import ESTIMATOR_NOISE, INTERVAL_KINDS
+from pytest_clever.core.validation import ESTIMATOR_NOISE, INTERVAL_KINDS, Stopping
 from pytest_clever.runs import fields as read
 from pytest_clever.runs.fields import RecordError
 from pytest_clever.runs.gates import POINT_GATE, GateVerdict, threshold_gate
@@ -78,6 +78,9 @@ class RunRecord:
     #: The kind of ``interval`` (``core.validation.INTERVAL_KINDS``); None when unknown (a record written
     #: before the kinds were named, whose interval was of input sampling for mean, median and quantiles).
     interval_kind: str | None = None
+    #: With a threshold and rounds (``precision``/``budget``): whether the rounds settled the gate's decision
+    #: (the statistic's interval wholly above or below the bar); None when there was none to settle.
+    settled: bool | None = None
     #: Where the test made the call, for its failure message: "call 2 in the test (name='b'), test_x.py:14".
     #: Known only in the process that scored it: not part of the JSON, nor of equality.
     location: str | None = field(default=None, compare=False)
@@ -165,6 +168,7 @@ class RunRecord:
         interval_kind: str = ESTIMATOR_NOISE,
         targets: str = "all",
         checks: Sequence[Any] | None = None,
+        stopping: Stopping | None = None,
     ) -> RunRecord:
         """The record of a :class:`CleverReport` scored by the fixture.
 
@@ -173,6 +177,7 @@ class RunRecord:
         :class:`~pytest_clever.attack.AttackCheck` objects of an attack cross-check, one per input.
         The status is :func:`~pytest_clever.runs.status.decide_status` of both gates.
         ``interval_kind`` is the kind of the statistic's interval (``core.validation.INTERVAL_KINDS``).
+        ``stopping`` is the call's stopping rule (None: the results' own fixed ``n_batches``).
         """
         value = report.statistic(statistic)
         interval = report.interval(statistic, over=interval_kind) if report.intervals_known else None
@@ -189,6 +194,7 @@ class RunRecord:
                 "checks": [c.to_dict() for c in checks],
             }
         first = report.results[0]
+        rounds = stopping is not None and stopping.adaptive
         return cls(
             nodeid=nodeid,
             name=name,
@@ -206,19 +212,23 @@ class RunRecord:
                 norm=first.norm,
                 radius=first.radius,
                 order=first.order,
-                n_batches=first.n_batches,
+                n_batches=stopping.first if stopping is not None else first.n_batches,
                 batch_size=first.batch_size,
                 seed=report.seed,
                 bounds=tuple(first.bounds) if first.bounds else None,
                 targets=targets,
                 device=first.device,
                 chunk_size=first.chunk_size,
+                precision=stopping.precision if stopping is not None else None,
+                max_batches=stopping.cap if stopping is not None and rounds else None,
+                budget=stopping.budget if stopping is not None else None,
             ),
             results=tuple(r.to_dict() for r in report.results),
             attack=attack,
             interval=None if interval is None else (float(interval[0]), float(interval[1])),
             confidence=first.confidence,
             interval_kind=None if interval is None else interval_kind,
+            settled=None if min_score is None else getattr(report, "settled", None),
         )
 
     # -- JSON -----------------------------------------------------------------------------
@@ -244,6 +254,7 @@ class RunRecord:
             "interval": list(self.interval) if self.interval is not None else None,
             "confidence": self.confidence,
             **({"interval_kind": self.interval_kind} if self.interval_kind is not None else {}),
+            **({"settled": self.settled} if self.settled is not None else {}),
         }
 
     @classmethod
@@ -300,7 +311,14 @@ class RunRecord:
             interval=interval,
             confidence=None if confidence is None else read.number(confidence, "confidence", where),
             interval_kind=_interval_kind(data.get("interval_kind"), where),
+            settled=_settled(data.get("settled"), where),
         )
+
+
+def _settled(value: Any, where: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise RecordError(f"{where}: field 'settled' must be true, false or absent, got {value!r}")
+    return value
 
 
 def _interval_kind(value: Any, where: str) -> str | None:

@@ -15,8 +15,21 @@ from pytest_clever.runs.fields import RecordError
 from pytest_clever.runs.gates import POINT_GATE
 
 #: Settings that must agree for two records to be compared. The seed joins them when the targets are
-#: random-k, whose classes the seed draws (:meth:`RecordSettings.differences`).
-COMPARABLE_SETTINGS = ("norm", "radius", "order", "n_batches", "batch_size", "bounds", "targets")
+#: random-k, whose classes the seed draws (:meth:`RecordSettings.differences`). With ``precision``/``budget``
+#: the rounds choose each input's points, so runs under other stopping settings (or a fixed count) are told
+#: apart rather than mixed.
+COMPARABLE_SETTINGS = (
+    "norm",
+    "radius",
+    "order",
+    "n_batches",
+    "batch_size",
+    "bounds",
+    "targets",
+    "precision",
+    "max_batches",
+    "budget",
+)
 #: Second-order results may still differ in the last digits at another chunk size (batched kernels round
 #: differently), so for ``order == 2`` the chunk size joins them when both records know it.
 SECOND_ORDER_SETTINGS = ("chunk_size",)
@@ -26,7 +39,11 @@ SEEDED_TARGETS = "random-"
 
 @dataclass(frozen=True)
 class RecordSettings:
-    """The settings one call was scored with. ``seed`` is the derived seed the API was given."""
+    """The settings one call was scored with. ``seed`` is the derived seed the API was given.
+
+    With ``precision`` or ``budget`` (seconds per call) set, ``n_batches`` is the first round and
+    ``max_batches`` the cap; all three are None for a fixed count of ``n_batches``.
+    """
 
     norm: float
     radius: float
@@ -42,6 +59,9 @@ class RecordSettings:
     threads: int | None = None
     #: Points per chunk of a second-order run (``CleverResult.chunk_size`` of its first input); None otherwise.
     chunk_size: int | None = None
+    precision: float | None = None
+    max_batches: int | None = None
+    budget: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +76,9 @@ class RecordSettings:
             "device": self.device,
             "threads": self.threads,
             "chunk_size": self.chunk_size,
+            "precision": self.precision,
+            "max_batches": self.max_batches,
+            "budget": self.budget,
         }
 
     @classmethod
@@ -71,6 +94,7 @@ class RecordSettings:
         bounds = read.optional_pair(data.get("bounds"), "bounds", where)
         targets = read.text(read.get(data, "targets", where), "targets", where)
         threads, chunk_size = data.get("threads"), data.get("chunk_size")
+        precision, max_batches, budget = (data.get(k) for k in ("precision", "max_batches", "budget"))
         return cls(
             norm=norm,
             radius=read.number(read.get(data, "radius", where), "radius", where),
@@ -83,6 +107,9 @@ class RecordSettings:
             device=read.optional_text(data.get("device"), "device", where),
             threads=None if threads is None else read.integer(threads, "threads", where, 1),
             chunk_size=None if chunk_size is None else read.integer(chunk_size, "chunk_size", where, 1),
+            precision=None if precision is None else read.number(precision, "precision", where),
+            max_batches=None if max_batches is None else read.integer(max_batches, "max_batches", where, 1),
+            budget=None if budget is None else read.number(budget, "budget", where),
         )
 
     def differences(self, before: RecordSettings) -> list[str]:

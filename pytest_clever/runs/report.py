@@ -28,12 +28,56 @@ def settings_text(record: RunRecord) -> str:
         norm_label(s.norm),
         f"radius {s.radius:g}",
         f"order {s.order}",
-        f"{s.n_batches}x{s.batch_size} samples",
+        f"{s.n_batches}x{s.batch_size} samples" if s.max_batches is None else _rounds_text(record),
         f"seed {s.seed}",
     ]
     if s.targets != "all":
         parts.append(f"minimum over targets {s.targets} only")
     return ", ".join(parts)
+
+
+def _rounds_text(record: RunRecord) -> str:
+    """``rounds of 20 to 1000 batches x 128, precision 0.1, budget 60 s``: the stopping settings of a record."""
+    s = record.settings
+    text = f"rounds of {s.n_batches} to {s.max_batches} batches x {s.batch_size}"
+    if s.precision is not None:
+        text += f", precision {s.precision:g}"
+    if s.budget is not None:
+        text += f", budget {s.budget:g} s"
+    return text
+
+
+def points_used(record: RunRecord) -> list[int]:
+    """Sampled points behind each input's score (per target), in input order."""
+    return [int(r.get("points") or r["n_batches"] * r["batch_size"]) for r in record.results]
+
+
+def rounds_lines(records: Iterable[RunRecord]) -> list[str]:
+    """One line per call sampled in rounds: why its inputs stopped, the points and the precision they reached;
+    and a warning for a gate decision the rounds left unsettled (its verdict then follows ``gate=``)."""
+    lines = []
+    for r in sorted_records(records):
+        if r.settings.max_batches is None:
+            continue
+        stops: dict[str, int] = {}
+        for result in r.results:
+            stops[str(result.get("stop_reason"))] = stops.get(str(result.get("stop_reason")), 0) + 1
+        reached = [float(x) for result in r.results if (x := result.get("precision_reached")) is not None]
+        points = points_used(r)
+        text = (
+            f"  {r.label}: stopped by "
+            + ", ".join(f"{k} {v}" for k, v in sorted(stops.items()))
+            + f"; points per input {min(points)}-{max(points)}"
+            + (f"; precision reached +-{max(reached):.1%} at worst" if reached else "; precision reached unknown")
+        )
+        lines.append(text)
+        if r.settled is False:
+            gate = r.threshold.gate if r.threshold else POINT_GATE
+            lines.append(
+                f"  WARNING {r.label}: the gate's decision is UNSETTLED (its interval still straddles the bar "
+                f"when sampling stopped); the verdict follows gate={gate}"
+            )
+    return ["CLEVER rounds (precision/budget):", *lines] if lines else []
 
 
 def fit_quality_text(results: Sequence[Any]) -> str:
@@ -185,6 +229,11 @@ def failure_message(record: RunRecord) -> str:
             lines.append(f"  {threshold.statistic}: {interval_text(record)}")
         if threshold.gate != POINT_GATE:
             lines.append(f"  gate {threshold.gate}: {verdict.message}")
+        if record.settled is False:
+            lines.append(
+                f"  decision UNSETTLED: sampling stopped (budget, cap or precision) while the interval still "
+                f"straddled the bar; the verdict follows gate={threshold.gate}"
+            )
     if record.contradicted:
         lines += attack_lines(record)
     if record.location:  # which call failed, when a test makes several
@@ -223,9 +272,30 @@ def _n_cell(record: RunRecord) -> str:
     return f"{record.n} ({capped} capped)" if capped else str(record.n)
 
 
+def _points_cell(record: RunRecord) -> str:
+    """Sampled points per input (per target): one number, or the range when rounds chose them."""
+    points = points_used(record)
+    if not points:
+        return f"{record.settings.n_batches * record.settings.batch_size}"
+    return str(points[0]) if min(points) == max(points) else f"{min(points)}-{max(points)}"
+
+
 def summary_table(records: Iterable[RunRecord]) -> list[str]:
     """Rows of the end-of-run table, one per recorded call, sorted by test id, name and call index."""
-    header = ("test", "norm", "order", "targets", "n", "min", "mean", "median", "interval", "threshold", "status")
+    header = (
+        "test",
+        "norm",
+        "order",
+        "targets",
+        "n",
+        "points",
+        "min",
+        "mean",
+        "median",
+        "interval",
+        "threshold",
+        "status",
+    )
     rows = [header]
     for r in sorted_records(records):
         rows.append(
@@ -235,6 +305,7 @@ def summary_table(records: Iterable[RunRecord]) -> list[str]:
                 str(r.settings.order),
                 r.settings.targets,
                 _n_cell(r),
+                _points_cell(r),
                 f"{r.min:.4g}",
                 f"{r.mean:.4g}",
                 f"{r.median:.4g}",
@@ -264,6 +335,7 @@ def notes_lines(records: Iterable[RunRecord]) -> list[str]:
     capped_lines += [f"  WARNING {gate}" for _, _, gate in capped if gate is not None]
     if capped_lines:
         lines += ["CLEVER capped scores (a capped score says only 'at least the radius'):", *capped_lines]
+    lines += rounds_lines(records)
     kinds = sorted({r.interval_kind for r in records if r.interval_kind is not None})
     if kinds:
         lines.append("CLEVER intervals: " + "; ".join(f"{k} = {INTERVAL_KIND_TEXT[k]}" for k in kinds))

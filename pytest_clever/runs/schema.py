@@ -14,6 +14,11 @@ reads the current layout only:
   version changes so that a reader of layout 3 refuses these files by name
   rather than reading a partial run as a whole baseline, or inputs it cannot
   match as the same inputs.
+- 4 -> 5: nothing to change: settings gain ``precision``, ``max_batches`` and
+  ``budget``, records ``settled``, results ``stop_reason`` and ``points``, all
+  optional (absent: a fixed count). The version changes so that a reader of
+  layout 4 refuses records whose inputs were sampled in rounds rather than
+  compare them with fixed-count ones as if alike.
 
 Layout 1 needs a file's whole list of records to number the calls, so that
 step runs on a file's list before its records are read (:func:`upgrade_run`).
@@ -36,7 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 #: Layout version of the records this version writes.
-SCHEMA = 4
+SCHEMA = 5
 #: The oldest layout still read.
 OLDEST_SCHEMA = 1
 #: Layouts this version reads (upgraded on reading).
@@ -72,14 +77,14 @@ def _targets_setting(record: Any) -> Any:
 
 
 def _optional_fields(record: Any) -> Any:
-    """3 -> 4: the fields layout 4 adds are optional, so a layout-3 record is already a layout-4 one."""
+    """3 -> 4 and 4 -> 5: the fields these layouts add are optional, so an older record already is a newer one."""
     return record
 
 
 #: Steps that need a file's whole list of records, by the version they upgrade from.
 _RUN_STEPS: dict[int, Callable[[list[Any]], list[Any]]] = {1: _number_calls}
 #: Steps that upgrade one record, by the version they upgrade from, in order.
-_RECORD_STEPS: dict[int, Callable[[Any], Any]] = {2: _targets_setting, 3: _optional_fields}
+_RECORD_STEPS: dict[int, Callable[[Any], Any]] = {2: _targets_setting, 3: _optional_fields, 4: _optional_fields}
 # One step per version, those on whole lists first.
 assert [*_RUN_STEPS, *_RECORD_STEPS] == list(range(OLDEST_SCHEMA, SCHEMA))
 assert all(version < RECORD_SCHEMA for version in _RUN_STEPS)

@@ -78,6 +78,24 @@ class CleverResult:
     chunk_size: int | None = None
     hvp_per_point: float | None = None
     steps_per_row: float | None = None
+    #: Why sampling stopped (``core.validation.STOP_REASONS``: "fixed", "precision", "cap", "budget",
+    #: "decision"); None in results read from layouts without it.
+    stop_reason: str | None = None
+    #: The ``precision=`` and ``budget=`` (seconds per call) the input was sampled under (None: not set).
+    precision: float | None = None
+    budget: float | None = None
+
+    @property
+    def points(self) -> int:
+        """Sampled points behind the score: ``n_batches * batch_size`` (the rounds chose ``n_batches``)."""
+        return self.n_batches * self.batch_size
+
+    @property
+    def precision_reached(self) -> float:
+        """The relative half-width ``(hi - lo) / (2 * score)`` of :attr:`interval` (inf when unknown or 0)."""
+        if self.interval is None or not self.score > 0:
+            return float("inf")
+        return (self.interval[1] - self.interval[0]) / (2 * self.score)
 
     @property
     def interval(self) -> tuple[float, float] | None:
@@ -129,9 +147,14 @@ class CleverResult:
             f"CleverResult(score={self.score:.4g}{interval}, target={self.target}, "
             f"predicted={self.predicted}, norm={norm_label(self.norm)}, radius={self.radius:g}, "
             f"order={self.order}, lipschitz={deciding.lipschitz:.4g}, {curvature}fit={fit}, "
-            f"samples={self.n_batches}x{self.batch_size}, seed={self.seed}, "
+            f"samples={self.n_batches}x{self.batch_size}{self._stop_text()}, seed={self.seed}, "
             f"elapsed={self.elapsed:.2f}s)"
         )
+
+    def _stop_text(self) -> str:
+        if self.stop_reason in (None, "fixed"):
+            return ""
+        return f" (stopped: {self.stop_reason}, +-{self.precision_reached:.1%})"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (``json.dumps`` works on it as is)."""
@@ -163,6 +186,11 @@ class CleverResult:
             "chunk_size": self.chunk_size,
             "hvp_per_point": self.hvp_per_point,
             "steps_per_row": self.steps_per_row,
+            "stop_reason": self.stop_reason,
+            "points": self.points,
+            "precision": self.precision,
+            "precision_reached": json_float(self.precision_reached),
+            "budget": self.budget,
         }
 
     @classmethod
@@ -221,6 +249,9 @@ class CleverResult:
             chunk_size=None if data.get("chunk_size") is None else int(data["chunk_size"]),
             hvp_per_point=None if data.get("hvp_per_point") is None else float(data["hvp_per_point"]),
             steps_per_row=None if data.get("steps_per_row") is None else float(data["steps_per_row"]),
+            stop_reason=None if data.get("stop_reason") is None else str(data["stop_reason"]),
+            precision=None if data.get("precision") is None else float(data["precision"]),
+            budget=None if data.get("budget") is None else float(data["budget"]),
         )
 
 
@@ -234,6 +265,9 @@ class CleverReport(Sequence[CleverResult]):
     results: tuple[CleverResult, ...]
     seed: int | None = None
     elapsed: float = 0.0
+    #: With ``min_score`` and rounds (``precision=``/``budget=``): whether the rounds settled the gate's
+    #: decision (the statistic's interval wholly above or below the bar); None when there was none to settle.
+    settled: bool | None = None
 
     def __len__(self) -> int:
         return len(self.results)
@@ -339,6 +373,7 @@ class CleverReport(Sequence[CleverResult]):
             **intervals,
             "seed": self.seed,
             "elapsed": self.elapsed,
+            "settled": self.settled,
             "results": [r.to_dict() for r in self.results],
         }
 
@@ -357,4 +392,10 @@ class CleverReport(Sequence[CleverResult]):
                 results.append(CleverResult.from_dict(item))
             except InvalidInputError as exc:
                 raise InvalidInputError(f"results[{i}]: {str(exc).removeprefix('result: ')}") from None
-        return cls(results=tuple(results), seed=data.get("seed"), elapsed=float(data.get("elapsed", 0.0)))
+        settled = data.get("settled")
+        return cls(
+            results=tuple(results),
+            seed=data.get("seed"),
+            elapsed=float(data.get("elapsed", 0.0)),
+            settled=None if settled is None else bool(settled),
+        )

@@ -57,7 +57,8 @@ class TargetScore:
     radius ``r`` (so ``score == min(margin / lipschitz, radius)`` still holds)
     and ``lipschitz_lower_bound`` is not measured (0).
 
-    ``interval`` is the score's confidence interval ``(lo, hi)`` from the
+    ``points`` is how many sampled points the fit used (with ``precision=`` or ``budget=`` the
+    rounds choose it). ``interval`` is the score's confidence interval ``(lo, hi)`` from the
     fit's end-point interval (:meth:`with_interval`); None when unknown
     (not computed, or read from JSON without intervals).
     """
@@ -82,6 +83,8 @@ class TargetScore:
     solver_steps: int = 0
     solver_converged: float = math.nan
     interval: tuple[float, float] | None = None
+    #: Sampled points behind this target's fit (0 when unknown: layouts without it).
+    points: int = 0
 
     @property
     def endpoint(self) -> float:

@@ -197,7 +197,7 @@ def test_gate(clever):
     )
     pytester.runpytest("--clever-json=out.json").assert_outcomes(failed=1)
     doc = _json(pytester)
-    assert doc["schema"] == 4
+    assert doc["schema"] == 5
     assert {"pytest_clever", "torch", "python", "numpy", "scipy"} <= set(doc["environment"])
     (record,) = doc["records"]
     assert record["name"] == "one" and record["n"] == 1 and record["status"] == "failed"

@@ -151,7 +151,7 @@ def test_schema_1_files_still_load_and_compare_call_by_call(tmp_path):
     # Saved again, it is a schema-2 file with the same keys.
     path = Storage(tmp_path / "new").save(list(run.records), "again", git={})
     data = json.loads(path.read_text())
-    assert data["schema"] == 4 and [r["call"] for r in data["records"]] == [0, 0, 1]  # sorted by test id
+    assert data["schema"] == 5 and [r["call"] for r in data["records"]] == [0, 0, 1]  # sorted by test id
 
 
 def test_fingerprints_are_each_inputs_or_none_when_a_result_lacks_one():

@@ -33,7 +33,7 @@ def test_save_then_find_by_latest_name_id_and_path(tmp_path):
 def test_saved_file_has_schema_and_metadata(tmp_path):
     path = Storage(tmp_path).save([make_record()], "main")
     data = json.loads(path.read_text())
-    assert data["schema"] == 4 and data["kind"] == "pytest-clever-run" and data["name"] == "main"
+    assert data["schema"] == 5 and data["kind"] == "pytest-clever-run" and data["name"] == "main"
     assert {"commit", "dirty"} <= set(data["git"])  # from files.git_info (stubbed: no git needed)
     assert data["git"] == GIT
     assert {"torch", "python", "pytest_clever"} <= set(data["environment"])
