@@ -18,7 +18,7 @@ _LAZY = {
     "clever_scores": "api",
     "BPDA": "defences.bpda",
     "CleverResult": "stats.results",
-    "CleverReport": "stats.results",
+    "CleverReport": "stats.report",
     "TargetScore": "stats.results",
     "CleverError": "errors",
     "CleverWarning": "errors",
@@ -79,7 +79,8 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from pytest_clever.extras.strategies import points_in_ball
     from pytest_clever.plugin.fixture import CleverFixture
-    from pytest_clever.stats.results import CleverReport, CleverResult, TargetScore
+    from pytest_clever.stats.report import CleverReport
+    from pytest_clever.stats.results import CleverResult, TargetScore
 
 
 def __getattr__(name: str) -> Any:

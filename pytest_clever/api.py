@@ -21,7 +21,8 @@ from pytest_clever.core.validation import (
     DEFAULT_EXECUTOR_TIMEOUT,
     DEFAULT_N_BATCHES,
 )
-from pytest_clever.stats.results import CleverReport, CleverResult
+from pytest_clever.stats.report import CleverReport
+from pytest_clever.stats.results import CleverResult
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor

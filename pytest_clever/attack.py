@@ -44,7 +44,8 @@ from pytest_clever.core.norms import norm_label, norm_to_json
 from pytest_clever.core.seeds import derive_seed
 from pytest_clever.core.validation import check_int, check_seed
 from pytest_clever.errors import CleverError, InvalidInputError
-from pytest_clever.stats.results import CleverReport, CleverResult
+from pytest_clever.stats.report import CleverReport
+from pytest_clever.stats.results import CleverResult
 
 DEFAULT_STEPS = 50
 DEFAULT_RESTARTS = 4

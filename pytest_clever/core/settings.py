@@ -10,9 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_clever.core import parsers as parse
 from pytest_clever.core.norms import parse_norm
-from pytest_clever.core.progress import TERMINAL_MODES
-from pytest_clever.core.targets import parse_targets
 from pytest_clever.core.validation import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONFIDENCE,
@@ -22,138 +21,11 @@ from pytest_clever.core.validation import (
     DEFAULT_MAX_BATCHES,
     DEFAULT_N_BATCHES,
     MIN_BATCHES,
-    check_bound_pair,
-    check_confidence,
-    check_gate_mode,
-    check_int,
-    check_interval_kind,
-    check_number,
-    check_order,
-    check_seed,
-    check_stopping,
-    check_timeout,
     parse_statistic,
 )
-from pytest_clever.errors import InvalidInputError
 
 #: The marker's name, as in ``@pytest.mark.clever(...)``.
 MARKER = "clever"
-
-# Ini and CLI values arrive as text: the parsers below turn text into numbers and leave
-# every rule to validation.py, so a marker, an ini key, a flag and the Python API report
-# a bad value with the same InvalidInputError message.
-
-
-def _as_number(name: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
-
-
-def _as_int(name: str, value: Any) -> Any:
-    value = _as_number(name, value)
-    # 12.0 from an ini file is the integer 12; 12.5 stays a float and is rejected.
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _positive_float(name: str) -> Callable[[Any], float]:
-    return lambda value: check_number(name, _as_number(name, value))
-
-
-def _non_negative_float(name: str) -> Callable[[Any], float]:
-    return lambda value: check_number(name, _as_number(name, value), strict=False)
-
-
-def _int_at_least(name: str, minimum: int) -> Callable[[Any], int]:
-    return lambda value: check_int(name, _as_int(name, value), minimum)
-
-
-def _fraction(name: str) -> Callable[[Any], float]:
-    # The range rule lives in check_stopping, which reports precision's bounds in one message.
-    return lambda value: check_stopping(None, _as_number(name, value), None, None).precision  # type: ignore[return-value]
-
-
-def _order(value: Any) -> int:
-    return check_order(_as_int("order", value))
-
-
-def _seed(value: Any) -> int:
-    return check_seed(_as_int("seed", value))
-
-
-def _confidence(value: Any) -> float:
-    return check_confidence(_as_number("confidence", value))
-
-
-def _gate(value: Any) -> str:
-    return check_gate_mode(value)
-
-
-def _interval_kind(value: Any) -> str:
-    return check_interval_kind(value)
-
-
-def _bounds(value: Any) -> tuple[float, float]:
-    parts = value.replace(",", " ").split() if isinstance(value, str) else value
-    try:
-        pair = len(parts) == 2
-    except TypeError:
-        pair = False
-    if not pair:
-        raise InvalidInputError(f"bounds must be two numbers lo, hi, got {value!r}")
-    return check_bound_pair(parts)
-
-
-def _device(value: Any) -> str:
-    return str(value).strip()
-
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
-
-
-def _bool(name: str) -> Callable[[Any], bool]:
-    def parse(value: Any) -> bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE or text in _FALSE:
-            return text in _TRUE
-        raise InvalidInputError(f"{name} must be true or false, got {value!r}")
-
-    return parse
-
-
-def _targets(value: Any) -> str:
-    """A target specification in its canonical text ("all", "top-2", "3,5"); see :mod:`.targets`."""
-    return str(parse_targets(value))
-
-
-def _seconds(name: str) -> Callable[[Any], float]:
-    return lambda value: check_timeout(name, _as_number(name, value))
-
-
-#: Schemes of executor addresses: the plugin connects to the scheduler there.
-EXECUTOR_SCHEMES = ("dask://", "ray://")
-
-
-def _executor(value: Any) -> Any:
-    """``module:factory``, ``dask://HOST:PORT``, ``ray://HOST:PORT``, or (as a fixture argument) an executor object."""
-    if hasattr(value, "submit"):
-        return value
-    text = str(value).strip()
-    module, sep, name = text.partition(":")
-    if any(text.startswith(s) and len(text) > len(s) for s in EXECUTOR_SCHEMES) or (
-        sep and name.isidentifier() and all(part.isidentifier() for part in module.split("."))
-    ):
-        return text
-    raise InvalidInputError(
-        "executor must be module:factory (e.g. mypkg.cluster:make_executor), dask://HOST:PORT or ray://HOST:PORT, "
-        f"got {value!r}"
-    )
 
 
 @dataclass(frozen=True)
@@ -203,7 +75,7 @@ OPTIONS: dict[str, Option] = {
         Option("norm", lambda v: parse_norm(v), 2.0, "perturbation norm: 1, 2 or inf", cli=True),
         Option(
             "radius",
-            _positive_float("radius"),
+            parse.positive_float("radius"),
             None,
             "radius of the sampling ball",
             cli=True,
@@ -211,25 +83,29 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "n_batches",
-            _int_at_least("n_batches", MIN_BATCHES),
+            parse.int_at_least("n_batches", MIN_BATCHES),
             None,
             "batches of samples (batch maxima for the EVT fit); with precision or budget, the first round",
             cli=True,
             shown=f"{DEFAULT_N_BATCHES}, or {DEFAULT_FIRST_ROUND} as the first round of precision/budget",
         ),
         Option(
-            "batch_size", _int_at_least("batch_size", 1), DEFAULT_BATCH_SIZE, "fresh sampled points per batch", cli=True
+            "batch_size",
+            parse.int_at_least("batch_size", 1),
+            DEFAULT_BATCH_SIZE,
+            "fresh sampled points per batch",
+            cli=True,
         ),
         Option(
             "precision",
-            _fraction("precision"),
+            parse.fraction("precision"),
             None,
             "sample in rounds until the score's interval has this relative half-width (e.g. 0.1), or max_batches",
             cli=True,
         ),
         Option(
             "max_batches",
-            _int_at_least("max_batches", MIN_BATCHES),
+            parse.int_at_least("max_batches", MIN_BATCHES),
             None,
             "most batches one input gets with precision or budget",
             cli=True,
@@ -237,29 +113,34 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "budget",
-            _positive_float("budget"),
+            parse.positive_float("budget"),
             None,
             "seconds one scoring call may spend sampling in rounds; the result says the precision reached",
             cli=True,
         ),
-        Option("order", _order, 1, "1 for first-order CLEVER, 2 for second order", cli=True),
-        Option("seed", _seed, 0, "base seed; each test derives its own from it and its node id", cli=True),
-        Option("device", _device, None, "device to compute on", cli=True, marker=False, shown="the model's device"),
-        Option("bounds", _bounds, None, "valid input range 'lo, hi' (e.g. '0, 1'); samples are clipped to it"),
+        Option("order", parse.order, 1, "1 for first-order CLEVER, 2 for second order", cli=True),
+        Option("seed", parse.seed, 0, "base seed; each test derives its own from it and its node id", cli=True),
         Option(
-            "min_score", _non_negative_float("min_score"), None, "fail a test whose recorded statistic is below this"
+            "device", parse.device, None, "device to compute on", cli=True, marker=False, shown="the model's device"
+        ),
+        Option("bounds", parse.bounds, None, "valid input range 'lo, hi' (e.g. '0, 1'); samples are clipped to it"),
+        Option(
+            "min_score",
+            parse.non_negative_float("min_score"),
+            None,
+            "fail a test whose recorded statistic is below this",
         ),
         Option("statistic", parse_statistic, "mean", "statistic compared with min_score: min, mean, median, max, qNN"),
         Option(
             "confidence",
-            _confidence,
+            parse.confidence,
             DEFAULT_CONFIDENCE,
             "level of the scores' and statistics' confidence intervals, strictly between 0 and 1",
             cli=True,
         ),
         Option(
             "gate",
-            _gate,
+            parse.gate,
             "point",
             "evidence min_score needs: point (the statistic itself), significant-fail (fail only if its "
             "interval lies below min_score) or significant-pass (pass only if its interval lies at or above it)",
@@ -267,7 +148,7 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "interval",
-            _interval_kind,
+            parse.interval_kind,
             "estimator",
             "interval of the statistic that gate and the summary use: estimator (estimator noise: the inputs "
             "fixed, each score's own interval) or inputs (input sampling: the inputs as a sample of a "
@@ -276,14 +157,14 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "target",
-            _int_at_least("target", 0),
+            parse.int_at_least("target", 0),
             None,
             "score against this class only (the same as targets='j')",
             ini=False,
         ),
         Option(
             "targets",
-            _targets,
+            parse.targets,
             None,
             "classes the score is the minimum over: all, top-k, random-k, least-likely or a list 'i,j'",
             cli=True,
@@ -291,7 +172,7 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "executor",
-            _executor,
+            parse.executor,
             None,
             "score each input as a task on this concurrent.futures executor: module:factory (called once "
             "per process), dask://HOST:PORT or ray://HOST:PORT",
@@ -301,7 +182,7 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "executor_timeout",
-            _seconds("executor_timeout"),
+            parse.seconds("executor_timeout"),
             DEFAULT_EXECUTOR_TIMEOUT,
             "seconds an executor run may go with no input coming back before it fails naming the pending inputs",
             cli=True,
@@ -309,7 +190,7 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "executor_connect_timeout",
-            _seconds("executor_connect_timeout"),
+            parse.seconds("executor_connect_timeout"),
             DEFAULT_CONNECT_TIMEOUT,
             "seconds a dask:// or ray:// executor address is given to answer (one try per pytest process)",
             cli=True,
@@ -317,7 +198,7 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "attack_check",
-            _bool("attack_check"),
+            parse.boolean("attack_check"),
             False,
             "also run a PGD attack inside the radius; fail when it finds an adversarial example closer than the score",
         ),
@@ -328,7 +209,7 @@ OPTIONS: dict[str, Option] = {
 #: fixture setting. Unset, an xdist worker shares the cores (``cpu_count // workers``).
 THREADS = Option(
     "threads",
-    _int_at_least("threads", 1),
+    parse.int_at_least("threads", 1),
     None,
     "torch intra-op threads per test process",
     cli=True,
@@ -393,18 +274,11 @@ def argparse_type(option: Option) -> Callable[[str], Any]:
     return parse
 
 
-def _progress_mode(value: Any) -> str:
-    text = str(value).strip().lower()
-    if text not in TERMINAL_MODES:
-        raise InvalidInputError(f"progress must be one of {', '.join(TERMINAL_MODES)}, got {value!r}")
-    return text
-
-
 #: Progress of long fixture calls on pytest's terminal: a process-wide plugin setting (CLI and ini only),
 #: not a fixture setting (a call's own ``progress=`` keyword goes to the API as it is).
 PROGRESS = Option(
     "progress",
-    _progress_mode,
+    parse.progress_mode,
     "auto",
     "show progress of scoring calls running longer than a few seconds: auto (only on a TTY), on or off",
     cli=True,

@@ -28,7 +28,8 @@ from pytest_clever.runs.record import RunRecord
 from pytest_clever.runs.report import capped_gate_text, failure_message
 
 if TYPE_CHECKING:
-    from pytest_clever.stats.results import CleverReport, CleverResult
+    from pytest_clever.stats.report import CleverReport
+    from pytest_clever.stats.results import CleverResult
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent)  # the whole package, not only plugin/
 

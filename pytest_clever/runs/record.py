@@ -41,7 +41,7 @@ from pytest_clever.runs.schema import upgrade_record
 from pytest_clever.runs.status import STATUSES, decide_status
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pytest_clever.stats.results import CleverReport
+    from pytest_clever.stats.report import CleverReport
 
 RecordKey = tuple[str, "str | None", int]
 
@@ -148,7 +148,7 @@ class RunRecord:
 
     def report(self) -> CleverReport:
         """The results as a :class:`CleverReport` (imports numpy: only where results are needed)."""
-        from pytest_clever.stats.results import CleverReport
+        from pytest_clever.stats.report import CleverReport
 
         return CleverReport.from_dict({"results": list(self.results), "seed": self.settings.seed})
 

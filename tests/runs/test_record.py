@@ -12,7 +12,8 @@ from pytest_clever.runs.record import COMPARABLE_SETTINGS, RecordError, RunRecor
 from pytest_clever.runs.report import failure_message, fit_quality_text, settings_text, summary_table, worst_lines
 from pytest_clever.runs.storage import Storage
 from pytest_clever.stats.evt import CONSTANT_MAXIMA
-from pytest_clever.stats.results import CleverReport, CleverResult, TargetScore
+from pytest_clever.stats.report import CleverReport
+from pytest_clever.stats.results import CleverResult, TargetScore
 
 from .records import make_record, make_record_dict
 

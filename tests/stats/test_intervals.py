@@ -13,7 +13,8 @@ from pytest_clever.core.validation import DEFAULT_N_BATCHES
 from pytest_clever.errors import InvalidInputError
 from pytest_clever.stats.evt import endpoint_interval, fit_endpoint
 from pytest_clever.stats.intervals import paired_change_interval, statistic_interval
-from pytest_clever.stats.results import CleverReport, CleverResult
+from pytest_clever.stats.report import CleverReport
+from pytest_clever.stats.results import CleverResult
 
 from .test_fit_end_to_end import CubicMargin
 
