@@ -30,6 +30,6 @@ def _listed() -> set[str]:
 
 def test_the_layout_page_lists_every_module():
     modules = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
-    listed = _listed()
+    listed = {path for path in _listed() if not path.endswith("__init__.py")}
     assert sorted(modules - listed) == [], "modules missing from docs/reference/layout.md"
     assert sorted(listed - modules) == [], "docs/reference/layout.md lists modules that do not exist"
