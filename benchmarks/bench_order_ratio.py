@@ -3,8 +3,8 @@
 Run: ``python benchmarks/bench_order_ratio.py [--inputs 20 --seeds 2 --n-batches 100 --batch-size 128]``.
 Prints one JSON object (and one line per pair to stderr as it goes). Model: the digits CNN
 (``pytest_clever.extras.digits``) with a smooth activation, softplus by default (``--activation``);
-inputs: the first ``--inputs`` test digits it classifies correctly; settings: L2 and radius 2 unless ``--norm``/``--radius``,
-bounds (0, 1), untargeted (all 9 other classes), the given sample size. Each (input, seed)
+inputs: the first ``--inputs`` test digits it classifies correctly; settings: L2 and radius 2
+unless ``--norm``/``--radius``, bounds (0, 1), untargeted (all 9 other classes), the given sample size. Each (input, seed)
 pair scores both orders with the same seed; the ratio is ``score(order=2) / score(order=1)``
 (above 1: second order is the less pessimistic, larger score). Pairs where either score
 is capped at the radius are counted but left out of the ratios (a capped pair says
@@ -24,7 +24,6 @@ import torch
 
 from pytest_clever import clever_score
 from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
-
 
 
 def main() -> None:
