@@ -4,12 +4,13 @@ Run: ``python benchmarks/bench_order_ratio.py [--inputs 20 --seeds 2 --n-batches
 Prints one JSON object (and one line per pair to stderr as it goes). Model: the digits CNN
 (``pytest_clever.extras.digits``) with a smooth activation, softplus by default (``--activation``);
 inputs: the first ``--inputs`` test digits it classifies correctly; settings: L2 and radius 2
-unless ``--norm``/``--radius``, bounds (0, 1), untargeted (all 9 other classes), the given sample size. Each (input, seed)
-pair scores both orders with the same seed; the ratio is ``score(order=2) / score(order=1)``
-(above 1: second order is the less pessimistic, larger score). Pairs where either score
-is capped at the radius are counted but left out of the ratios (a capped pair says
-nothing about which order is tighter). The full run at the library's default sample
-size (100 x 128) costs about a minute of CPU per second-order score on an idle core.
+unless ``--norm``/``--radius``, bounds (0, 1), untargeted (all 9 other classes), the given
+sample size. Each (input, seed) pair scores both orders with the same seed; the ratio is
+``score(order=2) / score(order=1)`` (above 1: second order is the less pessimistic, larger
+score). Pairs where either score is capped at the radius are counted but left out of the
+ratios (a capped pair says nothing about which order is tighter). The full run at the
+library's default sample size (100 x 128) costs about a minute of CPU per second-order
+score on an idle core.
 """
 
 from __future__ import annotations
