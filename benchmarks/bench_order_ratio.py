@@ -3,13 +3,14 @@
 Run: ``python benchmarks/bench_order_ratio.py [--inputs 20 --seeds 2 --n-batches 100 --batch-size 128]``.
 Prints one JSON object (and one line per pair to stderr as it goes). Model: the digits CNN
 (``pytest_clever.extras.digits``) with a smooth activation, softplus by default (``--activation``);
-inputs: the first ``--inputs`` test digits it classifies correctly; settings: L2, radius 2,
-bounds (0, 1), untargeted (all 9 other classes), the given sample size. Each (input, seed)
-pair scores both orders with the same seed; the ratio is ``score(order=2) / score(order=1)``
-(above 1: second order is the less pessimistic, larger score). Pairs where either score
-is capped at the radius are counted but left out of the ratios (a capped pair says
-nothing about which order is tighter). The full run at the library's default sample
-size (100 x 128) costs about a minute of CPU per second-order score on an idle core.
+inputs: the first ``--inputs`` test digits it classifies correctly; settings: L2 and radius 2
+unless ``--norm``/``--radius``, bounds (0, 1), untargeted (all 9 other classes), the given
+sample size. Each (input, seed) pair scores both orders with the same seed; the ratio is
+``score(order=2) / score(order=1)`` (above 1: second order is the less pessimistic, larger
+score). Pairs where either score is capped at the radius are counted but left out of the
+ratios (a capped pair says nothing about which order is tighter). The full run at the
+library's default sample size (100 x 128) costs about a minute of CPU per second-order
+score on an idle core.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ import torch
 from pytest_clever import clever_score
 from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
-RADIUS = 2.0
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,6 +33,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--n-batches", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--norm", default="2", choices=["1", "2", "inf"])
+    parser.add_argument("--radius", type=float, default=2.0)
     parser.add_argument("--curvature", default="spectral", choices=["spectral", "negative"])
     parser.add_argument("--activation", default="softplus", choices=["softplus", "tanh", "gelu", "silu"])
     parser.add_argument("--threads", type=int, default=1)
@@ -49,7 +50,8 @@ def main() -> None:
     for index in correct.tolist():
         for seed in range(args.seeds):
             kw = dict(
-                radius=RADIUS,
+                norm=float(args.norm),
+                radius=args.radius,
                 bounds=DIGITS_BOUNDS,
                 seed=seed,
                 n_batches=args.n_batches,
@@ -75,8 +77,8 @@ def main() -> None:
             {
                 "model": f"digits {args.activation} CNN",
                 "settings": {
-                    "norm": 2,
-                    "radius": RADIUS,
+                    "norm": args.norm,
+                    "radius": args.radius,
                     "n_batches": args.n_batches,
                     "batch_size": args.batch_size,
                     "curvature": args.curvature,
