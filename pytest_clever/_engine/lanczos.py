@@ -20,6 +20,7 @@ given) rebuilds the operator on those rows only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -122,6 +123,7 @@ def lanczos(
     tol: float = TOLERANCE,
     max_steps: int = MAX_STEPS,
     patience: int = PATIENCE,
+    patience_share: float = 0.0,
     may_stop: MayStop | None = None,
     restrict: Restrict | None = None,
     vectors: bool = False,
@@ -130,7 +132,8 @@ def lanczos(
 
     A step is steady for a row when both extremes change by at most ``tol``
     relative to the spectral norm; a row stops after ``patience`` steady
-    steps in a row, once its Krylov space is exhausted (its Ritz values are
+    steps in a row (and for at least ``patience_share`` of its steps so
+    far), once its Krylov space is exhausted (its Ritz values are
     then exact), or when ``may_stop`` marks it. The tridiagonal matrices are
     tiny (``steps x steps``); their eigen-decomposition costs little next to
     one product. ``vectors``: also return the extreme Ritz vectors.
@@ -186,7 +189,7 @@ def lanczos(
         steady = change <= tol * scale if steps > 1 else torch.zeros_like(change, dtype=torch.bool)
         calm[live] = torch.where(steady, calm[live] + 1, 0)
         exhausted = beta <= 1e3 * eps * scale.clamp_min(tiny)  # the Ritz values are exact
-        stop = exhausted | (calm[live] >= patience)
+        stop = exhausted | (calm[live] >= max(patience, math.ceil(patience_share * steps)))
         if may_stop is not None:
 
             def square_max(t: torch.Tensor = t, beta: torch.Tensor = beta, live: torch.Tensor = live) -> torch.Tensor:
