@@ -17,7 +17,8 @@ products per sampled point. Methods:
 - ``warm``: the default plus the warm start from the Ritz vectors at ``x0``
   (no pruning);
 - ``cold-p<k>`` / ``warm-p<k>``: other patience values (``--patience``);
-- ``cold-t<tol>``: other steadiness tolerances (``--tolerances``).
+- ``cold-t<tol>``: other steadiness tolerances (``--tolerances``);
+- ``cold-s<share>``: rows steady for at least that share of their steps (``--shares``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patience", type=int, nargs="*", default=[], help="extra patience values to try")
     parser.add_argument("--no-warm", action="store_true", help="skip the warm-start methods")
     parser.add_argument("--tolerances", type=float, nargs="*", default=[], help="extra steadiness tolerances")
+    parser.add_argument("--shares", type=float, nargs="*", default=[], help="patience shares of the steps")
     parser.add_argument("--no-default", action="store_true", help="skip the default method (cold)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         methods[f"cold-p{p}"] = SolverOptions(patience=p)
         if not args.no_warm:
             methods[f"warm-p{p}"] = SolverOptions(patience=p, warm=True)
+    for share in args.shares:
+        methods[f"cold-s{share:g}"] = SolverOptions(patience_share=share)
     for tol in args.tolerances:
         methods[f"cold-t{tol:g}"] = SolverOptions(tol=tol)
     started = time.perf_counter()

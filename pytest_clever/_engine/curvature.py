@@ -140,6 +140,7 @@ class SolverOptions:
 
     tol: float = TOLERANCE
     patience: int = PATIENCE
+    patience_share: float = 0.0
     max_steps: int = MAX_STEPS
     prune: bool = True
     warm: bool = False
@@ -241,6 +242,7 @@ def hessian_curvature(
     tol: float = TOLERANCE,
     max_steps: int = MAX_STEPS,
     patience: int = PATIENCE,
+    patience_share: float = 0.0,
     groups: torch.Tensor | None = None,
     floor: torch.Tensor | None = None,
     restrict: Restrict | None = None,
@@ -271,7 +273,16 @@ def hessian_curvature(
         if floor is None:
             floor = torch.full((int(groups.max()) + 1,), -math.inf, dtype=dtype, device=device)
         may_stop = batch_max_rule(groups, floor, method, dim)
-    ritz = lanczos(hvp, start, tol=tol, max_steps=max_steps, patience=patience, may_stop=may_stop, restrict=restrict)
+    ritz = lanczos(
+        hvp,
+        start,
+        tol=tol,
+        max_steps=max_steps,
+        patience=patience,
+        patience_share=patience_share,
+        may_stop=may_stop,
+        restrict=restrict,
+    )
     spectral = torch.maximum(ritz.lambda_max.abs(), ritz.lambda_min.abs())
     value = spectral if method == "spectral" else (-ritz.lambda_min).clamp_min(0)
     return CurvatureEstimate(spectral, value, ritz.steps, ritz.converged, ritz.row_steps, ritz.products)
@@ -288,6 +299,7 @@ def margin_curvatures(
     tol: float = TOLERANCE,
     max_steps: int = MAX_STEPS,
     patience: int = PATIENCE,
+    patience_share: float = 0.0,
     groups: torch.Tensor | None = None,
     floor: torch.Tensor | None = None,
     warm: Sequence[torch.Tensor] = (),
@@ -311,6 +323,7 @@ def margin_curvatures(
         tol=tol,
         max_steps=max_steps,
         patience=patience,
+        patience_share=patience_share,
         groups=groups,
         floor=floor,
         restrict=hessians.restrict,
