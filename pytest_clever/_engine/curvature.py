@@ -29,6 +29,7 @@ from pytest_clever._engine.lanczos import (
     HVP,
     MAX_STEPS,
     PATIENCE,
+    PATIENCE_SHARE,
     TOLERANCE,
     Restrict,
     RitzState,
@@ -140,7 +141,7 @@ class SolverOptions:
 
     tol: float = TOLERANCE
     patience: int = PATIENCE
-    patience_share: float = 0.0
+    patience_share: float = PATIENCE_SHARE
     max_steps: int = MAX_STEPS
     prune: bool = True
     warm: bool = False
@@ -242,7 +243,7 @@ def hessian_curvature(
     tol: float = TOLERANCE,
     max_steps: int = MAX_STEPS,
     patience: int = PATIENCE,
-    patience_share: float = 0.0,
+    patience_share: float = PATIENCE_SHARE,
     groups: torch.Tensor | None = None,
     floor: torch.Tensor | None = None,
     restrict: Restrict | None = None,
@@ -299,7 +300,7 @@ def margin_curvatures(
     tol: float = TOLERANCE,
     max_steps: int = MAX_STEPS,
     patience: int = PATIENCE,
-    patience_share: float = 0.0,
+    patience_share: float = PATIENCE_SHARE,
     groups: torch.Tensor | None = None,
     floor: torch.Tensor | None = None,
     warm: Sequence[torch.Tensor] = (),
