@@ -47,6 +47,7 @@ def test_an_unreachable_dask_scheduler_costs_one_timeout_per_session_and_one_lin
         "--clever-executor-connect-timeout=3",
         "--durations=0",
         "--durations-min=0",
+        "-rN",  # no short summary: it repeats each failure's line, in full where CI is set
         "test_two.py",
     ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
