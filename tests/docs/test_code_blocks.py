@@ -80,7 +80,7 @@ def test_the_block_reader_finds_runnable_blocks_files_and_shown_only_ones():
 
 
 @pytest.mark.slow  # a fresh process and a pytest run per page, about 100 s in all on 2 busy cores: CI runs it
-@pytest.mark.parametrize("page", RUN_PAGES, ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.parametrize("page", RUN_PAGES, ids=[str(p.relative_to(DOCS)) for p in RUN_PAGES])
 def test_the_python_blocks_of_the_page_run(page, tmp_path):
     files, code = _page_script(code_blocks(page.read_text(encoding="utf-8")))
     if not (files or code.strip()):
