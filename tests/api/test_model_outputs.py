@@ -126,7 +126,8 @@ def test_other_outputs_are_an_error_with_a_hint_that_works(kind, hint):
     assert hint in message
     page = re.search(r"see the documentation page (docs/[\w/.-]+\.md)", message)
     assert page is not None
-    assert "Hugging Face models and outputs that are not a tensor" in (ROOT / page.group(1)).read_text()
+    if (ROOT / "docs").is_dir():  # the wheel suite runs without docs/; tests/docs checks every pointer's page
+        assert "Hugging Face models and outputs that are not a tensor" in (ROOT / page.group(1)).read_text()
     if kind == "dict_without_logits":  # the hint's own lambda scores the model, as the bare one
         model = Wrapped(kind)
         _same(
