@@ -6,7 +6,7 @@ by ``ROUND_GROWTH`` on the same stream of points (``maxima.MaximaRounds``), so a
 exactly a prefix of a longer run. Rounds go input by input, round by round, so that a budget is shared
 evenly and a statistic over inputs can be tested after every round. An input stops:
 
-- ``precision``: its interval's relative half-width (:func:`~pytest_clever._engine.scoring.relative_half_width`)
+- ``precision``: its interval's relative half-width (``CleverResult.precision_reached``)
   is at most ``precision``, after at least ``MIN_PRECISION_BATCHES`` batches and with a score that moved by
   less than the precision since the round before (the stability rule that keeps the small-sample bias
   of the end point, which points the unsafe way, from stopping an input too early; SPEC "Sampling budgets");
@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-from pytest_clever._engine.scoring import InputScoring, relative_half_width
+from pytest_clever._engine.scoring import InputScoring
 from pytest_clever.core.options import ScoreOptions
 from pytest_clever.core.validation import (
     STOP_BUDGET,
@@ -61,7 +61,7 @@ def _precise(state: InputScoring, previous: float | None, precision: float) -> b
     if result.n_batches < MIN_PRECISION_BATCHES or previous is None:
         return False
     stable = abs(result.score - previous) <= precision * result.score
-    return stable and relative_half_width(result) <= precision
+    return stable and result.precision_reached <= precision
 
 
 def decision_interval(states: Sequence[InputScoring], options: ScoreOptions) -> tuple[float, float]:

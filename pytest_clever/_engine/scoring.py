@@ -38,14 +38,6 @@ from pytest_clever.stats.evt import score_endpoint_interval
 from pytest_clever.stats.results import CleverResult
 
 
-def relative_half_width(result: CleverResult) -> float:
-    """``(hi - lo) / (2 * score)`` of the score's interval: the precision a result reached (inf when unknown)."""
-    interval = result.interval
-    if interval is None or not result.score > 0:
-        return math.inf
-    return (interval[1] - interval[0]) / (2 * result.score)
-
-
 @dataclass
 class InputScoring:
     """An input in the middle of being scored: what its rounds of sampling share.
@@ -183,4 +175,4 @@ def start_input(
     return InputScoring(model, options, device, label, seed, problem, loop, started)
 
 
-__all__ = ["STOP_FIXED", "InputScoring", "relative_half_width", "start_input"]
+__all__ = ["STOP_FIXED", "InputScoring", "start_input"]
