@@ -266,10 +266,15 @@ def _interval_cell(record: RunRecord) -> str:
     return f"{statistic} [{record.interval[0]:.4g}, {record.interval[1]:.4g}]{kind}"
 
 
-def _n_cell(record: RunRecord) -> str:
+def n_cell(record: RunRecord) -> str:
     """The number of inputs, and how many of their scores are capped at the radius."""
     capped = len(capped_inputs(record))
     return f"{record.n} ({capped} capped)" if capped else str(record.n)
+
+
+def status_cell(record: RunRecord) -> str:
+    """``PASSED``, ``FAILED`` or ``RECORDED``, with ``(attack)`` when the attack contradicted a score."""
+    return record.status.upper() + (" (attack)" if record.contradicted else "")
 
 
 def _points_cell(record: RunRecord) -> str:
@@ -304,14 +309,14 @@ def summary_table(records: Iterable[RunRecord]) -> list[str]:
                 norm_label(r.settings.norm),
                 str(r.settings.order),
                 r.settings.targets,
-                _n_cell(r),
+                n_cell(r),
                 _points_cell(r),
                 f"{r.min:.4g}",
                 f"{r.mean:.4g}",
                 f"{r.median:.4g}",
                 _interval_cell(r),
                 str(r.threshold) if r.threshold else "-",
-                r.status.upper() + (" (attack)" if r.contradicted else ""),
+                status_cell(r),
             )
         )
     return format_table(rows)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from pytest_clever.core.norms import norm_label
 from pytest_clever.runs.compare import compared_text, delta_cell
 from pytest_clever.runs.record import RecordKey, RunRecord, sorted_records
-from pytest_clever.runs.report import capped_inputs
+from pytest_clever.runs.report import n_cell, status_cell
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_clever.runs.compare import Comparison
@@ -90,7 +90,7 @@ def ordered_comparisons(comparisons: Iterable[Comparison]) -> list[Comparison]:
 
 def status_text(record: RunRecord, comparison: Comparison | None) -> str:
     """``PASSED``, ``FAILED``, ``RECORDED``, with ``(attack)`` and ``, REGRESSED`` when they apply."""
-    text = record.status.upper() + (" (attack)" if record.contradicted else "")
+    text = status_cell(record)
     if comparison is not None and comparison.status == "regressed":
         text += ", REGRESSED"
     return text
@@ -113,13 +113,12 @@ def interval_cell(record: RunRecord) -> str:
 
 def summary_cells(record: RunRecord, comparison: Comparison | None) -> tuple[str, ...]:
     """One row of :data:`SUMMARY_HEADER`."""
-    capped = len(capped_inputs(record))
     return (
         record.label,
         norm_label(record.settings.norm),
         str(record.settings.order),
         record.settings.targets,
-        f"{record.n} ({capped} capped)" if capped else str(record.n),
+        n_cell(record),
         statistic_text(record),
         interval_cell(record),
         str(record.threshold) if record.threshold else "-",
