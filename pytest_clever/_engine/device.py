@@ -66,11 +66,9 @@ def resolve_device(
     """
     check_model_tensors(model)
     model_device, model_dtype = model_device_and_dtype(model)
-    target = check_device_name(device) if device is not None else model_device or x.device
+    target = check_device_name(device if device is not None else model_device or x.device)
     if here:
         check_device(target)
-    else:
-        check_device_name(target)
     return target, model_dtype or x.dtype
 
 
