@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .user_modules import linear_module
 
 MODEL = linear_module()
@@ -89,3 +91,44 @@ def test_runs_under_other_stopping_settings_are_not_comparable(pytester):
             "*test_gate: max_batches None -> 1000",
         ]
     )
+
+
+SMOOTH = """
+import pytest
+import torch
+from torch import nn
+
+
+def mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 3)).eval()
+
+
+XS = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.clever(radius=1.0, batch_size=16, precision=0.05, max_batches=200)
+@pytest.mark.parametrize("half", [0, 1])
+def test_rounds(clever, half):
+    clever.scores(mlp(), XS[3 * half : 3 * half + 3])
+"""
+
+
+@pytest.mark.slow  # real pytest subprocesses (xdist workers): CI runs it
+def test_the_same_seed_stops_at_the_same_point_serially_and_under_xdist(pytester):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_smooth=SMOOTH)
+    stops = {}
+    for label, args in (("serial", ()), ("xdist", ("-n", "2"))):
+        result = pytester.runpytest_subprocess(*args, f"--clever-json={label}.json")
+        result.assert_outcomes(passed=2)
+        doc = json.loads((pytester.path / f"{label}.json").read_text())
+        stops[label] = sorted(
+            (r["nodeid"], res["stop_reason"], res["points"], res["score"])
+            for r in doc["records"]
+            for res in r["results"]
+        )
+    assert stops["serial"] == stops["xdist"]
+    # The rounds did choose: inputs stopped by precision at more than one point count.
+    assert {s[1] for s in stops["serial"]} == {"precision"}
+    assert len({s[2] for s in stops["serial"]}) > 1
