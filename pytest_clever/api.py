@@ -54,6 +54,7 @@ def clever_score(
     statistic: str = "mean",
     gate: str = "point",
     interval: str = "estimator",
+    torch_compile: bool = False,
 ) -> CleverResult:
     """CLEVER score of one input (first order by default, second order with ``order=2``).
 
@@ -140,6 +141,12 @@ def clever_score(
         settings of the same names). The rounds of every input stop once ``statistic``'s interval lies
         wholly above or below ``min_score`` (``stop_reason`` "decision"); the gate itself is applied by
         the caller (the plugin), which marks a decision the rounds could not settle as unsettled.
+    torch_compile:
+        True runs the sampled first-order passes through ``torch.compile(model)``: about half the time
+        of the 3x32x32 ResNet on 2 CPU cores after some 20 s of compiling, slower on very small models
+        (benchmarks/bench_cpu_floor.py). Gradient norms, hence scores, move by at most
+        ``COMPILED_TOLERANCE`` (relative) from the eager model's; ``result.torch_compile`` records it.
+        First order only (second order's Hessian-vector products need double backward).
 
     Notes
     -----
@@ -181,6 +188,7 @@ def clever_scores(
     statistic: str = "mean",
     gate: str = "point",
     interval: str = "estimator",
+    torch_compile: bool = False,
 ) -> CleverReport:
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 

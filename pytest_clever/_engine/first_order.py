@@ -18,12 +18,14 @@ per device: ``same_bits_when_the_chunk_grows``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from pytest_clever._engine.compiled import compile_model, run_compiled
 from pytest_clever._engine.gradients import margin_gradient_norms, targets_per_pass
 from pytest_clever._engine.maxima import ChunkValues, MaximaRounds, Problem, SampleMaxima, default_chunk_size
 from pytest_clever._engine.memory import bytes_per_row
@@ -73,18 +75,32 @@ def rounds(problem: Problem, settings: Settings) -> MaximaRounds:
     target_index = torch.as_tensor(list(targets), device=x0.device)
 
     block = targets_per_pass(len(targets), x0)
+    sampled = compile_model(model) if problem.torch_compile else None
+
+    def norms_of(points: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if sampled is None:
+            return margin_gradient_norms(model, points, predicted, targets, dual, block)
+        return run_compiled(
+            functools.partial(margin_gradient_norms, sampled),
+            functools.partial(margin_gradient_norms, model),
+            points,
+            predicted,
+            targets,
+            dual,
+            block,
+        )
 
     def gradient_norms(points: torch.Tensor, first: int) -> ChunkValues:
         nonlocal block
         try:
-            logits, norms = margin_gradient_norms(model, points, predicted, targets, dual, block)  # norms: (n, T)
+            logits, norms = norms_of(points, block)  # norms: (n, T)
         except RuntimeError:
             if block == 1:
                 raise
             # The model's backward cannot run under vmap (numpy inside a custom backward, say):
             # the loop can, with the same bits. A genuine model error is raised by the loop again.
             block = 1
-            logits, norms = margin_gradient_norms(model, points, predicted, targets, dual, block)
+            logits, norms = norms_of(points, block)
         own, other = logits[:, predicted : predicted + 1], logits[:, target_index]
         progress.points_done(len(points))
         return ChunkValues(values=norms, gradient_norms=norms, margins=own - other, logit_scale=own.abs() + other.abs())

@@ -108,7 +108,7 @@ class Problem:
 
     ``margins0[t]`` is ``f_predicted(x0) - f_targets[t](x0)``; ``seed`` fixes
     every random draw; ``chunk_size`` None lets the order choose
-    (:func:`default_chunk_size`).
+    (:func:`default_chunk_size`); ``torch_compile`` runs the first-order passes compiled (``compiled.py``).
     """
 
     model: Callable[[torch.Tensor], torch.Tensor]
@@ -118,6 +118,7 @@ class Problem:
     targets: Sequence[int]
     seed: int
     chunk_size: int | None = None
+    torch_compile: bool = False
 
 
 @dataclass

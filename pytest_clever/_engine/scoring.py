@@ -125,6 +125,7 @@ class InputScoring:
             confidence=options.confidence,
             precision=options.precision,
             budget=options.budget,
+            torch_compile=options.torch_compile,
             # Second order shows its layout and cost (the first order's cost is one gradient per point and target).
             chunk_size=samples.chunk_size if isinstance(samples, second_order.CurvatureSamples) else None,
             hvp_per_point=samples.hvp_per_point if isinstance(samples, second_order.CurvatureSamples) else None,
@@ -170,7 +171,7 @@ def start_input(
     tracker = progress.current()
     if tracker is not None:
         tracker.input(len(targets))
-    problem = Problem(model, x0, margins0, predicted, targets, seed, options.chunk_size)
+    problem = Problem(model, x0, margins0, predicted, targets, seed, options.chunk_size, options.torch_compile)
     loop = first_order.rounds(problem, settings) if settings.order == 1 else None
     return InputScoring(model, options, device, label, seed, problem, loop, started)
 

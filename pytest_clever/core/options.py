@@ -23,6 +23,7 @@ from pytest_clever.core.validation import (
     check_chunk_size,
     check_confidence,
     check_curvature,
+    check_flag,
     check_gate_mode,
     check_interval_kind,
     check_number,
@@ -76,6 +77,7 @@ class ScoreOptions:
     statistic: str = "mean"
     gate: str = "point"
     interval: str = "estimator"
+    torch_compile: bool = False
 
     @classmethod
     def from_keywords(cls, given: Mapping[str, Any]) -> ScoreOptions:
@@ -97,6 +99,12 @@ class ScoreOptions:
                 "precision= and budget= sample in rounds, which order=2 does not support: use order=1, or a "
                 "fixed n_batches= for second order"
             )
+        torch_compile = check_flag("torch_compile", given.get("torch_compile", False))
+        if torch_compile and sampling.order == 2:
+            raise InvalidInputError(
+                "torch_compile=True compiles the first-order passes; second order's Hessian-vector products "
+                "need double backward, which torch.compile does not support: use order=1 or torch_compile=False"
+            )
         min_score = given.get("min_score")
         return cls(
             **asdict(sampling),
@@ -117,6 +125,7 @@ class ScoreOptions:
             statistic=parse_statistic(given.get("statistic", "mean")),
             gate=check_gate_mode(given.get("gate", "point")),
             interval=check_interval_kind(given.get("interval", "estimator")),
+            torch_compile=torch_compile,
         )
 
     @property

@@ -197,6 +197,14 @@ OPTIONS: dict[str, Option] = {
             marker=False,
         ),
         Option(
+            "torch_compile",
+            parse.boolean("torch_compile"),
+            False,
+            "run the sampled first-order passes through torch.compile (faster on conv nets after a compile; "
+            "scores within 1e-5)",
+            cli=True,
+        ),
+        Option(
             "attack_check",
             parse.boolean("attack_check"),
             False,
@@ -218,7 +226,18 @@ THREADS = Option(
 )
 
 #: Settings that are passed on to clever_score / clever_scores: the sampling's, then the stopping rule's.
-SAMPLED = ("norm", "radius", "n_batches", "batch_size", "order", "device", "bounds", "targets", "confidence")
+SAMPLED = (
+    "norm",
+    "radius",
+    "n_batches",
+    "batch_size",
+    "order",
+    "device",
+    "bounds",
+    "targets",
+    "confidence",
+    "torch_compile",
+)
 STOPPING = ("precision", "max_batches", "budget")
 ENGINE_SETTINGS = SAMPLED + STOPPING
 #: The gate's settings, passed on to clever_scores with precision or budget so that the rounds stop once

@@ -105,6 +105,13 @@ def check_curvature(curvature: Any) -> str:
     return curvature
 
 
+def check_flag(name: str, value: Any) -> bool:
+    """``True`` or ``False`` itself (a string such as "false" would be true in Python: an error)."""
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def check_chunk_size(chunk_size: Any) -> int | None:
     """``None`` (chosen per device) or a number of points >= 1."""
     return None if chunk_size is None else check_int("chunk_size", chunk_size, 1)

@@ -52,6 +52,13 @@ def integer(value: Any, field: str, where: str, minimum: int = 0) -> int:
     return value
 
 
+def flag(value: Any, field: str, where: str) -> bool:
+    """A JSON true or false."""
+    if not isinstance(value, bool):
+        raise RecordError(f"{where}: field {field!r} must be true or false, got {value!r}")
+    return value
+
+
 def text(value: Any, field: str, where: str) -> str:
     """A non-empty JSON string."""
     if not isinstance(value, str) or not value:

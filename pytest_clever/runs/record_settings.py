@@ -62,6 +62,8 @@ class RecordSettings:
     precision: float | None = None
     max_batches: int | None = None
     budget: float | None = None
+    #: Whether the sampled passes ran compiled (not a comparable setting: scores move by at most 1e-5).
+    torch_compile: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +81,7 @@ class RecordSettings:
             "precision": self.precision,
             "max_batches": self.max_batches,
             "budget": self.budget,
+            "torch_compile": self.torch_compile,
         }
 
     @classmethod
@@ -110,6 +113,7 @@ class RecordSettings:
             precision=None if precision is None else read.number(precision, "precision", where),
             max_batches=None if max_batches is None else read.integer(max_batches, "max_batches", where, 1),
             budget=None if budget is None else read.number(budget, "budget", where),
+            torch_compile=read.flag(data.get("torch_compile", False), "torch_compile", where),
         )
 
     def differences(self, before: RecordSettings) -> list[str]:

@@ -76,6 +76,9 @@ class CleverResult:
     #: The ``precision=`` and ``budget=`` (seconds per call) the input was sampled under (None: not set).
     precision: float | None = None
     budget: float | None = None
+    #: Whether the sampled passes ran through ``torch.compile`` (``torch_compile=True``; scores within
+    #: ``_engine.compiled.COMPILED_TOLERANCE`` of eager).
+    torch_compile: bool = False
 
     @property
     def points(self) -> int:
@@ -183,6 +186,7 @@ class CleverResult:
             "precision": self.precision,
             "precision_reached": json_float(self.precision_reached),
             "budget": self.budget,
+            "torch_compile": self.torch_compile,
         }
 
     @classmethod
@@ -244,4 +248,5 @@ class CleverResult:
             stop_reason=None if data.get("stop_reason") is None else str(data["stop_reason"]),
             precision=None if data.get("precision") is None else float(data["precision"]),
             budget=None if data.get("budget") is None else float(data["budget"]),
+            torch_compile=bool(data.get("torch_compile", False)),
         )

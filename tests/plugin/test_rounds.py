@@ -132,3 +132,22 @@ def test_the_same_seed_stops_at_the_same_point_serially_and_under_xdist(pytester
     # The rounds did choose: inputs stopped by precision at more than one point count.
     assert {s[1] for s in stops["serial"]} == {"precision"}
     assert len({s[2] for s in stops["serial"]}) > 1
+
+
+@pytest.mark.slow  # compiles the model (seconds)
+def test_torch_compile_from_the_command_line_and_the_marker_reaches_the_results_and_the_record(pytester):
+    pytester.makepyfile(
+        MODEL
+        + "\n@pytest.mark.clever(radius=5.0, batch_size=16, n_batches=10)"
+        + BODY
+        + "\n@pytest.mark.clever(radius=5.0, batch_size=16, n_batches=10, torch_compile=False)"
+        + "\ndef test_eager(clever):\n    clever.scores(linear(), XS)\n"
+    )
+    result = pytester.runpytest("--clever-torch-compile=true", "--clever-json=out.json")
+    result.assert_outcomes(passed=2)
+    by_test = {r["nodeid"].split("::")[1]: r for r in _json(pytester)["records"]}
+    assert by_test["test_gate"]["settings"]["torch_compile"] is True
+    assert {r["torch_compile"] for r in by_test["test_gate"]["results"]} == {True}
+    assert by_test["test_eager"]["settings"]["torch_compile"] is False
+    # Compiled and eager scores of the same linear model and seed agree within the tolerance.
+    assert by_test["test_gate"]["mean"] == pytest.approx(by_test["test_eager"]["mean"], rel=1e-5)

@@ -71,6 +71,13 @@ def test_malformed_settings_name_the_field(setting, value, message):
         RunRecord.from_dict(data)
 
 
+def test_torch_compile_is_recorded_and_optional():
+    assert make_record(torch_compile=True).settings.torch_compile is True
+    assert make_record().settings.torch_compile is False  # records without it were scored eagerly
+    with pytest.raises(RecordError, match="settings: field 'torch_compile' must be true or false, got 'yes'"):
+        make_record(torch_compile="yes")
+
+
 def test_labels_tell_calls_and_names_apart_and_sorting_is_by_test_name_call():
     records = [
         make_record("t.py::b", call=1),
