@@ -131,7 +131,9 @@ def score_inputs(
     score = functools.partial(_score_one, options=per_input, device=dev, dtype=dtype)
     settled: bool | None = None
     points_each = options.stopping.cap * options.batch_size
-    with progress.tracking(options.progress, len(tensors), points_each) as tracker:
+    # On an executor each worker runs its own rounds, out of sight: only the inputs coming back are seen.
+    in_rounds = options.stopping.adaptive and options.executor is None
+    with progress.tracking(options.progress, len(tensors), points_each, rounds=in_rounds) as tracker:
         if options.executor is not None:
             from pytest_clever._engine.executor import score_on_executor
 
@@ -168,7 +170,6 @@ def _score_serially(
 ) -> tuple[list[CleverResult], bool | None]:
     """Every input in this process: with a fixed count one after the other, else all of them in rounds."""
     started = time.perf_counter()
-    tracker = progress.current()
 
     def guard(i: int, step: Callable[[], Any]) -> Any:
         try:
@@ -191,14 +192,9 @@ def _score_serially(
                 state = guard(i, functools.partial(start, prepared, i))
                 rounds.run([state], options, started, lambda _j, step, i=i: guard(i, step))  # type: ignore[misc]
                 results.append(state.result)
-                if tracker is not None:
-                    tracker.scored()
             return results, None
         states = [guard(i, functools.partial(start, prepared, i)) for i in range(len(tensors))]
         settled = rounds.run(states, options, started, guard)
-        if tracker is not None:
-            for _ in states:
-                tracker.scored()
         return [s.result for s in states], settled
 
 

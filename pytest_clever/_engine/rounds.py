@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from pytest_clever._engine.scoring import InputScoring
+from pytest_clever.core import progress
 from pytest_clever.core.options import ScoreOptions
 from pytest_clever.core.validation import (
     STOP_BUDGET,
@@ -105,6 +106,10 @@ def run(states: Sequence[InputScoring], options: ScoreOptions, started: float, g
         return None
     deadline = math.inf if stopping.budget is None else started + stopping.budget
     previous: dict[int, float] = {}
+    round_number = 1
+    tracker = progress.current()
+    if tracker is not None:
+        tracker.round(round_number, len(states))
     for i, state in enumerate(states):
         guard(i, functools.partial(state.sample, stopping.first))
     while True:
@@ -125,6 +130,10 @@ def run(states: Sequence[InputScoring], options: ScoreOptions, started: float, g
         active = [(i, s) for i, s in enumerate(states) if s.active]
         if not active:
             break
+        round_number += 1
+        tracker = progress.current()
+        if tracker is not None:
+            tracker.round(round_number, len(active))
         for i, state in active:
             total = stopping.next_total(state.batches)
             if time.perf_counter() + (total - state.batches) * state.seconds_per_batch() > deadline:

@@ -139,6 +139,7 @@ class InputScoring:
         assert self.result is not None, "an input stops after its first round"
         self.stop_reason = reason
         self.result = replace(self.result, stop_reason=reason, elapsed=time.perf_counter() - self.started)
+        progress.input_scored()
         return self.result
 
 

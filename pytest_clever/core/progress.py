@@ -11,6 +11,12 @@ callable instead (the pytest plugin routes them to its terminal). Events:
   ``first_input_s`` holds its time and ``remaining_s`` the estimate for the rest);
 - ``"done"``: once, after the last input, also when scoring failed.
 
+In rounds (``precision=``/``budget=``, several inputs sampled in turn) there is no per-input
+sequence: a ``"round"`` event opens each round (``round``, ``sampling``: inputs still sampled),
+``points_done`` counts the call's points against the cap of every input (``points_total``), a
+``"scored"`` event comes as each input stops, and ``remaining_s`` stays None (the rounds end when
+precision or the gate's decision is reached, which no rate predicts).
+
 On an executor (``clever_scores(..., executor=...)``) the workers sample out
 of sight: a call sends ``"start"``, one ``"scored"`` per input as its result
 arrives (in completion order), and ``"done"``.
@@ -53,14 +59,21 @@ class ProgressEvent:
     elapsed: float
     first_input_s: float | None
     remaining_s: float | None
+    #: The round of sampling the call is in (0: no rounds) and how many inputs are still being sampled.
+    round: int = 0
+    sampling: int = 0
 
 
 class _Tracker:
     """Counts the work of one call and turns it into events for ``sink``."""
 
-    def __init__(self, sink: Callable[[ProgressEvent], None], inputs_total: int, points_total: int) -> None:
-        self.sink, self.started = sink, time.perf_counter()
-        self.event = ProgressEvent("start", 0, 0, inputs_total, 0, points_total, 0, 0.0, None, None)
+    def __init__(
+        self, sink: Callable[[ProgressEvent], None], inputs_total: int, points_total: int, rounds: bool = False
+    ) -> None:
+        self.sink, self.started, self.in_rounds = sink, time.perf_counter(), rounds
+        # In rounds the points are the call's, against every input's cap.
+        total = points_total * inputs_total if rounds else points_total
+        self.event = ProgressEvent("start", 0, 0, inputs_total, 0, total, 0, 0.0, None, None)
         self.input_started = self.started
 
     def _emit(self, stage: str, **changes: Any) -> None:
@@ -71,7 +84,7 @@ class _Tracker:
 
     def _remaining(self, e: ProgressEvent, now: float) -> float | None:
         """Extrapolate: the mean time of finished inputs, or the current input's sampling rate."""
-        if e.stage in ("start", "done"):
+        if e.stage in ("start", "done") or self.in_rounds:
             return 0.0 if e.stage == "done" else None
         left_after_this = e.inputs_total - e.inputs_done - (0 if e.stage == "scored" else 1)
         if e.inputs_done:
@@ -88,9 +101,16 @@ class _Tracker:
         self._emit("start")
 
     def input(self, targets: int) -> None:
-        """The next input's targets are resolved; its sampling starts."""
+        """The next input's targets are resolved; its sampling starts (in rounds: every input's, up front)."""
+        if self.in_rounds:
+            self.event = replace(self.event, targets=max(self.event.targets, targets))
+            return
         self.input_started = time.perf_counter()
         self._emit("input", input_index=self.event.inputs_done, targets=targets, points_done=0)
+
+    def round(self, number: int, sampling: int) -> None:
+        """Round ``number`` (1-based) starts, with ``sampling`` inputs still being sampled."""
+        self._emit("round", round=number, sampling=sampling)
 
     def points(self, n: int) -> None:
         self._emit("chunk", points_done=min(self.event.points_total, self.event.points_done + n))
@@ -98,6 +118,9 @@ class _Tracker:
     def scored(self) -> None:
         done = self.event.inputs_done + 1
         first = self.event.first_input_s
+        if self.in_rounds:  # inputs share the rounds: no input has a time of its own
+            self._emit("scored", inputs_done=done, sampling=max(0, self.event.sampling - 1))
+            return
         if first is None:
             first = time.perf_counter() - self.input_started
         # input_index follows the count: on an executor inputs finish out of order and send no "input".
@@ -119,14 +142,26 @@ def points_done(n: int) -> None:
         tracker.points(n)
 
 
+def input_scored() -> None:
+    """An input of the current call is scored (no-op outside a tracked call)."""
+    tracker = _current.get()
+    if tracker is not None:
+        tracker.scored()
+
+
 def current() -> _Tracker | None:
     """The tracker of the call in progress, if it asked for progress."""
     return _current.get()
 
 
 @contextlib.contextmanager
-def tracking(setting: ProgressSetting, inputs_total: int, points_total: int) -> Iterator[_Tracker | None]:
-    """Track one scoring call: ``setting`` as ``progress=`` takes it; yields None when silent."""
+def tracking(
+    setting: ProgressSetting, inputs_total: int, points_total: int, *, rounds: bool = False
+) -> Iterator[_Tracker | None]:
+    """Track one scoring call: ``setting`` as ``progress=`` takes it; yields None when silent.
+
+    ``points_total`` is one input's (its cap, in rounds); ``rounds``: inputs are sampled in turn, round by round.
+    """
     if not setting:
         yield None
         return
@@ -135,7 +170,7 @@ def tracking(setting: ProgressSetting, inputs_total: int, points_total: int) -> 
         from pytest_clever.errors import InvalidInputError
 
         raise InvalidInputError(f"progress must be True, False or a callable taking ProgressEvent, got {setting!r}")
-    tracker = _Tracker(sink, inputs_total, points_total)
+    tracker = _Tracker(sink, inputs_total, points_total, rounds)
     token = _current.set(tracker)
     failed = False
     try:
@@ -163,6 +198,11 @@ def describe(e: ProgressEvent) -> str:
     parts = [f"CLEVER: input {min(e.input_index + 1, e.inputs_total)}/{e.inputs_total}"]
     if e.stage == "done":
         parts = [f"CLEVER: {e.inputs_done}/{e.inputs_total} inputs scored"]
+    elif e.round:
+        parts = [
+            f"CLEVER: round {e.round}, {e.sampling} of {e.inputs_total} inputs sampling, {e.inputs_done} stopped",
+            f"{e.points_done} points",
+        ]
     elif e.stage in ("input", "chunk"):
         parts.append(f"{e.points_done}/{e.points_total} points x {e.targets} targets")
     parts.append(f"{_seconds(e.elapsed)} elapsed")

@@ -96,3 +96,20 @@ def test_precision_on_an_executor_stops_each_input_where_the_serial_run_does():
     assert [(r.n_batches, r.score, r.stop_reason) for r in remote] == [
         (r.n_batches, r.score, r.stop_reason) for r in serial
     ]
+
+
+def test_progress_in_rounds_counts_rounds_and_the_calls_points_without_a_made_up_estimate():
+    events = []
+    xs = [TANH_X0, 0.5 * TANH_X0, 0.8 * TANH_X0]
+    report = clever_scores(tanh_net(), xs, precision=0.01, progress=events.append, **ROUNDS)
+    stages = [e.stage for e in events]
+    assert stages[0] == "start" and stages[-1] == "done" and "input" not in stages
+    rounds = [e.round for e in events if e.stage == "round"]
+    assert rounds == list(range(1, len(rounds) + 1)) and len(rounds) > 2
+    # Inputs are reported as they stop, each once; the points are the call's, as sampled.
+    assert [e.inputs_done for e in events if e.stage == "scored"] == [1, 2, 3]
+    assert events[-1].points_done == sum(r.n_batches * 16 for r in report)
+    assert events[-1].points_total == 3 * 1000 * 16  # every input's cap
+    assert [e.sampling for e in events if e.stage == "round"][0] == 3
+    # How many rounds precision takes is not known in advance: no time estimate until done.
+    assert {e.remaining_s for e in events[:-1]} == {None} and {e.first_input_s for e in events} == {None}
