@@ -115,11 +115,6 @@ def score_inputs(
     count their stack levels from there.
     """
     tensors = _tensors(inputs, indexed)
-    if options.executor is not None and (options.budget is not None or options.decides):
-        raise InvalidInputError(
-            "budget= and a gate decision (min_score with precision=) share the rounds of all inputs, which "
-            "run in this process: drop executor=, or use precision= alone (each input stops on its own there)"
-        )
     if labels is not None and len(labels) != len(tensors):
         raise InvalidInputError(f"got {len(labels)} labels for {len(tensors)} inputs")
     # With an executor the workers compute: a CPU-only caller may drive GPU workers, so only the name is checked here.

@@ -83,9 +83,9 @@ class ScoreOptions:
     def from_keywords(cls, given: Mapping[str, Any]) -> ScoreOptions:
         """Validate the keywords of a public call (its ``locals()``; only the executor's two may be absent).
 
-        The checks run in a fixed order (the sampling settings, chunk_size,
-        curvature, confidence, seed, target/targets, the stopping rule and the
-        gate), so a call with several bad settings always reports the same one first.
+        The checks run in a fixed order (the stopping rule, the sampling settings, torch_compile, rounds
+        with an executor, then chunk_size, curvature, confidence, seed, target/targets and the gate), so a
+        call with several bad settings always reports the same one first.
         ``n_batches`` becomes the first round's batches (:func:`~pytest_clever.core.validation.check_stopping`)
         and ``max_batches`` the cap, which is ``n_batches`` itself for a fixed count.
         """
@@ -106,6 +106,13 @@ class ScoreOptions:
                 "need double backward, which torch.compile does not support: use order=1 or torch_compile=False"
             )
         min_score = given.get("min_score")
+        if given.get("executor") is not None and (
+            stopping.budget is not None or (min_score is not None and stopping.adaptive)
+        ):
+            raise InvalidInputError(
+                "budget= and a gate decision (min_score with precision=) share the rounds of all inputs, which "
+                "run in this process: drop executor=, or use precision= alone (each input stops on its own there)"
+            )
         return cls(
             **asdict(sampling),
             chunk_size=check_chunk_size(given["chunk_size"]),

@@ -48,11 +48,15 @@ def test_without_rounds_min_score_changes_nothing():
     assert {r.stop_reason for r in gated} == {"fixed"}
 
 
-def test_budget_and_decisions_need_the_rounds_of_this_process():
+@pytest.mark.parametrize("rounds", [dict(budget=10), dict(min_score=0.01, precision=0.1)])
+def test_budget_and_decisions_need_the_rounds_of_this_process(rounds):
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool, pytest.raises(InvalidInputError, match="drop executor="):
-        clever_scores(tanh_net(), XS, budget=10, executor=pool, **ROUNDS)
+        clever_scores(tanh_net(), XS, executor=pool, **rounds, **ROUNDS)
+    # precision= alone runs on the executor: each input stops on its own there.
+    with ThreadPoolExecutor(1) as pool:
+        assert len(clever_scores(tanh_net(), XS, executor=pool, precision=0.1, **ROUNDS)) == len(XS)
 
 
 @pytest.mark.parametrize(
