@@ -54,6 +54,7 @@ def clever_score(
     statistic: str = "mean",
     gate: str = "point",
     interval: str = "estimator",
+    screen: str = "auto",
 ) -> CleverResult:
     """CLEVER score of one input (first order by default, second order with ``order=2``).
 
@@ -140,6 +141,14 @@ def clever_score(
         settings of the same names). The rounds of every input stop once ``statistic``'s interval lies
         wholly above or below ``min_score`` (``stop_reason`` "decision"); the gate itself is applied by
         the caller (the plugin), which marks a decision the rounds could not settle as unsettled.
+    screen:
+        "auto" (the default), "on" or "off". Screening samples the first 128 points for every target
+        class, then only for the classes whose score's lower confidence bound (at a stricter level than
+        ``confidence``) does not lie above a certain upper bound of the minimum; the others are reported
+        with that lower bound (``fit_method`` "screened"), and ``result.screened`` says how many, after
+        ``result.screened_after`` points. "auto" screens first-order scores over at least 100 classes;
+        "on" with ``order=2`` raises :class:`~pytest_clever.errors.InvalidInputError`
+        (docs/how-to/budgets.md).
 
     Notes
     -----
@@ -181,6 +190,7 @@ def clever_scores(
     statistic: str = "mean",
     gate: str = "point",
     interval: str = "estimator",
+    screen: str = "auto",
 ) -> CleverReport:
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 

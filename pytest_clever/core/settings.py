@@ -21,6 +21,8 @@ from pytest_clever.core.validation import (
     DEFAULT_MAX_BATCHES,
     DEFAULT_N_BATCHES,
     MIN_BATCHES,
+    SCREEN_AUTO,
+    check_screen,
     parse_statistic,
 )
 
@@ -197,6 +199,14 @@ OPTIONS: dict[str, Option] = {
             marker=False,
         ),
         Option(
+            "screen",
+            lambda v: check_screen(v),
+            SCREEN_AUTO,
+            "screen out target classes that cannot decide a first-order score after 128 points of each: auto "
+            "(from 100 classes), on or off",
+            cli=True,
+        ),
+        Option(
             "attack_check",
             parse.boolean("attack_check"),
             False,
@@ -218,7 +228,7 @@ THREADS = Option(
 )
 
 #: Settings that are passed on to clever_score / clever_scores: the sampling's, then the stopping rule's.
-SAMPLED = ("norm", "radius", "n_batches", "batch_size", "order", "device", "bounds", "targets", "confidence")
+SAMPLED = ("norm", "radius", "n_batches", "batch_size", "order", "device", "bounds", "targets", "confidence", "screen")
 STOPPING = ("precision", "max_batches", "budget")
 ENGINE_SETTINGS = SAMPLED + STOPPING
 #: The gate's settings, passed on to clever_scores with precision or budget so that the rounds stop once

@@ -222,6 +222,7 @@ class RunRecord:
                 precision=stopping.precision if stopping is not None else None,
                 max_batches=stopping.cap if stopping is not None and rounds else None,
                 budget=stopping.budget if stopping is not None else None,
+                screen="on" if any(r.screened_after is not None for r in report.results) else "off",
             ),
             results=tuple(r.to_dict() for r in report.results),
             attack=attack,

@@ -29,6 +29,7 @@ COMPARABLE_SETTINGS = (
     "precision",
     "max_batches",
     "budget",
+    "screen",
 )
 #: Second-order results may still differ in the last digits at another chunk size (batched kernels round
 #: differently), so for ``order == 2`` the chunk size joins them when both records know it.
@@ -62,6 +63,9 @@ class RecordSettings:
     precision: float | None = None
     max_batches: int | None = None
     budget: float | None = None
+    #: "on" when the inputs were screened (``CleverResult.screened_after`` set: a screening round ran),
+    #: else "off" (also records without the field): screened and fully fitted runs are told apart.
+    screen: str = "off"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +83,7 @@ class RecordSettings:
             "precision": self.precision,
             "max_batches": self.max_batches,
             "budget": self.budget,
+            "screen": self.screen,
         }
 
     @classmethod
@@ -110,6 +115,7 @@ class RecordSettings:
             precision=None if precision is None else read.number(precision, "precision", where),
             max_batches=None if max_batches is None else read.integer(max_batches, "max_batches", where, 1),
             budget=None if budget is None else read.number(budget, "budget", where),
+            screen=read.text(data.get("screen", "off"), "screen", where),
         )
 
     def differences(self, before: RecordSettings) -> list[str]:

@@ -76,6 +76,10 @@ class CleverResult:
     #: The ``precision=`` and ``budget=`` (seconds per call) the input was sampled under (None: not set).
     precision: float | None = None
     budget: float | None = None
+    #: Target classes screened out (``stats.screening``; their ``fit_method`` is "screened") and the points
+    #: of every class sampled before (None: no screening round, as in layouts without it).
+    screened: int = 0
+    screened_after: int | None = None
 
     @property
     def points(self) -> int:
@@ -183,6 +187,8 @@ class CleverResult:
             "precision": self.precision,
             "precision_reached": json_float(self.precision_reached),
             "budget": self.budget,
+            "screened": self.screened,
+            "screened_after": self.screened_after,
         }
 
     @classmethod
@@ -244,4 +250,6 @@ class CleverResult:
             stop_reason=None if data.get("stop_reason") is None else str(data["stop_reason"]),
             precision=None if data.get("precision") is None else float(data["precision"]),
             budget=None if data.get("budget") is None else float(data["budget"]),
+            screened=int(data.get("screened", 0)),
+            screened_after=None if data.get("screened_after") is None else int(data["screened_after"]),
         )
