@@ -272,8 +272,8 @@ class MaximaRounds:
         screen_at = None if self.screen is None or self.screened is not None else self.screen.points
         if screen_at is not None and first < screen_at < total:
             starts.add(screen_at)
-        ends = sorted(starts)[1:] + [total]
-        for start, end in zip(sorted(starts), ends, strict=True):
+        bounds = sorted(starts) + [total]
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
             n = end - start
             points = self.stream.take(start, n)
             drawn = points.clone()

@@ -2,6 +2,8 @@
 
 import json
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 import torch
@@ -98,7 +100,8 @@ def test_screening_with_precision_rounds_decides_as_without():
     on = score("on", precision=0.2, n_batches=None, max_batches=60)
     off = score("off", precision=0.2, n_batches=None, max_batches=60)
     assert on.n_batches > 20 and on.screened > 0
-    assert (on.target, on.score, on.n_batches, on.stop_reason) == (off.target, off.score, off.n_batches, off.stop_reason)
+    decided = (on.target, on.score, on.n_batches, on.stop_reason)
+    assert decided == (off.target, off.score, off.n_batches, off.stop_reason)
 
 
 def test_screen_values_are_checked():
@@ -119,3 +122,14 @@ def test_the_screening_travels_with_clever_scores_and_its_seeds():
     single = clever_score(many_class_net(), an_input(1), seed=report.results[1].seed, screen="on", **SETTINGS)
     assert single.score == report.results[1].score and single.screened == report.results[1].screened
     assert not math.isnan(report.min)
+
+
+def test_the_setting_travels_to_process_pool_workers():
+    xs = [an_input(0), an_input(1)]
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as executor:
+        pooled = clever_scores(many_class_net(), xs, seed=3, screen="on", executor=executor, **SETTINGS)
+        unscreened = clever_scores(many_class_net(), xs, seed=3, screen="off", executor=executor, **SETTINGS)
+    serial = clever_scores(many_class_net(), xs, seed=3, screen="on", **SETTINGS)
+    assert [r.screened for r in pooled.results] == [r.screened for r in serial.results]
+    assert all(r.screened > 0 for r in pooled.results) and all(r.screened_after is None for r in unscreened.results)
+    assert [r.score for r in pooled.results] == [r.score for r in serial.results]
