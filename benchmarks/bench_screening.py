@@ -141,12 +141,22 @@ def case(model, x, seed: int, samples: tuple[int, int], check: bool) -> dict:
         confidence=DEFAULT_CONFIDENCE,
     )
     screened_classes = {off.target_classes[t] for t in rule.screened}
+    # The other split of the same 128 points: 8 sub-batches of 16 (the rule uses 16 of 8).
+    other = screen_targets(
+        first.values.double().cpu().numpy(),
+        torch.tensor(margins).numpy(),
+        radius=off.radius,
+        confidence=DEFAULT_CONFIDENCE,
+        sub_batches=8,
+    )
     row: dict[str, Any] = {
         "seed": seed,
         "target": off.target,
         "score": off.score,
         "screened": len(screened_classes),
         "deciding_class_screened": off.target in screened_classes,
+        "screened_8x16": len(other.screened),
+        "deciding_class_screened_8x16": off.target in {off.target_classes[t] for t in other.screened},
     }
     if off.target in screened_classes or check:
         on = score(model, x, seed, "on", samples)
