@@ -1,5 +1,6 @@
 """Screening of target classes in the engine: the survivors' maxima and the deciding score are those of fitting all."""
 
+import inspect
 import json
 import math
 import multiprocessing
@@ -12,6 +13,7 @@ from torch import nn
 from pytest_clever import clever_score, clever_scores
 from pytest_clever._engine.first_order import SCREENED, rounds
 from pytest_clever._engine.maxima import Problem
+from pytest_clever.core.options import ScoreOptions
 from pytest_clever.core.validation import SCREEN_POINTS, check_settings
 from pytest_clever.errors import InvalidInputError
 from pytest_clever.stats.results import CleverResult
@@ -133,3 +135,16 @@ def test_the_setting_travels_to_process_pool_workers():
     assert [r.screened for r in pooled.results] == [r.screened for r in serial.results]
     assert all(r.screened > 0 for r in pooled.results) and all(r.screened_after is None for r in unscreened.results)
     assert [r.score for r in pooled.results] == [r.score for r in serial.results]
+
+
+def test_auto_screens_first_order_only_and_only_with_enough_points():
+    parameters = inspect.signature(clever_scores).parameters.items()
+    defaults = {k: p.default for k, p in parameters if k not in ("model", "xs")}
+
+    def options(**kw):
+        return ScoreOptions.from_keywords({**defaults, "radius": 1.0, **kw})
+
+    assert options().screens(100) and not options().screens(99)
+    assert not options(order=2).screens(1000)
+    assert not options(n_batches=10, batch_size=12).screens(1000)  # 120 points: no more than SCREEN_POINTS
+    assert options(screen="on").screens(1) and not options(screen="off").screens(1000)
