@@ -55,6 +55,7 @@ def clever_score(
     gate: str = "point",
     interval: str = "estimator",
     torch_compile: bool = False,
+    screen: str = "auto",
 ) -> CleverResult:
     """CLEVER score of one input (first order by default, second order with ``order=2``).
 
@@ -147,6 +148,14 @@ def clever_score(
         (benchmarks/bench_cpu_floor.py). Gradient norms, hence scores, move by at most
         ``COMPILED_TOLERANCE`` (relative) from the eager model's; ``result.torch_compile`` records it.
         First order only (second order's Hessian-vector products need double backward).
+    screen:
+        "auto" (the default), "on" or "off". Screening samples the first 128 points for every target
+        class, then only for the classes whose score's lower confidence bound (at a stricter level than
+        ``confidence``) does not lie above a certain upper bound of the minimum; the others are reported
+        with that lower bound (``fit_method`` "screened"), and ``result.screened`` says how many, after
+        ``result.screened_after`` points. "auto" screens first-order scores over at least 100 classes;
+        "on" with ``order=2`` raises :class:`~pytest_clever.errors.InvalidInputError`
+        (docs/how-to/budgets.md).
 
     Notes
     -----
@@ -189,6 +198,7 @@ def clever_scores(
     gate: str = "point",
     interval: str = "estimator",
     torch_compile: bool = False,
+    screen: str = "auto",
 ) -> CleverReport:
     """CLEVER scores of several inputs: ``xs`` is a batch ``(N, ...)`` or a sequence of inputs.
 

@@ -22,6 +22,7 @@ from pytest_clever._engine.gradients import Model, input_reaches_output
 from pytest_clever._engine.maxima import SampleMaxima
 from pytest_clever.errors import GradientMaskingError, NotTwiceDifferentiableError, see
 from pytest_clever.stats.results import TargetScore
+from pytest_clever.stats.screening import ScreenResult
 
 #: Share of sampled points with all-zero gradients that signals masking.
 MASKED_SHARE = 0.5
@@ -162,6 +163,26 @@ def score_notes(per_target: dict[int, TargetScore], deciding: int, *, radius: fl
     return tuple(notes)
 
 
+#: The start of :func:`screen_notes`' note: it states what was done, so it is recorded, not warned.
+SCREEN_NOTE = "screened out"
+
+
+def is_screen_note(note: str) -> bool:
+    """Whether ``note`` is :func:`screen_notes`' (recorded, not warned about)."""
+    return note.startswith(SCREEN_NOTE)
+
+
+def screen_notes(screened: ScreenResult | None, targets: Sequence[int]) -> tuple[str, ...]:
+    """What the screening round did: how many targets it screened out, after how many points, and why."""
+    if screened is None:
+        return ()
+    return (
+        f"{SCREEN_NOTE} {len(screened.screened)} of {len(targets)} targets after {screened.points} points: "
+        f"their scores' {screened.level:.1%} lower bounds exceed {screened.best:.6g}, a certain upper bound "
+        "of the minimum (fit_method 'screened'; screen='off' fits every target)",
+    )
+
+
 def _consistent_score(per_target: dict[int, TargetScore], radius: float) -> float:
     """The first-order score with every Lipschitz estimate raised to the proven lower bound where that is higher."""
     scores = []
@@ -204,4 +225,13 @@ def _inconsistency_note(per_target: dict[int, TargetScore], score: float, radius
     )
 
 
-__all__ = ["BPDA_FIX", "MASKED_SHARE", "check_masking", "check_twice_differentiable", "score_notes"]
+__all__ = [
+    "BPDA_FIX",
+    "MASKED_SHARE",
+    "check_masking",
+    "check_twice_differentiable",
+    "SCREEN_NOTE",
+    "is_screen_note",
+    "score_notes",
+    "screen_notes",
+]

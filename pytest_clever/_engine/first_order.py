@@ -27,14 +27,15 @@ import torch
 
 from pytest_clever._engine.compiled import compile_model, run_compiled
 from pytest_clever._engine.gradients import margin_gradient_norms, targets_per_pass
-from pytest_clever._engine.maxima import ChunkValues, MaximaRounds, Problem, SampleMaxima, default_chunk_size
+from pytest_clever._engine.maxima import ChunkValues, MaximaRounds, Problem, SampleMaxima, Screen, default_chunk_size
 from pytest_clever._engine.memory import bytes_per_row
 from pytest_clever.core import progress
 from pytest_clever.core.norms import dual_norm
-from pytest_clever.core.validation import Settings
+from pytest_clever.core.validation import DEFAULT_CONFIDENCE, SCREEN_POINTS, Settings
 from pytest_clever.stats.evt import endpoint_bracket, fit_endpoint
 from pytest_clever.stats.radius import first_order_score
 from pytest_clever.stats.results import TargetScore
+from pytest_clever.stats.screening import ScreenResult, screen_targets
 
 #: Working copies per point, target alive at once and input element: the gradients and their autograd buffers.
 GRADIENT_COPIES = 2
@@ -42,9 +43,13 @@ GRADIENT_COPIES = 2
 
 @dataclass
 class GradientSamples:
-    """The loop's batch maxima of dual-norm margin gradients (``sampled.maxima[i, t]``) and sanity statistics."""
+    """The loop's batch maxima of dual-norm margin gradients (``sampled.maxima[i, t]``) and sanity statistics.
+
+    ``screened``: the screening's decision (``stats.screening``) when the loop screened targets out.
+    """
 
     sampled: SampleMaxima
+    screened: ScreenResult | None = None
 
 
 def chunk_size_for(n_targets: int, x0: torch.Tensor, problem: Problem | None = None) -> int:
@@ -68,24 +73,31 @@ def sample_targets(problem: Problem, settings: Settings) -> GradientSamples:
     return GradientSamples(loop.sampled())
 
 
-def rounds(problem: Problem, settings: Settings) -> MaximaRounds:
-    """The resumable sampling loop of ``||grad g_j||_q`` (``MaximaRounds``): nothing is sampled until ``extend``."""
+def rounds(
+    problem: Problem, settings: Settings, *, screen: bool = False, confidence: float = DEFAULT_CONFIDENCE
+) -> MaximaRounds:
+    """The resumable sampling loop of ``||grad g_j||_q`` (``MaximaRounds``): nothing is sampled until ``extend``.
+
+    With ``screen``, the first ``SCREEN_POINTS`` points are sampled for every target, then only for the
+    targets ``stats.screening.screen_targets`` keeps (at ``confidence``, the score's level).
+    """
     model, x0, predicted, targets = problem.model, problem.x0, problem.predicted, problem.targets
     dual = dual_norm(settings.norm)
     target_index = torch.as_tensor(list(targets), device=x0.device)
 
-    block = targets_per_pass(len(targets), x0)
-    sampled = compile_model(model) if problem.torch_compile else None
+    sampled = list(targets)  # the targets whose gradients are computed (the survivors, after a screening)
+    block = targets_per_pass(len(sampled), x0)
+    compiled = compile_model(model) if problem.torch_compile else None
 
     def norms_of(points: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if sampled is None:
-            return margin_gradient_norms(model, points, predicted, targets, dual, block)
+        if compiled is None:
+            return margin_gradient_norms(model, points, predicted, sampled, dual, block)
         return run_compiled(
-            functools.partial(margin_gradient_norms, sampled),
+            functools.partial(margin_gradient_norms, compiled),
             functools.partial(margin_gradient_norms, model),
             points,
             predicted,
-            targets,
+            sampled,
             dual,
             block,
         )
@@ -105,12 +117,50 @@ def rounds(problem: Problem, settings: Settings) -> MaximaRounds:
         progress.points_done(len(points))
         return ChunkValues(values=norms, gradient_norms=norms, margins=own - other, logit_scale=own.abs() + other.abs())
 
+    def narrow(survivors: Sequence[int]) -> None:
+        nonlocal sampled, block
+        sampled = [targets[t] for t in survivors]
+        block = min(block, targets_per_pass(len(sampled), x0))  # the loop and batched passes give the same bits
+
+    def decide(values: torch.Tensor) -> ScreenResult:
+        margins = problem.margins0.double().cpu().numpy()
+        return screen_targets(values.double().cpu().numpy(), margins, radius=settings.radius, confidence=confidence)
+
     chunk_size = problem.chunk_size or chunk_size_for(len(targets), x0, problem)
-    return MaximaRounds(gradient_norms, x0, problem.margins0, settings, seed=problem.seed, chunk_size=chunk_size)
+    screening = Screen(SCREEN_POINTS, decide, narrow) if screen else None
+    return MaximaRounds(
+        gradient_norms, x0, problem.margins0, settings, seed=problem.seed, chunk_size=chunk_size, screen=screening
+    )
 
 
 #: ``TargetScore.fit_method`` of a target whose fit was skipped: its bracket shows it cannot decide the minimum.
 UNFITTED = "unfitted"
+#: ``TargetScore.fit_method`` of a target screened out after the screening round (``stats.screening``).
+SCREENED = "screened"
+
+
+def screened_score(screened: ScreenResult, t: int, target: int, margin: float, lower_bound: float) -> TargetScore:
+    """The score of column ``t`` screened out: its lower bound ``g / U`` from the screening points alone."""
+    nan = math.nan
+    return TargetScore(
+        target=target,
+        score=float(screened.lower[t]),
+        margin=margin,
+        lipschitz=float(screened.lipschitz_bound[t]),
+        lipschitz_lower_bound=lower_bound,
+        sample_max=nan,
+        fit_method=SCREENED,
+        shape=nan,
+        loc=nan,
+        scale=nan,
+        ks_statistic=nan,
+        ks_pvalue=nan,
+        fit_reason=(
+            f"screened out after {screened.points} points: score >= {screened.lower[t]:.6g} at "
+            f"{screened.level:.1%} > {screened.best:.6g}, a certain upper bound of the minimum"
+        ),
+        points=screened.points,
+    )
 
 
 def score_targets(
@@ -123,20 +173,24 @@ def score_targets(
     lower bound; once it exceeds the smallest fitted score, no later target can
     attain (or tie) the minimum, so the rest are recorded unfitted (``fit_method``
     ``"unfitted"``, ``lipschitz`` the bracket's upper end, ``score`` its lower bound).
-    The deciding target and score are those of fitting every target.
+    The deciding target and score are those of fitting every target. Targets screened out
+    (``samples.screened``) get :func:`screened_score` and take no part.
     """
     maxima = samples.sampled.maxima.double().cpu().numpy()
     lower = samples.sampled.slopes.double().cpu().tolist()
-    _, highest = endpoint_bracket(maxima)
+    screened = samples.screened
+    per_target: dict[int, TargetScore] = {}
+    kept = range(len(targets)) if screened is None else screened.survivors
+    if screened is not None:
+        for t in screened.screened:
+            per_target[targets[t]] = screened_score(screened, t, targets[t], margins[t], lower[t])
+    highest = dict(zip(kept, endpoint_bracket(maxima[:, list(kept)])[1].tolist(), strict=True))
     radius = settings.radius
     # The score falls as L grows (margins at x0 are >= 0 for the predicted class);
     # a negative or NaN margin gets no bound and is always fitted.
-    floor = [
-        first_order_score(m, h, radius) if m >= 0 else -math.inf for m, h in zip(margins, highest.tolist(), strict=True)
-    ]
-    order = sorted(range(len(targets)), key=lambda t: (floor[t], targets[t]))
+    floor = {t: first_order_score(margins[t], highest[t], radius) if margins[t] >= 0 else -math.inf for t in kept}
+    order = sorted(kept, key=lambda t: (floor[t], targets[t]))
     best = math.inf
-    per_target: dict[int, TargetScore] = {}
     for t in order:
         j = targets[t]
         if floor[t] > best:  # strictly: an equal score could still win the tie on the class index
@@ -172,6 +226,7 @@ def score_targets(
 
 __all__ = [
     "GRADIENT_COPIES",
+    "SCREENED",
     "UNFITTED",
     "GradientSamples",
     "chunk_size_for",

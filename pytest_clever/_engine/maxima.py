@@ -27,6 +27,7 @@ from pytest_clever._engine.sampling import sample_ball
 from pytest_clever.core.seeds import derive_seed
 from pytest_clever.core.validation import Settings
 from pytest_clever.errors import CleverError, ModelError
+from pytest_clever.stats.screening import ScreenResult
 
 #: Points per chunk on CPU (fastest measured for small nets).
 CPU_CHUNK = 1024
@@ -100,6 +101,18 @@ class ChunkValues:
 #: ``statistic(points, first)``: the values of a chunk of points whose first has the index ``first``
 #: in the run's stream (for per-point random draws that do not depend on the chunking).
 ChunkStatistic = Callable[[torch.Tensor, int], ChunkValues]
+
+
+@dataclass(frozen=True)
+class Screen:
+    """A screening round (``stats.screening``): after the first ``points`` points of every target, ``decide``
+    maps their values ``(points, T)`` to a :class:`~pytest_clever.stats.screening.ScreenResult`, and
+    ``narrow(survivors)`` makes the statistic return ``values`` and ``gradient_norms`` for those columns
+    only (``margins`` and ``logit_scale`` stay whole: the logits hold every class at no cost)."""
+
+    points: int
+    decide: Callable[[torch.Tensor], ScreenResult]
+    narrow: Callable[[Sequence[int]], None]
 
 
 @dataclass(frozen=True)
@@ -206,6 +219,10 @@ class MaximaRounds:
     points of a fixed run of ``n`` batches (its chunks may split differently, which changes only the
     BLAS rounding of a model whose kernels depend on the batch size). Statistics stay on the device
     within a round; the checks for in-place changes and non-finite logits run after each round.
+
+    With ``screen``, a chunk ends at ``screen.points``; there the screening decides (``screened``) and
+    later points are sampled for the survivors only, whose batch maxima are those of a run without
+    screening, point for point. Screened targets' columns are not used afterwards.
     """
 
     def __init__(
@@ -217,9 +234,13 @@ class MaximaRounds:
         *,
         seed: int,
         chunk_size: int,
+        screen: Screen | None = None,
     ) -> None:
         self.statistic, self.x0, self.margins0, self.settings = statistic, x0, margins0, settings
-        self.chunk_size = chunk_size
+        self.chunk_size, self.screen = chunk_size, screen
+        self.screened: ScreenResult | None = None
+        self.columns: torch.Tensor | None = None  # the targets sampled after the screening (None: all)
+        self._screen_rows: list[torch.Tensor] = []
         device, dtype = x0.device, x0.dtype
         self.n_targets = margins0.shape[0]
         self.rounds: list[torch.Tensor] = []
@@ -248,8 +269,13 @@ class MaximaRounds:
         maxima = torch.full((total_batches - self.batches, self.n_targets), -math.inf, dtype=dtype, device=device)
         mutated = torch.zeros((), dtype=torch.bool, device=device)
         allowance = rounding(dtype)
-        for start in range(first, total, self.chunk_size):
-            n = min(self.chunk_size, total - start)
+        starts = set(range(first, total, self.chunk_size))
+        screen_at = None if self.screen is None or self.screened is not None else self.screen.points
+        if screen_at is not None and first < screen_at < total:
+            starts.add(screen_at)
+        bounds = sorted(starts) + [total]
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            n = end - start
             points = self.stream.take(start, n)
             drawn = points.clone()
             try:
@@ -271,8 +297,14 @@ class MaximaRounds:
 
             self.nonfinite_count += (~torch.isfinite(chunk.gradient_norms)).any(dim=1).sum()
             self.zero_count += (chunk.gradient_norms == 0).all(dim=1).sum()
-            index = (batch_ids - self.batches).unsqueeze(1).expand(-1, self.n_targets)
-            maxima.scatter_reduce_(0, index, chunk.values.nan_to_num(nan=math.inf), "amax")
+            values = chunk.values.nan_to_num(nan=math.inf)
+            index = (batch_ids - self.batches).unsqueeze(1).expand(-1, values.shape[1])
+            if self.columns is None:
+                maxima.scatter_reduce_(0, index, values, "amax")
+            else:
+                maxima[:, self.columns] = maxima[:, self.columns].scatter_reduce(0, index, values, "amax")
+            if screen_at is not None and start < screen_at:
+                self._screen_rows.append(chunk.values)
 
             # Only what rounding cannot explain counts as proof: near x0 a few ulps of the
             # logits, divided by a tiny distance, would otherwise "prove" a steeper slope.
@@ -280,10 +312,19 @@ class MaximaRounds:
             change = ((chunk.margins - margins0).abs() - allowance * scale).clamp_min(0)
             ratio = change / distance.clamp_min(torch.finfo(dtype).tiny)
             self.slopes = torch.maximum(self.slopes, masked_max(ratio, distance))
+            if screen_at is not None and end == screen_at:
+                self._screen(torch.cat(self._screen_rows))
         self.rounds.append(maxima)
         self.batches = total_batches
         self.stream.release()
         self._check(bool(mutated))
+
+    def _screen(self, values: torch.Tensor) -> None:
+        assert self.screen is not None
+        self.screened = self.screen.decide(values)
+        self._screen_rows = []
+        self.columns = torch.as_tensor(self.screened.survivors, dtype=torch.long, device=self.x0.device)
+        self.screen.narrow(self.screened.survivors)
 
     def _check(self, mutated: bool) -> None:
         total, settings = self.points, self.settings
@@ -346,6 +387,7 @@ __all__ = [
     "MaximaRounds",
     "Problem",
     "SampleMaxima",
+    "Screen",
     "chunk_budget",
     "default_chunk_size",
     "masked_max",

@@ -23,6 +23,7 @@ import torch
 
 from pytest_clever._engine import rounds
 from pytest_clever._engine.device import check_dtype, resolve_device
+from pytest_clever._engine.diagnostics import is_screen_note
 from pytest_clever._engine.inputs import as_input_tensor
 from pytest_clever._engine.model_state import borrowed_model
 from pytest_clever._engine.numerics import exact_float32
@@ -75,8 +76,8 @@ def input_fingerprint(x: torch.Tensor) -> str:
 
 def _warn(result: CleverResult, index: int | None = None) -> None:
     where = "" if index is None else f"input {index}: "
-    # The output note states what was scored (the user's model chose its output type): recorded, not warned.
-    for note in (n for n in result.notes if not is_output_note(n)):
+    # The output and screening notes state what was scored and how: recorded, not warned.
+    for note in (n for n in result.notes if not (is_output_note(n) or is_screen_note(n))):
         # Four frames up: _warn, score_inputs, the public function, the user's line.
         warnings.warn(f"CLEVER {where}{note}", WeakFitWarning, stacklevel=4)
 

@@ -20,7 +20,7 @@ from types import ModuleType
 import torch
 
 from pytest_clever._engine import first_order, second_order
-from pytest_clever._engine.diagnostics import check_masking, score_notes
+from pytest_clever._engine.diagnostics import check_masking, score_notes, screen_notes
 from pytest_clever._engine.inputs import (
     check_in_bounds,
     check_prediction,
@@ -78,7 +78,7 @@ class InputScoring:
         samples: first_order.GradientSamples | second_order.CurvatureSamples
         if self.loop is not None:
             self.loop.extend(total_batches)
-            order, samples = first_order, first_order.GradientSamples(self.loop.sampled())
+            order, samples = first_order, first_order.GradientSamples(self.loop.sampled(), self.loop.screened)
         else:
             order = second_order
             samples = second_order.sample_targets(problem, settings, curvature=options.curvature)
@@ -99,7 +99,10 @@ class InputScoring:
             settings.radius,
         )
         points = total_batches * settings.batch_size
-        per_target = {j: replace(t, points=points) for j, t in per_target.items()}
+        per_target = {
+            j: t if t.fit_method == first_order.SCREENED else replace(t, points=points) for j, t in per_target.items()
+        }
+        screened = samples.screened if isinstance(samples, first_order.GradientSamples) else None
         spec = options.targets
         self.result = CleverResult(
             score=deciding.score,
@@ -120,6 +123,7 @@ class InputScoring:
             bounds=settings.bounds,
             device=str(self.device),
             notes=_output_notes(self.model)
+            + screen_notes(screened, targets)
             + score_notes(per_target, deciding.target, radius=settings.radius, order=settings.order),
             batch_maxima=tuple(maxima.tolist()),
             confidence=options.confidence,
@@ -130,6 +134,8 @@ class InputScoring:
             chunk_size=samples.chunk_size if isinstance(samples, second_order.CurvatureSamples) else None,
             hvp_per_point=samples.hvp_per_point if isinstance(samples, second_order.CurvatureSamples) else None,
             steps_per_row=samples.steps_per_row if isinstance(samples, second_order.CurvatureSamples) else None,
+            screened=0 if screened is None else len(screened.screened),
+            screened_after=None if screened is None else screened.points,
         )
         self.sampling_s += time.perf_counter() - began
         return self.result
@@ -173,7 +179,12 @@ def start_input(
     if tracker is not None:
         tracker.input(len(targets))
     problem = Problem(model, x0, margins0, predicted, targets, seed, options.chunk_size, options.torch_compile)
-    loop = first_order.rounds(problem, settings) if settings.order == 1 else None
+    screen = options.screens(len(targets))
+    loop = (
+        first_order.rounds(problem, settings, screen=screen, confidence=options.confidence)
+        if settings.order == 1
+        else None
+    )
     return InputScoring(model, options, device, label, seed, problem, loop, started)
 
 

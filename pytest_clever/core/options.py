@@ -18,6 +18,10 @@ from pytest_clever.core.seeds import resolve_seed
 from pytest_clever.core.targets import TargetSpec, combine_target_and_targets
 from pytest_clever.core.validation import (
     DEFAULT_EXECUTOR_TIMEOUT,
+    SCREEN_AUTO,
+    SCREEN_FROM_TARGETS,
+    SCREEN_ON,
+    SCREEN_POINTS,
     Settings,
     Stopping,
     check_chunk_size,
@@ -27,6 +31,7 @@ from pytest_clever.core.validation import (
     check_gate_mode,
     check_interval_kind,
     check_number,
+    check_screen,
     check_settings,
     check_stopping,
     check_timeout,
@@ -78,6 +83,7 @@ class ScoreOptions:
     gate: str = "point"
     interval: str = "estimator"
     torch_compile: bool = False
+    screen: str = SCREEN_AUTO
 
     @classmethod
     def from_keywords(cls, given: Mapping[str, Any]) -> ScoreOptions:
@@ -113,6 +119,7 @@ class ScoreOptions:
                 "budget= and a gate decision (min_score with precision=) share the rounds of all inputs, which "
                 "run in this process: drop executor=, or use precision= alone (each input stops on its own there)"
             )
+        first_points = stopping.first * sampling.batch_size
         return cls(
             **asdict(sampling),
             chunk_size=check_chunk_size(given["chunk_size"]),
@@ -133,6 +140,7 @@ class ScoreOptions:
             gate=check_gate_mode(given.get("gate", "point")),
             interval=check_interval_kind(given.get("interval", "estimator")),
             torch_compile=torch_compile,
+            screen=check_screen(given.get("screen", SCREEN_AUTO), order=sampling.order, first_points=first_points),
         )
 
     @property
@@ -145,6 +153,17 @@ class ScoreOptions:
         """When each input's sampling stops (a fixed count unless ``precision`` or ``budget`` is set)."""
         cap = self.n_batches if self.max_batches is None else self.max_batches
         return Stopping(first=self.n_batches, cap=cap, precision=self.precision, budget=self.budget)
+
+    def screens(self, n_targets: int) -> bool:
+        """Whether an input with ``n_targets`` target classes is screened (``stats.screening``).
+
+        ``on``: always (validated: first order, a first round above ``SCREEN_POINTS`` points); ``auto``: first
+        order with at least ``SCREEN_FROM_TARGETS`` classes and such a first round; ``off``: never.
+        """
+        if self.screen == SCREEN_ON:
+            return True
+        enough = self.order == 1 and self.n_batches * self.batch_size > SCREEN_POINTS
+        return self.screen == SCREEN_AUTO and enough and n_targets >= SCREEN_FROM_TARGETS
 
     @property
     def decides(self) -> bool:

@@ -21,6 +21,8 @@ from pytest_clever.core.validation import (
     DEFAULT_MAX_BATCHES,
     DEFAULT_N_BATCHES,
     MIN_BATCHES,
+    SCREEN_AUTO,
+    check_screen,
     parse_statistic,
 )
 
@@ -205,6 +207,14 @@ OPTIONS: dict[str, Option] = {
             cli=True,
         ),
         Option(
+            "screen",
+            lambda v: check_screen(v),
+            SCREEN_AUTO,
+            "screen out target classes that cannot decide a first-order score after 128 points of each: auto "
+            "(from 100 classes), on or off",
+            cli=True,
+        ),
+        Option(
             "attack_check",
             parse.boolean("attack_check"),
             False,
@@ -237,6 +247,7 @@ SAMPLED = (
     "targets",
     "confidence",
     "torch_compile",
+    "screen",
 )
 STOPPING = ("precision", "max_batches", "budget")
 ENGINE_SETTINGS = SAMPLED + STOPPING

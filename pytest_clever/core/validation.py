@@ -298,3 +298,33 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 def check_timeout(name: str, value: Any) -> float:
     """A number of seconds: finite and > 0."""
     return check_number(name, value)
+
+
+#: Values of the ``screen`` setting: ``auto`` screens first-order scores over at least
+#: ``SCREEN_FROM_TARGETS`` classes whose first round has more than ``SCREEN_POINTS`` points.
+SCREEN_AUTO, SCREEN_ON, SCREEN_OFF = "auto", "on", "off"
+SCREEN_MODES = (SCREEN_AUTO, SCREEN_ON, SCREEN_OFF)
+#: Points of every class the screening round samples before it screens classes out (``stats.screening``).
+SCREEN_POINTS = 128
+#: Fewest classes ``screen="auto"`` screens: below, one backward pass per class costs little
+#: next to the screening's own fits (benchmarks/bench_screening.py).
+SCREEN_FROM_TARGETS = 100
+
+
+def check_screen(screen: Any, *, order: int = 1, first_points: int | None = None) -> str:
+    """One of ``SCREEN_MODES`` (case and blanks ignored); ``on`` needs order 1 and a first round above
+    ``SCREEN_POINTS`` points (``first_points``: ``n_batches * batch_size`` of the first round)."""
+    text = str(screen).strip().lower()
+    if text not in SCREEN_MODES:
+        raise InvalidInputError(f"screen must be one of {', '.join(SCREEN_MODES)}, got {screen!r}")
+    if text == SCREEN_ON and order != 1:
+        raise InvalidInputError(
+            "screen='on' screens the target classes of first-order scores; order=2 does not support it: "
+            "use screen='off' or 'auto' with order=2"
+        )
+    if text == SCREEN_ON and first_points is not None and first_points <= SCREEN_POINTS:
+        raise InvalidInputError(
+            f"screen='on' screens classes after {SCREEN_POINTS} points of every class, but the first round has "
+            f"{first_points} points (n_batches * batch_size): raise n_batches or batch_size, or use screen='off'"
+        )
+    return text

@@ -223,6 +223,7 @@ class RunRecord:
                 max_batches=stopping.cap if stopping is not None and rounds else None,
                 budget=stopping.budget if stopping is not None else None,
                 torch_compile=first.torch_compile,
+                screen="on" if any(r.screened_after is not None for r in report.results) else "off",
             ),
             results=tuple(r.to_dict() for r in report.results),
             attack=attack,

@@ -29,6 +29,7 @@ COMPARABLE_SETTINGS = (
     "precision",
     "max_batches",
     "budget",
+    "screen",
 )
 #: Second-order results may still differ in the last digits at another chunk size (batched kernels round
 #: differently), so for ``order == 2`` the chunk size joins them when both records know it.
@@ -64,6 +65,9 @@ class RecordSettings:
     budget: float | None = None
     #: Whether the sampled passes ran compiled (not a comparable setting: scores move by at most 1e-5).
     torch_compile: bool = False
+    #: "on" when the inputs were screened (``CleverResult.screened_after`` set: a screening round ran),
+    #: else "off" (also records without the field): screened and fully fitted runs are told apart.
+    screen: str = "off"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +86,7 @@ class RecordSettings:
             "max_batches": self.max_batches,
             "budget": self.budget,
             "torch_compile": self.torch_compile,
+            "screen": self.screen,
         }
 
     @classmethod
@@ -114,6 +119,7 @@ class RecordSettings:
             max_batches=None if max_batches is None else read.integer(max_batches, "max_batches", where, 1),
             budget=None if budget is None else read.number(budget, "budget", where),
             torch_compile=read.flag(data.get("torch_compile", False), "torch_compile", where),
+            screen=read.text(data.get("screen", "off"), "screen", where),
         )
 
     def differences(self, before: RecordSettings) -> list[str]:

@@ -79,6 +79,10 @@ class CleverResult:
     #: Whether the sampled passes ran through ``torch.compile`` (``torch_compile=True``; scores within
     #: ``_engine.compiled.COMPILED_TOLERANCE`` of eager).
     torch_compile: bool = False
+    #: Target classes screened out (``stats.screening``; their ``fit_method`` is "screened") and the points
+    #: of every class sampled before (None: no screening round, as in layouts without it).
+    screened: int = 0
+    screened_after: int | None = None
 
     @property
     def points(self) -> int:
@@ -187,6 +191,8 @@ class CleverResult:
             "precision_reached": json_float(self.precision_reached),
             "budget": self.budget,
             "torch_compile": self.torch_compile,
+            "screened": self.screened,
+            "screened_after": self.screened_after,
         }
 
     @classmethod
@@ -249,4 +255,6 @@ class CleverResult:
             precision=None if data.get("precision") is None else float(data["precision"]),
             budget=None if data.get("budget") is None else float(data["budget"]),
             torch_compile=bool(data.get("torch_compile", False)),
+            screened=int(data.get("screened", 0)),
+            screened_after=None if data.get("screened_after") is None else int(data["screened_after"]),
         )
