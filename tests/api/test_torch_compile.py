@@ -62,3 +62,17 @@ def test_compiled_scores_are_eagers_within_the_tolerance_and_repeat_bit_for_bit(
         assert (a.score, a.batch_maxima) == (f.score, f.batch_maxima)
     # The model comes back as it was: not replaced by its compiled wrapper.
     assert type(model) is nn.Sequential
+
+
+@pytest.mark.slow  # compiles (seconds)
+def test_compiled_passes_follow_the_screening_to_the_surviving_classes():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 120)).eval()
+    x = torch.rand(16, generator=torch.Generator().manual_seed(2))
+    kw = dict(radius=0.5, seed=1, n_batches=10, batch_size=64)
+    eager = clever_score(model, x, screen="on", **kw)
+    fast = clever_score(model, x, screen="on", torch_compile=True, **kw)
+    assert fast.screened == eager.screened > 100 and fast.screened_after == 128
+    assert fast.target == eager.target
+    assert fast.score == pytest.approx(eager.score, rel=COMPILED_TOLERANCE)
+    assert fast.batch_maxima == pytest.approx(eager.batch_maxima, rel=COMPILED_TOLERANCE)
