@@ -22,6 +22,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -139,28 +140,33 @@ UNFITTED = "unfitted"
 SCREENED = "screened"
 
 
-def screened_score(screened: ScreenResult, t: int, target: int, margin: float, lower_bound: float) -> TargetScore:
-    """The score of column ``t`` screened out: its lower bound ``g / U`` from the screening points alone."""
+def not_fitted(
+    target: int, score: float, margin: float, bound: float, lower_bound: float, method: str, reason: str, **extra: Any
+) -> TargetScore:
+    """A target that cannot decide the minimum, without a fit: its score's lower bound ``score`` from the
+    Lipschitz upper bound ``bound`` (``method`` :data:`UNFITTED` or :data:`SCREENED`, ``reason`` why)."""
     nan = math.nan
+    fields = dict(sample_max=nan, shape=nan, loc=nan, scale=nan, ks_statistic=nan, ks_pvalue=nan) | extra
     return TargetScore(
         target=target,
-        score=float(screened.lower[t]),
+        score=float(score),
         margin=margin,
-        lipschitz=float(screened.lipschitz_bound[t]),
+        lipschitz=float(bound),
         lipschitz_lower_bound=lower_bound,
-        sample_max=nan,
-        fit_method=SCREENED,
-        shape=nan,
-        loc=nan,
-        scale=nan,
-        ks_statistic=nan,
-        ks_pvalue=nan,
-        fit_reason=(
-            f"screened out after {screened.points} points: score >= {screened.lower[t]:.6g} at "
-            f"{screened.level:.1%} > {screened.best:.6g}, a certain upper bound of the minimum"
-        ),
-        points=screened.points,
+        fit_method=method,
+        fit_reason=reason,
+        **fields,
     )
+
+
+def screened_score(screened: ScreenResult, t: int, target: int, margin: float, lower_bound: float) -> TargetScore:
+    """The score of column ``t`` screened out: its lower bound ``g / U`` from the screening points alone."""
+    reason = (
+        f"screened out after {screened.points} points: score >= {screened.lower[t]:.6g} at "
+        f"{screened.level:.1%} > {screened.best:.6g}, a certain upper bound of the minimum"
+    )
+    bound, score = screened.lipschitz_bound[t], screened.lower[t]
+    return not_fitted(target, score, margin, bound, lower_bound, SCREENED, reason, points=screened.points)
 
 
 def score_targets(
@@ -194,20 +200,10 @@ def score_targets(
     for t in order:
         j = targets[t]
         if floor[t] > best:  # strictly: an equal score could still win the tie on the class index
-            per_target[j] = TargetScore(
-                target=j,
-                score=floor[t],
-                margin=margins[t],
-                lipschitz=float(highest[t]),
-                lipschitz_lower_bound=lower[t],
-                sample_max=float(maxima[:, t].max()),
-                fit_method=UNFITTED,
-                shape=math.nan,
-                loc=math.nan,
-                scale=math.nan,
-                ks_statistic=math.nan,
-                ks_pvalue=math.nan,
-                fit_reason=f"not fitted: cannot decide the minimum (score >= {floor[t]:.6g} > {best:.6g})",
+            reason = f"not fitted: cannot decide the minimum (score >= {floor[t]:.6g} > {best:.6g})"
+            bound, sample_max = highest[t], float(maxima[:, t].max())
+            per_target[j] = not_fitted(
+                j, floor[t], margins[t], bound, lower[t], UNFITTED, reason, sample_max=sample_max
             )
             continue
         fit = fit_endpoint(maxima[:, t])
@@ -230,6 +226,7 @@ __all__ = [
     "UNFITTED",
     "GradientSamples",
     "chunk_size_for",
+    "not_fitted",
     "rounds",
     "sample_targets",
     "score_targets",
