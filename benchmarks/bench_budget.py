@@ -29,7 +29,9 @@ Measured (torch 2.13 CPU; coverage runs beside other benchmarks, which changes t
 - ResNet, shifted softplus, 5 inputs x 8 seeds, 2 threads: fixed default 37/40 (92%; median +2.9%, worst
   +7.2%), ``precision=0.1`` 36/40 (90%; median +4.1%, worst +9.0%); the stopped runs used 0.30x the
   default's points (median; 0.30-0.45, all stopped by precision) and 0.32x its time.
-- ResNet, ReLU: RELU_PLACEHOLDER
+- ResNet, ReLU, 5 inputs x 8 seeds, 1 thread: fixed default 38/40 (95%; median +8.0%, worst +19.4%),
+  ``precision=0.1`` 37/40 (92%; median +9.0%, worst +20.1%); 0.68x the default's points (median; 0.30-1.00,
+  12 of 40 hit the cap) and 0.60x its time.
 - Gate on the softplus ResNet, 2 idle cores, 2 threads (one run): the fixed default took 264.8 s for the 20
   inputs; the far gate was settled after the first round (every input stopped by "decision") with 0.20x the
   default's points in 53.9 s (0.20x its time); beside one busy process 119.8 s (0.45x).
