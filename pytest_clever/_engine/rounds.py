@@ -107,9 +107,7 @@ def run(states: Sequence[InputScoring], options: ScoreOptions, started: float, g
     deadline = math.inf if stopping.budget is None else started + stopping.budget
     previous: dict[int, float] = {}
     round_number = 1
-    tracker = progress.current()
-    if tracker is not None:
-        tracker.round(round_number, len(states))
+    progress.round_started(round_number, len(states))
     for i, state in enumerate(states):
         guard(i, functools.partial(state.sample, stopping.first))
     while True:
@@ -131,9 +129,7 @@ def run(states: Sequence[InputScoring], options: ScoreOptions, started: float, g
         if not active:
             break
         round_number += 1
-        tracker = progress.current()
-        if tracker is not None:
-            tracker.round(round_number, len(active))
+        progress.round_started(round_number, len(active))
         for i, state in active:
             total = stopping.next_total(state.batches)
             if time.perf_counter() + (total - state.batches) * state.seconds_per_batch() > deadline:

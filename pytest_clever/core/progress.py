@@ -142,6 +142,13 @@ def points_done(n: int) -> None:
         tracker.points(n)
 
 
+def round_started(number: int, sampling: int) -> None:
+    """Round ``number`` of the current call starts, ``sampling`` inputs still sampled (no-op outside a tracked call)."""
+    tracker = _current.get()
+    if tracker is not None:
+        tracker.round(number, sampling)
+
+
 def input_scored() -> None:
     """An input of the current call is scored (no-op outside a tracked call)."""
     tracker = _current.get()
@@ -262,6 +269,8 @@ __all__ = [
     "ProgressSetting",
     "current",
     "describe",
+    "input_scored",
     "points_done",
+    "round_started",
     "tracking",
 ]
