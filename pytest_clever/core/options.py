@@ -21,7 +21,6 @@ from pytest_clever.core.validation import (
     SCREEN_AUTO,
     SCREEN_FROM_TARGETS,
     SCREEN_ON,
-    SCREEN_POINTS,
     Settings,
     Stopping,
     check_chunk_size,
@@ -36,6 +35,7 @@ from pytest_clever.core.validation import (
     check_stopping,
     check_timeout,
     parse_statistic,
+    screenable,
 )
 from pytest_clever.errors import InvalidInputError
 
@@ -162,7 +162,7 @@ class ScoreOptions:
         """
         if self.screen == SCREEN_ON:
             return True
-        enough = self.order == 1 and self.n_batches * self.batch_size > SCREEN_POINTS
+        enough = screenable(self.order, self.n_batches * self.batch_size)
         return self.screen == SCREEN_AUTO and enough and n_targets >= SCREEN_FROM_TARGETS
 
     @property

@@ -311,6 +311,11 @@ SCREEN_POINTS = 128
 SCREEN_FROM_TARGETS = 100
 
 
+def screenable(order: int, first_points: int) -> bool:
+    """Whether a score can be screened: first order, and a first round of more than ``SCREEN_POINTS`` points."""
+    return order == 1 and first_points > SCREEN_POINTS
+
+
 def check_screen(screen: Any, *, order: int = 1, first_points: int | None = None) -> str:
     """One of ``SCREEN_MODES`` (case and blanks ignored); ``on`` needs order 1 and a first round above
     ``SCREEN_POINTS`` points (``first_points``: ``n_batches * batch_size`` of the first round)."""
