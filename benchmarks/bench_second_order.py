@@ -1,6 +1,6 @@
 """Cost and peak memory of second-order CLEVER relative to first order, per sampled point.
 
-Run: ``python benchmarks/bench_second_order.py [--models digits resnet --repeats 2 --solvers cold warm]``
+Run: ``python benchmarks/bench_second_order.py [--models digits resnet resnet-trained --repeats 2]``
 (the issue's configuration; ``--reduced`` for a quick look: 1 repeat, fewer points). Prints one JSON object.
 ``--accuracy [...]`` runs ``second_order_accuracy.py`` instead (its flags follow), which checks
 the stopping rules against fully converged cold-start Lanczos.
@@ -14,11 +14,15 @@ the CPU time of the scoring call in that subprocess, divided by the number of
 sampled points. Second order also reports what the result says about its
 cost: Hessian-vector products per point (``hvp_per_point``, all targets
 together) and mean Lanczos steps per (point, target) row. Solvers: ``cold``
-(the library default: random start vectors) and ``warm`` (the random start
-plus the extreme Ritz vectors at ``x0``, ``curvature.SolverOptions``).
-Models: the softplus digits CNN (``pytest_clever.extras.digits``) and a
-small softplus ResNet on 3x32x32 inputs (random weights: cost does not
-depend on training).
+(the library default: random start vectors, rows stop once steady and
+resolved, ``lanczos.RESIDUAL_TOLERANCE``), ``share-half`` (the rule before
+it: steady for 4 steps and for half of the steps) and ``warm`` (the random
+start plus the extreme Ritz vectors at ``x0``, ``curvature.SolverOptions``).
+Models: the softplus digits CNN (``pytest_clever.extras.digits``) and a small
+ResNet on 3x32x32 inputs (``resnet_model.py``): softplus with random weights
+(``resnet``: its Hessians' spectra have no gap at their ends, so Lanczos needs
+many steps), and shifted-softplus trained on the upscaled digits
+(``resnet-trained``: what a user's trained model looks like to Lanczos).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import resource
 import subprocess
@@ -39,17 +44,21 @@ from pytest_clever import clever_score
 from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
 sys.path.insert(0, str(Path(__file__).parent))
-from resnet_model import SmallResNet
+from resnet_model import SmallResNet, cifar_size_digits, trained_resnet
 
-#: Sampled points per batch: the library default for the digits CNN, fewer for the slow ResNet.
-DEFAULT_BATCH_SIZE = {"digits": 128, "resnet": 8}
+#: Sampled points per batch: the library default for the digits CNN, fewer for the slow ResNets.
+DEFAULT_BATCH_SIZE = {"digits": 128, "resnet": 8, "resnet-trained": 8}
 #: The same for ``--reduced``.
-REDUCED_BATCH_SIZE = {"digits": 32, "resnet": 4}
+REDUCED_BATCH_SIZE = {"digits": 32, "resnet": 4, "resnet-trained": 4}
+#: The stopping rule before the residual rule (``lanczos.RESIDUAL_TOLERANCE``): steady for half the steps.
+SHARE_HALF_OPTIONS: dict = dict(patience_share=0.5, residual_tol=math.inf)
 
 
 def _setup(model_name: str):
     if model_name == "digits":
         return cached_digits_cnn("softplus"), load_digits_data().x_test[0], dict(radius=2.0, bounds=DIGITS_BOUNDS)
+    if model_name == "resnet-trained":
+        return trained_resnet("shifted-softplus"), cifar_size_digits()[2][0], dict(radius=0.5, bounds=(0.0, 1.0))
     torch.manual_seed(0)
     model = SmallResNet().eval().requires_grad_(False)
     return model, torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1)), dict(radius=0.5, bounds=(0.0, 1.0))
@@ -60,8 +69,9 @@ def _use_solver(name: str) -> None:
     from pytest_clever._engine import second_order
     from pytest_clever._engine.curvature import SolverOptions
 
-    if name == "warm":
-        second_order.sample_targets = functools.partial(second_order.sample_targets, solver=SolverOptions(warm=True))
+    solver = {"warm": SolverOptions(warm=True), "share-half": SolverOptions(**SHARE_HALF_OPTIONS)}.get(name)
+    if solver is not None:
+        second_order.sample_targets = functools.partial(second_order.sample_targets, solver=solver)
 
 
 def worker(model_name: str, order: int, solver: str, n_batches: int, batch_size: int, curvature: str) -> dict:
@@ -98,8 +108,10 @@ def main() -> None:
         second_order_accuracy.main(sys.argv[1:])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["digits", "resnet"], choices=["digits", "resnet"])
-    parser.add_argument("--solvers", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
+    models = ["digits", "resnet", "resnet-trained"]
+    parser.add_argument("--models", nargs="+", default=models, choices=models)
+    solvers = ["cold", "share-half", "warm"]
+    parser.add_argument("--solvers", nargs="+", default=solvers[:2], choices=solvers)
     parser.add_argument("--n-batches", type=int, default=10)
     parser.add_argument("--batch-size", type=int, help="for every model (default: digits 128, resnet 8)")
     parser.add_argument("--repeats", type=int, default=2)

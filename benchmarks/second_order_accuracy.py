@@ -13,12 +13,22 @@ products per sampled point. Methods:
 
 - ``reference``: cold start, tolerance 1e-7, no pruning, no patience limit to
   speak of (patience 3 at 1e-7): fully converged;
-- ``cold``: the library default (per-row patience, pruning);
+- ``cold``: the library default (per-row patience and residuals, pruning);
+- ``share-half``: the previous default: steady for 4 steps and for half of
+  its steps, residuals not checked (``--no-share-half`` skips it);
 - ``warm``: the default plus the warm start from the Ritz vectors at ``x0``
   (no pruning);
 - ``cold-p<k>`` / ``warm-p<k>``: other patience values (``--patience``);
 - ``cold-t<tol>``: other steadiness tolerances (``--tolerances``);
-- ``cold-s<share>``: rows steady for at least that share of their steps (``--shares``).
+- ``cold-s<share>``: rows steady for at least that share of their steps (``--shares``);
+- ``cold-r<tol>``: other residual tolerances (``--residuals``; ``inf``: steadiness alone).
+
+Models: the digits CNNs (``digits`` softplus, ``tanh``), the small softplus
+ResNet on 3x32x32 inputs with random weights (``resnet``: its spectra have no
+gap at their ends, so Ritz values creep) and the shifted-softplus one trained
+on the upscaled digits (``resnet-trained``, ``resnet_model.trained_resnet``).
+``--first-input``/``--first-seed`` select a slice of the configurations, so
+that two processes can share the work.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -40,9 +51,9 @@ from pytest_clever.core.validation import Settings
 from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_digits_data
 
 sys.path.insert(0, str(Path(__file__).parent))
-from resnet_model import SmallResNet
+from resnet_model import SmallResNet, cifar_size_digits, trained_resnet
 
-REFERENCE = SolverOptions(tol=1e-7, patience=3, prune=False)
+REFERENCE = SolverOptions(tol=1e-7, patience=3, patience_share=0.5, prune=False)
 
 
 def models(names: list[str]) -> dict:
@@ -52,6 +63,9 @@ def models(names: list[str]) -> dict:
         if name in ("digits", "tanh"):
             model = cached_digits_cnn("softplus" if name == "digits" else "tanh")
             out[name] = (model, load_digits_data().x_test, dict(radius=2.0, bounds=DIGITS_BOUNDS))
+        elif name == "resnet-trained":
+            model = trained_resnet("shifted-softplus")
+            out[name] = (model, cifar_size_digits()[2], dict(radius=0.5, bounds=(0.0, 1.0)))
         else:
             torch.manual_seed(0)
             model = SmallResNet().eval().requires_grad_(False)
@@ -73,9 +87,13 @@ def run(model, x0, settings: Settings, seed: int, curvature: str, solver: Solver
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["digits", "tanh"], choices=["digits", "tanh", "resnet"])
+    parser.add_argument(
+        "--models", nargs="+", default=["digits", "tanh"], choices=["digits", "tanh", "resnet", "resnet-trained"]
+    )
     parser.add_argument("--inputs", type=int, default=5, help="inputs per model")
     parser.add_argument("--seeds", type=int, default=4, help="seeds per input")
+    parser.add_argument("--first-input", type=int, default=0)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--n-batches", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--curvature", default="spectral", choices=["spectral", "negative"])
@@ -83,11 +101,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-warm", action="store_true", help="skip the warm-start methods")
     parser.add_argument("--tolerances", type=float, nargs="*", default=[], help="extra steadiness tolerances")
     parser.add_argument("--shares", type=float, nargs="*", default=[], help="patience shares of the steps")
+    parser.add_argument("--residuals", type=float, nargs="*", default=[], help="residual tolerances")
+    parser.add_argument("--no-share-half", action="store_true", help="skip the previous default (share-half)")
     parser.add_argument("--no-default", action="store_true", help="skip the default method (cold)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     methods = {} if args.no_default else {"cold": SolverOptions()}
+    if not args.no_share_half:
+        methods["share-half"] = SolverOptions(patience_share=0.5, residual_tol=math.inf)
     if not args.no_warm:
         methods["warm"] = SolverOptions(warm=True)
     for p in args.patience:
@@ -96,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
             methods[f"warm-p{p}"] = SolverOptions(patience=p, warm=True)
     for share in args.shares:
         methods[f"cold-s{share:g}"] = SolverOptions(patience_share=share)
+    for tol in args.residuals:
+        methods[f"cold-r{tol:g}"] = SolverOptions(residual_tol=tol)
     for tol in args.tolerances:
         methods[f"cold-t{tol:g}"] = SolverOptions(tol=tol)
     started = time.perf_counter()
@@ -106,8 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     configs = 0
     for model, inputs, kw in models(args.models).values():
         settings = Settings(norm=2.0, n_batches=args.n_batches, batch_size=args.batch_size, order=2, **kw)
-        for i in range(args.inputs):
-            for seed in range(args.seeds):
+        for i in range(args.first_input, args.first_input + args.inputs):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 configs += 1
                 ref, ref_score = run(model, inputs[i], settings, seed, args.curvature, REFERENCE, None)
                 stats["reference"]["steps"].append(ref.steps_per_row)

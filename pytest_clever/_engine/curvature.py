@@ -30,6 +30,7 @@ from pytest_clever._engine.lanczos import (
     MAX_STEPS,
     PATIENCE,
     PATIENCE_SHARE,
+    RESIDUAL_TOLERANCE,
     TOLERANCE,
     Restrict,
     RitzState,
@@ -142,6 +143,7 @@ class SolverOptions:
     tol: float = TOLERANCE
     patience: int = PATIENCE
     patience_share: float = PATIENCE_SHARE
+    residual_tol: float = RESIDUAL_TOLERANCE
     max_steps: int = MAX_STEPS
     prune: bool = True
     warm: bool = False
@@ -244,6 +246,7 @@ def hessian_curvature(
     max_steps: int = MAX_STEPS,
     patience: int = PATIENCE,
     patience_share: float = PATIENCE_SHARE,
+    residual_tol: float = RESIDUAL_TOLERANCE,
     groups: torch.Tensor | None = None,
     floor: torch.Tensor | None = None,
     restrict: Restrict | None = None,
@@ -281,6 +284,7 @@ def hessian_curvature(
         max_steps=max_steps,
         patience=patience,
         patience_share=patience_share,
+        residual_tol=residual_tol,
         may_stop=may_stop,
         restrict=restrict,
     )
@@ -301,6 +305,7 @@ def margin_curvatures(
     max_steps: int = MAX_STEPS,
     patience: int = PATIENCE,
     patience_share: float = PATIENCE_SHARE,
+    residual_tol: float = RESIDUAL_TOLERANCE,
     groups: torch.Tensor | None = None,
     floor: torch.Tensor | None = None,
     warm: Sequence[torch.Tensor] = (),
@@ -325,6 +330,7 @@ def margin_curvatures(
         max_steps=max_steps,
         patience=patience,
         patience_share=patience_share,
+        residual_tol=residual_tol,
         groups=groups,
         floor=floor,
         restrict=hessians.restrict,

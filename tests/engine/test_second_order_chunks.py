@@ -131,7 +131,7 @@ def test_rows_that_stop_on_their_own_keep_the_converged_batch_maxima(curvature):
     problem = Problem(model, x0, logits[predicted] - logits[targets], predicted, targets, seed=3)
     settings = Settings(norm=2.0, radius=20.0, n_batches=10, batch_size=8, bounds=None, order=2)
     default = second_order.sample_targets(problem, settings, curvature=curvature)
-    reference = SolverOptions(tol=1e-7, patience=3, prune=False)
+    reference = SolverOptions(tol=1e-7, patience=3, patience_share=0.5, prune=False)
     converged = second_order.sample_targets(problem, settings, curvature=curvature, solver=reference)
     assert torch.allclose(default.sampled.maxima, converged.sampled.maxima, rtol=1e-5, atol=0)
     # The reference runs every row to the end of its 24-dimensional Krylov space (exact), the default stops earlier.

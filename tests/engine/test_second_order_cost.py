@@ -81,6 +81,37 @@ def test_upper_bounds_hold_and_pruning_keeps_group_maxima(method):
     assert torch.allclose(got, want, rtol=1e-8)
 
 
+def test_creeping_ritz_values_run_until_their_residuals_are_small():
+    """A spectrum without a gap at its top: Ritz values creep (steady at 1e-3 long before they converge).
+
+    Eigenvalues ``1 - 2 (i / d)^2`` crowd towards 1. Steadiness alone stops every row 3.5e-3 low (a
+    higher, unsafe score); the residual rule keeps the rows going until the top is within 1e-3.
+    """
+    d = 2000
+    spectrum = 1 - 2 * (torch.arange(d, dtype=torch.float64) / d) ** 2
+    hvp = lambda v: v * spectrum  # noqa: E731
+    start = torch.randn(4, d, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    steady_only = lanczos(hvp, start, residual_tol=math.inf)
+    default = lanczos(hvp, start)
+    assert (1 - steady_only.lambda_max).min() > 2e-3
+    assert (1 - default.lambda_max).max() < 1e-3 and (default.lambda_max <= 1 + 1e-12).all()
+    assert default.row_steps.min() > 2 * steady_only.row_steps.max()
+
+
+def test_the_residual_rule_costs_no_steps_where_the_spectrum_has_a_gap():
+    """Well separated extremes: once the values are steady, the residuals are small too."""
+    gen = torch.Generator().manual_seed(5)
+    d = 400
+    spectrum = torch.cat([torch.tensor([3.0, -2.5]), torch.rand(d - 2, generator=gen, dtype=torch.float64) - 0.5])
+    hvp = lambda v: v * spectrum.to(v.dtype)  # noqa: E731
+    start = torch.randn(6, d, generator=gen, dtype=torch.float64)
+    steady_only = lanczos(hvp, start, residual_tol=math.inf)
+    default = lanczos(hvp, start)
+    assert torch.equal(default.row_steps, steady_only.row_steps)
+    assert torch.allclose(default.lambda_max, torch.full((6,), 3.0, dtype=torch.float64), rtol=1e-9)
+    assert torch.allclose(default.lambda_min, torch.full((6,), -2.5, dtype=torch.float64), rtol=1e-9)
+
+
 def test_lanczos_basis_growth_and_row_removal_change_no_value(monkeypatch):
     """The basis grows in place (doubling) and drops stopped rows: values equal a run that never grows."""
     import pytest_clever._engine.lanczos as lanczos_module
