@@ -224,8 +224,7 @@ SLOW_RUN = """
 
     model = SleepyLinear(*linear(), seconds=0.2, always=True, log=sys.argv[1])
     pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
-    # Long enough (about 15 s; 6 inputs took 4.5 s and once finished before the signal) that the signal
-    # lands mid-run, also on a loaded runner.
+    # About 15 s: the signal must land mid-run even when a loaded runner polls the worker log late.
     clever_scores(model, torch.randn(24, 6), radius=1.0, n_batches=20, batch_size=32, seed=7, executor=pool)
     print("FINISHED", flush=True)
 """
