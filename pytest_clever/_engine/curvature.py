@@ -242,11 +242,7 @@ def hessian_curvature(
     generator: torch.Generator | Sequence[torch.Generator],
     dtype: torch.dtype,
     device: torch.device,
-    tol: float = TOLERANCE,
-    max_steps: int = MAX_STEPS,
-    patience: int = PATIENCE,
-    patience_share: float = PATIENCE_SHARE,
-    residual_tol: float = RESIDUAL_TOLERANCE,
+    solver: SolverOptions = DEFAULT_SOLVER,
     groups: torch.Tensor | None = None,
     floor: torch.Tensor | None = None,
     restrict: Restrict | None = None,
@@ -260,8 +256,10 @@ def hessian_curvature(
     from one generator per point (``n_rows / len(generator)`` rows each).
     With ``groups`` (and optionally ``floor``, see :func:`batch_max_rule`)
     only each group's maximum is exact to the tolerance; other rows hold
-    lower bounds of their value that stay below it. ``warm``: per-row
-    vectors ``(n_rows, dim)`` added to the random start (:func:`warm_start`).
+    lower bounds of their value that stay below it. ``solver``: the Lanczos
+    stopping rule (its ``prune`` and ``warm`` are the caller's: ``groups``,
+    ``warm``). ``warm``: per-row vectors ``(n_rows, dim)`` added to the
+    random start (:func:`warm_start`).
     """
     if method not in CURVATURE_METHODS:
         raise ValueError(f"unknown curvature method {method!r}: use one of {CURVATURE_METHODS}")
@@ -280,11 +278,11 @@ def hessian_curvature(
     ritz = lanczos(
         hvp,
         start,
-        tol=tol,
-        max_steps=max_steps,
-        patience=patience,
-        patience_share=patience_share,
-        residual_tol=residual_tol,
+        tol=solver.tol,
+        max_steps=solver.max_steps,
+        patience=solver.patience,
+        patience_share=solver.patience_share,
+        residual_tol=solver.residual_tol,
         may_stop=may_stop,
         restrict=restrict,
     )
@@ -301,11 +299,7 @@ def margin_curvatures(
     *,
     method: str = "spectral",
     generator: torch.Generator | Sequence[torch.Generator],
-    tol: float = TOLERANCE,
-    max_steps: int = MAX_STEPS,
-    patience: int = PATIENCE,
-    patience_share: float = PATIENCE_SHARE,
-    residual_tol: float = RESIDUAL_TOLERANCE,
+    solver: SolverOptions = DEFAULT_SOLVER,
     groups: torch.Tensor | None = None,
     floor: torch.Tensor | None = None,
     warm: Sequence[torch.Tensor] = (),
@@ -326,11 +320,7 @@ def margin_curvatures(
         generator=generator,
         dtype=points.dtype,
         device=points.device,
-        tol=tol,
-        max_steps=max_steps,
-        patience=patience,
-        patience_share=patience_share,
-        residual_tol=residual_tol,
+        solver=solver,
         groups=groups,
         floor=floor,
         restrict=hessians.restrict,

@@ -153,9 +153,10 @@ def lanczos(
     ``residual_tol`` times the spectral norm, once its Krylov space is
     exhausted (its Ritz values are then exact), or when ``may_stop`` marks it.
     The residual of the Ritz pair ``(theta_i, Q s_i)`` is ``beta_k |s_i[k]|``
-    (``H Q = Q T + beta_k q e_k^T``): it comes with the tridiagonal's eigenvectors. The tridiagonal matrices are
-    tiny (``steps x steps``); their eigen-decomposition costs little next to
-    one product. ``vectors``: also return the extreme Ritz vectors.
+    (``H Q = Q T + beta_k q e_k^T``): it comes with the tridiagonal's
+    eigenvectors. The tridiagonal matrices are tiny (``steps x steps``);
+    their eigen-decomposition costs little next to one product.
+    ``vectors``: also return the extreme Ritz vectors.
     """
     rows, dim = v0.shape
     device, dtype = v0.device, v0.dtype

@@ -163,11 +163,7 @@ class _CurvatureChunks:
             self.targets,
             method=self.method,
             generator=generators,
-            tol=self.solver.tol,
-            max_steps=self.solver.max_steps,
-            patience=self.solver.patience,
-            patience_share=self.solver.patience_share,
-            residual_tol=self.solver.residual_tol,
+            solver=self.solver,
             groups=groups if self.solver.prune and not self.solver.warm else None,
             floor=self.best,
             warm=tuple(vectors.repeat(n, 1) for vectors in self.warm),  # row i * T + t: target t

@@ -16,7 +16,7 @@ from pytest_clever import (
     clever_score,
     clever_scores,
 )
-from pytest_clever._engine.curvature import margin_curvatures
+from pytest_clever._engine.curvature import SolverOptions, margin_curvatures
 from pytest_clever._engine.second_order import second_order_radius
 from pytest_clever.extras.digits import DIGITS_BOUNDS, DigitsCNN, cached_digits_cnn
 
@@ -131,8 +131,7 @@ def test_hessian_curvature_matches_the_full_hessian(method):
         targets,
         method=method,
         generator=torch.Generator().manual_seed(0),
-        tol=1e-12,
-        max_steps=5000,
+        solver=SolverOptions(tol=1e-12, max_steps=5000),
     )
     assert bool(estimate.converged.all())
     got = estimate.value.view(6, 3)
