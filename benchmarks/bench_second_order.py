@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import os
 import resource
 import subprocess
@@ -45,13 +44,12 @@ from pytest_clever.extras.digits import DIGITS_BOUNDS, cached_digits_cnn, load_d
 
 sys.path.insert(0, str(Path(__file__).parent))
 from resnet_model import SmallResNet, cifar_size_digits, trained_resnet
+from second_order_accuracy import SHARE_HALF
 
 #: Sampled points per batch: the library default for the digits CNN, fewer for the slow ResNets.
 DEFAULT_BATCH_SIZE = {"digits": 128, "resnet": 8, "resnet-trained": 8}
 #: The same for ``--reduced``.
 REDUCED_BATCH_SIZE = {"digits": 32, "resnet": 4, "resnet-trained": 4}
-#: The stopping rule before the residual rule (``lanczos.RESIDUAL_TOLERANCE``): steady for half the steps.
-SHARE_HALF_OPTIONS: dict = dict(patience_share=0.5, residual_tol=math.inf)
 
 
 def _setup(model_name: str):
@@ -69,7 +67,7 @@ def _use_solver(name: str) -> None:
     from pytest_clever._engine import second_order
     from pytest_clever._engine.curvature import SolverOptions
 
-    solver = {"warm": SolverOptions(warm=True), "share-half": SolverOptions(**SHARE_HALF_OPTIONS)}.get(name)
+    solver = {"warm": SolverOptions(warm=True), "share-half": SHARE_HALF}.get(name)
     if solver is not None:
         second_order.sample_targets = functools.partial(second_order.sample_targets, solver=solver)
 

@@ -54,6 +54,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from resnet_model import SmallResNet, cifar_size_digits, trained_resnet
 
 REFERENCE = SolverOptions(tol=1e-7, patience=3, patience_share=0.5, prune=False)
+#: The stopping rule before the residual rule (``lanczos.RESIDUAL_TOLERANCE``): steady for half the steps.
+SHARE_HALF = SolverOptions(patience_share=0.5, residual_tol=math.inf)
 
 
 def models(names: list[str]) -> dict:
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     methods = {} if args.no_default else {"cold": SolverOptions()}
     if not args.no_share_half:
-        methods["share-half"] = SolverOptions(patience_share=0.5, residual_tol=math.inf)
+        methods["share-half"] = SHARE_HALF
     if not args.no_warm:
         methods["warm"] = SolverOptions(warm=True)
     for p in args.patience:
