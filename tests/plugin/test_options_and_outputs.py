@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from .user_modules import SMALL_SAMPLE_ARGS, linear_module
+from .xdist_runs import serial_and_xdist
 
 # A user's test module: a linear model, whose scores are exact and fast.
 MODEL = linear_module()
@@ -317,24 +318,21 @@ def test_help_lists_the_options_in_their_own_group(pytester):
 
 @pytest.mark.slow  # real pytest subprocesses (xdist workers): CI runs it
 def test_xdist_workers_report_to_the_controller(pytester):
-    pytest.importorskip("xdist")
     tests = "".join(
         f"\n@pytest.mark.clever(radius=5.0, {SMALL_SAMPLE_ARGS}, min_score=0.001)\n"
         f"def test_{i}(clever):\n    clever.scores(linear(), XS)\n"
         for i in range(4)
     )
     pytester.makepyfile(MODEL + tests)
-    serial = pytester.runpytest_subprocess("--clever-json=serial.json")
-    serial.assert_outcomes(passed=4)
-    result = pytester.runpytest_subprocess("-n", "2", "--clever-json=xdist.json")
-    result.assert_outcomes(passed=4)
+    runs = serial_and_xdist(pytester, passed=4)
+    result, xdist_doc = runs["xdist"]
     result.stdout.fnmatch_lines(["*= CLEVER robustness =*"])
     assert sum("PASSED" in line for line in result.stdout.lines) == 4
 
     def by_node(doc):
         return {r["nodeid"]: (r["settings"]["seed"], r["mean"]) for r in doc["records"]}
 
-    assert by_node(_json(pytester, "xdist.json")) == by_node(_json(pytester, "serial.json"))
+    assert by_node(xdist_doc) == by_node(runs["serial"][1])
 
 
 def test_a_failing_call_among_several_says_which_call_and_where(pytester):

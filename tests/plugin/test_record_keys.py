@@ -8,6 +8,7 @@ import json
 import pytest
 
 from .user_modules import SMALL_SAMPLE_ARGS, linear_module
+from .xdist_runs import serial_and_xdist
 
 # A module whose models differ only in how steep their margins are: weights on input 0
 # (0 in every x) scaled by ``factor``; factor 2 drops the mean score by about 35%.
@@ -106,13 +107,9 @@ SORTED = [
 
 @pytest.mark.slow  # real pytest subprocesses (xdist workers): CI runs it
 def test_records_and_rows_are_sorted_the_same_serially_and_under_xdist(pytester):
-    pytest.importorskip("xdist")
     pytester.makepyfile(test_order=ORDER)
     outputs = {}
-    for label, args in (("serial", ()), ("xdist", ("-n", "2"))):
-        result = pytester.runpytest_subprocess(*args, f"--clever-json={label}.json")
-        result.assert_outcomes(passed=3)
-        doc = json.loads((pytester.path / f"{label}.json").read_text())
+    for label, (result, doc) in serial_and_xdist(pytester, passed=3).items():
         keys = [[r["nodeid"], r["name"], r["call"]] for r in doc["records"]]
         assert keys == SORTED, label
         start = result.stdout.lines.index(next(line for line in result.stdout.lines if "CLEVER robustness" in line))

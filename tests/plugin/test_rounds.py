@@ -8,6 +8,7 @@ import json
 import pytest
 
 from .user_modules import linear_module
+from .xdist_runs import serial_and_xdist
 
 MODEL = linear_module()
 # A linear model's gradient norms are constant: its interval has zero width, so precision stops every input
@@ -116,18 +117,15 @@ def test_rounds(clever, half):
 
 @pytest.mark.slow  # real pytest subprocesses (xdist workers): CI runs it
 def test_the_same_seed_stops_at_the_same_point_serially_and_under_xdist(pytester):
-    pytest.importorskip("xdist")
     pytester.makepyfile(test_smooth=SMOOTH)
-    stops = {}
-    for label, args in (("serial", ()), ("xdist", ("-n", "2"))):
-        result = pytester.runpytest_subprocess(*args, f"--clever-json={label}.json")
-        result.assert_outcomes(passed=2)
-        doc = json.loads((pytester.path / f"{label}.json").read_text())
-        stops[label] = sorted(
+    stops = {
+        label: sorted(
             (r["nodeid"], res["stop_reason"], res["points"], res["score"])
             for r in doc["records"]
             for res in r["results"]
         )
+        for label, (_, doc) in serial_and_xdist(pytester, passed=2).items()
+    }
     assert stops["serial"] == stops["xdist"]
     # The rounds did choose: inputs stopped by precision at more than one point count.
     assert {s[1] for s in stops["serial"]} == {"precision"}
