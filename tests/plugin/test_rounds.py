@@ -141,7 +141,9 @@ def test_torch_compile_from_the_command_line_and_the_marker_reaches_the_results_
         + "\n@pytest.mark.clever(radius=5.0, batch_size=16, n_batches=10, torch_compile=False)"
         + "\ndef test_eager(clever):\n    clever.scores(linear(), XS)\n"
     )
-    result = pytester.runpytest("--clever-torch-compile=true", "--clever-json=out.json")
+    # In a subprocess: an in-process run drops the torch._inductor modules it imported from sys.modules,
+    # and importing them again in this process fails (their operator library is registered once per process).
+    result = pytester.runpytest_subprocess("--clever-torch-compile=true", "--clever-json=out.json")
     result.assert_outcomes(passed=2)
     by_test = {r["nodeid"].split("::")[1]: r for r in _json(pytester)["records"]}
     assert by_test["test_gate"]["settings"]["torch_compile"] is True
